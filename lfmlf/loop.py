@@ -1,0 +1,237 @@
+"""The training loop: one trial, top to bottom. Imports no Ray, Optuna or MLflow.
+
+``fit(spec)`` builds the task data, the model and the method, then trains for ``max_steps`` optimizer
+steps and yields an :class:`Evaluation` every ``eval_every`` steps (source-language dev scores for model
+selection, target-language scores zero-shot). The caller reports it and may save ``evaluation.state()``,
+a plain dict that is enough to resume (pass it back as ``fit(spec, state)``) and to audit.
+"""
+from __future__ import annotations
+
+import math
+import resource
+import time
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+
+from lfmlf.config import TrialSpec
+from lfmlf.methods import METHODS, Method, StepObjectives
+from lfmlf.models import TaskModel, load_encoder
+from lfmlf.tasks import TASKS, Task
+from lfmlf.tasks.base import Example, collate
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or gradient became NaN/inf; the message names the step, the language and what to change."""
+
+
+@dataclass
+class Evaluation:
+    step: int
+    metrics: dict[str, float]
+    state: Callable[[], dict[str, Any]] = field(repr=False)
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def pick_device(name: str) -> torch.device:
+    """``auto`` -> the GPU Ray assigned to this trial (it is cuda:0 under CUDA_VISIBLE_DEVICES), else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class LanguageStream:
+    """Endless shuffled passes over one language's examples; the position is two ints, so resumable."""
+
+    def __init__(self, examples: Sequence[Example], seed: int, lang: str) -> None:
+        self.examples, self.seed, self.lang = examples, seed, lang
+        self.epoch, self.pos = 0, 0
+        self._order = self._permutation()
+
+    def _permutation(self) -> list[int]:
+        g = torch.Generator().manual_seed(zlib.crc32(f"{self.seed}/{self.lang}/{self.epoch}".encode()))
+        return torch.randperm(len(self.examples), generator=g).tolist()
+
+    def take(self, n: int) -> list[Example]:
+        out = []
+        for _ in range(n):
+            if self.pos == len(self._order):
+                self.epoch, self.pos = self.epoch + 1, 0
+                self._order = self._permutation()
+            out.append(self.examples[self._order[self.pos]])
+            self.pos += 1
+        return out
+
+    def state(self) -> tuple[int, int]:
+        return self.epoch, self.pos
+
+    def restore(self, state: Sequence[int]) -> None:
+        self.epoch, self.pos = int(state[0]), int(state[1])
+        self._order = self._permutation()
+
+
+def language_weights(sizes: dict[str, int], sampler: str, temperature: float) -> dict[str, float]:
+    """Share of each source in a batch: uniform, proportional to data size, or size ** (1 / T)."""
+    if sampler == "uniform":
+        raw = {k: 1.0 for k in sizes}
+    elif sampler == "proportional":
+        raw = {k: float(n) for k, n in sizes.items()}
+    else:
+        raw = {k: float(n) ** (1.0 / temperature) for k, n in sizes.items()}
+    total = sum(raw.values())
+    return {k: v / total for k, v in raw.items()}
+
+
+def allocate(batch_size: int, weights: dict[str, float], generator: torch.Generator) -> dict[str, int]:
+    """Examples per source in one batch: one each (every source constrains every step), the rest drawn
+    from ``weights``."""
+    langs = list(weights)
+    extra = torch.multinomial(torch.tensor([weights[k] for k in langs]), batch_size - len(langs),
+                              replacement=True, generator=generator) if batch_size > len(langs) else []
+    counts = {k: 1 for k in langs}
+    for i in (extra.tolist() if len(extra) else []):
+        counts[langs[i]] += 1
+    return counts
+
+
+def build_optimizer(model: TaskModel, spec: TrialSpec) -> torch.optim.Optimizer:
+    """AdamW (or SGD) over trainable parameters; no weight decay on biases and LayerNorm weights."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": spec.train.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if spec.train.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=spec.train.lr)
+    return torch.optim.AdamW(groups, lr=spec.train.lr)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def build(spec: TrialSpec, device: torch.device) -> tuple[Task, TaskModel, Method]:
+    """Task data, model (encoder + fresh head) and method for a trial; the model is at theta0."""
+    task = TASKS[spec.task.name](spec.task)
+    texts = list(task.texts(spec.pool)) if spec.model.name_or_path == "tiny" else None
+    encoder, tokenizer = load_encoder(spec.model, texts)
+    task.prepare(tokenizer, spec.sources, spec.targets)
+    torch.manual_seed(spec.train.seed)
+    model = TaskModel(encoder, task.build_head(encoder.config.hidden_size, spec.model.dropout)).to(device)
+    method = METHODS[spec.method](**spec.method_params)
+    method.setup(model, spec.sources)
+    return task, model, method
+
+
+def evaluate(task: Task, model: TaskModel, spec: TrialSpec, device: torch.device) -> dict[str, float]:
+    """Source-language dev scores (model selection) and target-language scores (zero-shot)."""
+    m, bs = task.metric, spec.train.eval_batch_size
+    out: dict[str, float] = {}
+    for prefix, langs, split in (("source", spec.sources, "dev"),
+                                 ("zero_shot", spec.targets, spec.task.target_split)):
+        scores = [task.evaluate(model, lang, split, bs, device)[m] for lang in langs]
+        out.update({f"{prefix}/{m}/{lang}": s for lang, s in zip(langs, scores)})
+        out[f"{prefix}/{m}/avg"] = sum(scores) / len(scores)
+        out[f"{prefix}/{m}/min"] = min(scores)
+    return out
+
+
+def _check_finite(losses: dict[str, torch.Tensor], step: int, spec: TrialSpec) -> None:
+    for lang, loss in losses.items():
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"the {spec.task.name} loss of source language '{lang}' is {float(loss)} at step {step} "
+                f"(method {spec.method}, lr {spec.train.lr:g}). Fix: lower the learning rate, keep "
+                "train.grad_clip set, or turn off train.bf16. Checkpoints up to the last evaluation are kept.")
+
+
+# ----------------------------------------------------------------------------------------------- the loop
+def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evaluation]:
+    """Train one configuration; yield an Evaluation every ``eval_every`` steps (resuming from ``state``)."""
+    tc = spec.train
+    device = pick_device(tc.device)
+
+    # --- build: data, model at theta0, method (snapshots theta0), optimizer, schedule
+    task, model, method = build(spec, device)
+    optimizer = build_optimizer(model, spec)
+    from transformers import get_linear_schedule_with_warmup
+
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(tc.warmup_ratio * tc.max_steps), tc.max_steps)
+    streams = {lang: LanguageStream(task.train_examples(lang), tc.seed, lang) for lang in spec.sources}
+    weights = language_weights({k: len(s.examples) for k, s in streams.items()}, tc.sampler, tc.temperature)
+    batch_rng = torch.Generator().manual_seed(tc.seed)
+    step, best = 0, {"score": -math.inf, "metrics": {}}
+
+    # --- resume: trainable weights, optimizer, schedule, data positions, RNGs, method counters
+    if state is not None:
+        model.load_state_dict(state["trainable"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        for lang, pos in state["streams"].items():
+            streams[lang].restore(pos)
+        batch_rng.set_state(state["batch_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        method.load_state_dict(state["method"])
+        step, best = state["step"], state["best"]
+
+    def snapshot() -> dict[str, Any]:
+        return {"step": step, "trainable": model.trainable_state(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "streams": {k: s.state() for k, s in streams.items()},
+                "batch_rng": batch_rng.get_state(), "torch_rng": torch.get_rng_state(),
+                "method": method.state_dict(), "best": best, "spec": spec.model_dump(mode="json")}
+
+    # --- train
+    window: dict[str, list[float]] = defaultdict(list)
+    micro = max(1, tc.batch_size // tc.grad_accum)
+    model.train()
+    started, steps_in_window = time.perf_counter(), 0
+    while step < tc.max_steps:
+        optimizer.zero_grad(set_to_none=True)
+        for _ in range(tc.grad_accum):
+            sizes = allocate(micro, weights, batch_rng)
+            batches = {lang: {k: v.to(device) for k, v in collate(streams[lang].take(n), task.pad_id).items()}
+                       for lang, n in sizes.items()}
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.bf16):
+                outputs = {lang: task.loss(model, b) for lang, b in batches.items()}
+            losses = {lang: out[0] for lang, out in outputs.items()}
+            _check_finite(losses, step, spec)
+            signals = method.backward(StepObjectives(task=losses, hidden={k: o[1] for k, o in outputs.items()},
+                                                     batches=batches, sizes=sizes, grad_scale=1.0 / tc.grad_accum))
+            for lang, loss in losses.items():
+                window[f"train/loss/task/{lang}"].append(loss.item())
+            for key, value in signals.items():
+                window[key].append(value)
+        if tc.grad_clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], tc.grad_clip)
+            if not torch.isfinite(norm):
+                _check_finite({"(gradient norm)": norm}, step, spec)
+            window["train/grad_norm"].append(float(norm))
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        steps_in_window += 1
+
+        # --- evaluate: source dev (selection) and targets (zero-shot); track the selected checkpoint
+        if step % tc.eval_every == 0 or step == tc.max_steps:
+            elapsed = time.perf_counter() - started
+            metrics = evaluate(task, model, spec, device)
+            metrics.update({k: sum(v) / len(v) for k, v in window.items()})
+            metrics.update(method.report())
+            score = metrics[f"source/{task.metric}/avg"]
+            if score > best["score"]:
+                best = {"score": score, "step": step,
+                        "metrics": {k: v for k, v in metrics.items() if k.startswith(("zero_shot/", "source/"))}}
+            metrics.update({f"best/{k}": v for k, v in best["metrics"].items()})
+            metrics.update({"step": float(step), "eval_step": float(step // tc.eval_every),
+                            "best/step": float(best["step"]), "train/lr": scheduler.get_last_lr()[0],
+                            "perf/steps_per_s": steps_in_window / elapsed if elapsed > 0 else 0.0,
+                            "perf/peak_mem_mb": peak_memory_mb(device)})
+            yield Evaluation(step=step, metrics=metrics, state=snapshot)
+            window.clear()
+            started, steps_in_window = time.perf_counter(), 0

@@ -1,0 +1,88 @@
+"""The Method interface and what the loop hands a method each step.
+
+Call order in a trial: ``METHODS[name](**params)`` (hyper-parameters validated, unknown ones rejected)
+-> ``setup(model, sources)`` once, after the model is on its device and before the first step (theta0
+is snapshotted here) -> ``backward(objectives)`` every micro-batch -> ``report()`` at every evaluation.
+On resume, ``setup`` runs on the freshly built model and then ``load_state_dict`` restores counters.
+"""
+from __future__ import annotations
+
+import difflib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from torch import Tensor
+
+from lfmlf.models import TaskModel
+
+
+class MethodParams(BaseModel):
+    """Base of every method's hyper-parameters: typed, defaults, unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class StepObjectives:
+    """What the loop computed on one micro-batch, one entry per source language present in it."""
+
+    task: Mapping[str, Tensor]                     # mean task loss per source language (graph attached)
+    hidden: Mapping[str, Tensor]                   # last hidden states per source language (graph attached)
+    batches: Mapping[str, Mapping[str, Tensor]]    # the sub-batches themselves (on the device)
+    sizes: Mapping[str, int]                       # examples per sub-batch
+    grad_scale: float                              # multiply what you add to .grad by this (1 / grad_accum)
+
+
+class Method(ABC):
+    """One fine-tuning method. Its whole algebra lives in its own short module."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[MethodParams]] = MethodParams
+
+    def __init__(self, **params: Any) -> None:
+        self.params = self.Params(**params)
+
+    @classmethod
+    def validate_params(cls, params: Mapping[str, Any]) -> None:
+        """Raise ValueError naming every bad or unknown hyper-parameter and the valid ones."""
+        try:
+            cls.Params(**params)
+        except ValidationError as e:
+            valid = list(cls.Params.model_fields)
+            problems = []
+            for err in e.errors():
+                key = ".".join(map(str, err["loc"]))
+                if err["type"] == "extra_forbidden":
+                    close = difflib.get_close_matches(key, valid, n=1)
+                    problems.append(f"unknown parameter '{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+                else:
+                    problems.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
+            raise ValueError(f"{'; '.join(problems)}. Valid parameters of '{cls.name}': "
+                             f"{', '.join(valid) or 'none'}") from None
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        return list(cls.Params.model_fields)
+
+    def setup(self, model: TaskModel, sources: Sequence[str]) -> None:
+        """Called once per trial before the first step, with the model at theta0."""
+        self.sources = tuple(sources)
+
+    @abstractmethod
+    def backward(self, obj: StepObjectives) -> dict[str, float]:
+        """Called every micro-batch: add this method's update to the trainable parameters' ``.grad``
+        (the loop zeroes them, clips, and steps the optimizer). Returns per-step signals (floats) that the
+        loop averages between evaluations and reports under their own keys."""
+
+    def report(self) -> dict[str, float]:
+        """Called at every evaluation: cumulative counters (e.g. QP fallbacks), reported as they are."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What must survive a resume besides the model and optimizer (counters)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Called on resume after ``setup``."""

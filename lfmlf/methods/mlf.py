@@ -1,0 +1,31 @@
+"""MLF: plain multi-source fine-tuning. The per-source losses are combined and back-propagated once."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from lfmlf.methods.base import Method, MethodParams, StepObjectives
+
+
+class MlfParams(MethodParams):
+    reduction: Literal["mean", "sum", "size"] = Field(
+        "mean", description="How per-source losses combine: their mean, their sum, or weighted by the "
+                            "number of examples each source has in the batch (= one loss over the union).")
+
+
+class Mlf(Method):
+    name = "mlf"
+    Params = MlfParams
+
+    def backward(self, obj: StepObjectives) -> dict[str, float]:
+        langs = list(obj.task)
+        if self.params.reduction == "size":
+            total = sum(obj.sizes[lang] for lang in langs)
+            loss = sum(obj.task[lang] * (obj.sizes[lang] / total) for lang in langs)
+        else:
+            loss = sum(obj.task[lang] for lang in langs)
+            if self.params.reduction == "mean":
+                loss = loss / len(langs)
+        (loss * obj.grad_scale).backward()
+        return {}

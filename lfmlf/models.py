@@ -1,0 +1,150 @@
+"""Encoder + task head, from a Hugging Face name, a local directory, or a tiny random model for tests.
+
+The split between *pre-trained* parameters (the encoder) and the *new* task head matters to every
+forgetting method: only the encoder has a pre-trained state to keep. :class:`TaskModel` makes that split
+explicit, and the freezing options (word embeddings, bottom n layers) are applied here, once.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from lfmlf.config import ModelConfig
+
+
+class ModelError(ValueError):
+    """A model cannot be built or loaded; the message says why and what to do."""
+
+
+@dataclass
+class EncoderOutput:
+    hidden: Tensor          # [B, T, H] last hidden states
+    logits: Tensor          # task head output
+
+
+class TaskModel(nn.Module):
+    """A pre-trained encoder and a task head. ``forward`` returns hidden states and logits."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def encode(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        return self.encoder(**kwargs).last_hidden_state
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor,
+                token_type_ids: Tensor | None = None) -> EncoderOutput:
+        hidden = self.encode(input_ids, attention_mask, token_type_ids)
+        return EncoderOutput(hidden=hidden, logits=self.head(hidden))
+
+    def pretrained_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """Trainable encoder parameters: the ones a forgetting objective protects."""
+        return [(f"encoder.{n}", p) for n, p in self.encoder.named_parameters() if p.requires_grad]
+
+    def head_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """Trainable task-head parameters: new, no pre-trained state."""
+        return [(f"head.{n}", p) for n, p in self.head.named_parameters() if p.requires_grad]
+
+    def trainable_state(self) -> dict[str, Tensor]:
+        """Only what training changes; frozen weights are rebuilt from the model source on resume."""
+        return {n: p.detach().clone() for n, p in self.named_parameters() if p.requires_grad}
+
+    def frozen_encoder_copy(self) -> nn.Module:
+        """A frozen copy of the encoder as it is now (called at setup, i.e. at theta0)."""
+        ref = copy.deepcopy(self.encoder).eval()
+        for p in ref.parameters():
+            p.requires_grad_(False)
+        return ref
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int):  # -> PreTrainedTokenizerFast
+    """A SentencePiece-style Unigram tokenizer (``▁`` word markers, like XLM-R) trained on ``texts``."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>",
+                                      show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+                                   cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+                                   model_max_length=512)
+
+
+def _tiny_encoder(cfg: ModelConfig, vocab_size: int, pad_id: int) -> nn.Module:
+    from transformers import BertConfig, BertModel
+
+    t = cfg.tiny
+    config = BertConfig(vocab_size=vocab_size, hidden_size=t.hidden_size, num_hidden_layers=t.layers,
+                        num_attention_heads=t.heads, intermediate_size=4 * t.hidden_size,
+                        max_position_embeddings=512, pad_token_id=pad_id,
+                        hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(t.seed)  # theta0 is the same in every trial and on resume
+        return BertModel(config, add_pooling_layer=False)
+
+
+def load_encoder(cfg: ModelConfig, texts: Iterable[str] | None = None):  # -> (encoder, tokenizer)
+    """The encoder and its tokenizer. ``tiny`` trains a tokenizer on ``texts`` and initialises randomly
+    with a fixed seed; anything else is a hub id or a local directory read with AutoModel/AutoTokenizer."""
+    if cfg.name_or_path == "tiny":
+        if texts is None:
+            raise ModelError("the tiny model trains its tokenizer on the run's text; pass texts")
+        tokenizer = train_tokenizer(texts, cfg.tiny.vocab_size)
+        encoder = _tiny_encoder(cfg, len(tokenizer), tokenizer.pad_token_id)
+    else:
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(cfg.name_or_path)
+            config = AutoConfig.from_pretrained(cfg.name_or_path, hidden_dropout_prob=cfg.dropout,
+                                                attention_probs_dropout_prob=cfg.dropout)
+            encoder = AutoModel.from_pretrained(cfg.name_or_path, config=config, dtype=torch.float32,
+                                                add_pooling_layer=False)
+        except (OSError, ValueError) as e:
+            raise ModelError(f"cannot load model '{cfg.name_or_path}': {e}. Fix: give a local Hugging Face "
+                             "directory, or a hub id on a machine with internet access.") from None
+    freeze(encoder, cfg.freeze_embeddings, cfg.freeze_layers)
+    return encoder, tokenizer
+
+
+def _layers(encoder: nn.Module) -> list[nn.Module]:
+    for path in ("encoder.layer", "layers", "transformer.layer", "encoder.layers"):
+        node: object = encoder
+        for attr in path.split("."):
+            node = getattr(node, attr, None)
+        if isinstance(node, nn.ModuleList):
+            return list(node)
+    raise ModelError(f"cannot find the transformer layers of {type(encoder).__name__} to freeze")
+
+
+def freeze(encoder: nn.Module, embeddings: bool, bottom_layers: int) -> None:
+    """Freeze the word embeddings and/or the bottom ``bottom_layers`` transformer layers in place."""
+    if embeddings:
+        encoder.get_input_embeddings().weight.requires_grad_(False)
+    if bottom_layers:
+        layers = _layers(encoder)
+        if bottom_layers > len(layers):
+            raise ModelError(f"freeze_layers={bottom_layers} but the encoder has {len(layers)} layers")
+        for layer in layers[:bottom_layers]:
+            for p in layer.parameters():
+                p.requires_grad_(False)
+
+
+def iter_trainable(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+    return ((n, p) for n, p in model.named_parameters() if p.requires_grad)

@@ -1,0 +1,138 @@
+"""Small box-constrained QP used by LF-MLF to pick each step's update direction.
+
+Primal:  d = argmin_d <g_F, d> + 1/2 ||d||^2   s.t.  <g_k, d> <= -eps_k  (k = 1..K)
+Dual:    lam = argmin_{0 <= lam <= C} 1/2 lam^T Q lam + b^T lam,  Q = G G^T,  b = G g_F - eps
+         d = -(g_F + G^T lam)
+The upper bound C makes the constraints soft, so conflicting sources still give a bounded step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+_CHUNK = 1 << 20  # columns of G handled at a time (bounds the float64 temporaries)
+
+
+@dataclass(frozen=True)
+class QPResult:
+    """Solution of the box QP: multipliers, status, iteration count and KKT residual."""
+
+    lam: Tensor  # [K] float64
+    status: str  # "optimal" | "max_iter" | "nonfinite"
+    iterations: int
+    kkt_residual: float  # max violation of the box-QP KKT conditions at lam
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "optimal"
+
+
+@dataclass(frozen=True)
+class Direction:
+    """Update direction d (dtype of g_f) and the dual solve that produced it."""
+
+    d: Tensor
+    qp: QPResult
+
+
+def _kkt_residual(lam: Tensor, r: Tensor, upper: float) -> float:
+    """Max KKT violation: r >= 0 at lam = 0, r <= 0 at lam = upper, r = 0 in between."""
+    viol = torch.where(lam <= 0, (-r).clamp(min=0), torch.where(lam >= upper, r.clamp(min=0), r.abs()))
+    return float(viol.max()) if viol.numel() else 0.0
+
+
+def _subspace_step(Qff: Tensor, rf: Tensor, tol: float) -> tuple[Tensor, bool]:
+    """Minimiser step p of 1/2 p^T Qff p + rf^T p; (descent ray, True) if the subproblem is unbounded."""
+    w, V = torch.linalg.eigh(Qff)
+    null = w <= max(float(w.max()), 0.0) * 1e-12 * len(w) + 1e-300
+    Vn, Vr = V[:, null], V[:, ~null]
+    n = Vn @ (Vn.T @ rf)  # part of the gradient the curvature cannot cancel -> linear descent ray
+    if float(n.abs().max()) > tol:
+        return -n, True
+    return -(Vr @ ((Vr.T @ rf) / w[~null])), False
+
+
+def solve_box_qp(Q: Tensor, b: Tensor, upper: float, *, tol: float = 1e-9, max_iter: int = 500) -> QPResult:
+    """min_{0<=lam<=upper} 1/2 lam^T Q lam + b^T lam for symmetric PSD Q (K x K), in float64.
+
+    Primal active-set method: the working set W holds the indices fixed at a bound; each
+    iteration minimises over the free indices (eigen-decomposition, so singular Q is fine: an
+    unbounded free subproblem gives a descent ray that must hit the box), steps until a bound
+    blocks, and releases the bound with the most wrong-signed gradient once the subproblem is
+    solved. Non-finite Q or b give status "nonfinite" with lam = 0 instead of raising.
+    """
+    if not math.isfinite(upper) or upper <= 0:
+        raise ValueError(f"upper must be finite and > 0, got {upper}")
+    Q = torch.as_tensor(Q).detach().to(torch.float64)
+    b = torch.as_tensor(b).detach().to(torch.float64).reshape(-1)
+    K = b.numel()
+    if Q.shape != (K, K):
+        raise ValueError(f"Q must be [{K}, {K}] to match b, got {tuple(Q.shape)}")
+    lam = torch.zeros(K, dtype=torch.float64)
+    if K == 0:
+        return QPResult(lam, "optimal", 0, 0.0)
+    if not (torch.isfinite(Q).all() and torch.isfinite(b).all()):
+        return QPResult(lam, "nonfinite", 0, math.inf)
+    Q = 0.5 * (Q + Q.T)
+    tol_s = tol * (1.0 + float(Q.abs().max()) + float(b.abs().max()))
+    fixed = torch.ones(K, dtype=torch.bool)  # start at lam = 0 with every index on its lower bound
+    solved = False
+    for it in range(1, max_iter + 1):
+        r = Q @ lam + b
+        free = ~fixed
+        if not solved and bool(free.any()):
+            idx = free.nonzero().flatten()
+            p, ray = _subspace_step(Q[idx][:, idx], r[idx], tol_s)
+            lf = lam[idx]
+            room = torch.where(p > 0, (upper - lf) / p, torch.where(p < 0, -lf / p, math.inf))
+            j = int(room.argmin())
+            if ray or float(room[j]) < 1.0:  # a bound blocks: move there and fix it
+                lam[idx] = (lf + float(room[j]) * p).clamp(0.0, upper)
+                lam[idx[j]] = upper if p[j] > 0 else 0.0
+                fixed[idx[j]] = True
+            else:
+                lam[idx] = (lf + p).clamp(0.0, upper)
+                solved = True
+            continue
+        res = _kkt_residual(lam, r, upper)
+        if res <= tol_s:
+            return QPResult(lam, "optimal", it, res)
+        wrong = torch.where(lam >= upper, r, -r).masked_fill(~fixed, -math.inf)
+        j = int(wrong.argmax())
+        if float(wrong[j]) > tol_s:
+            fixed[j] = False  # release the most violated bound
+        solved = False  # re-solve the free subproblem (release or numerical refinement)
+    r = Q @ lam + b
+    return QPResult(lam, "max_iter", max_iter, _kkt_residual(lam, r, upper))
+
+
+def constrained_direction(G: Tensor, g_f: Tensor, eps: Tensor, upper: float) -> Direction:
+    """LF-MLF direction d = -(g_f + G^T lam) with lam the dual box-QP solution.
+
+    G is [K, D] in any float dtype (bf16 is upcast chunk by chunk, never as a whole float64
+    copy), g_f is [D], eps is [K] (>= 0), upper > 0 bounds the multipliers. Q and b are
+    accumulated in float64; d is returned in g_f's dtype. If the QP is not ok the caller
+    should fall back; d is still -(g_f + G^T lam) for whatever lam was returned.
+    """
+    if G.dim() != 2 or g_f.shape != (G.shape[1],) or eps.numel() != G.shape[0]:
+        raise ValueError(f"shape mismatch: G {tuple(G.shape)}, g_f {tuple(g_f.shape)}, eps {tuple(eps.shape)}")
+    K, D = G.shape
+    G, g_f = G.detach(), g_f.detach()
+    Q = torch.zeros(K, K, dtype=torch.float64, device=G.device)
+    Gg = torch.zeros(K, dtype=torch.float64, device=G.device)
+    for s in range(0, D, _CHUNK):
+        Gc = G[:, s : s + _CHUNK].to(torch.float64)
+        Q += Gc @ Gc.T
+        Gg += Gc @ g_f[s : s + _CHUNK].to(torch.float64)
+    b = Gg - eps.detach().to(device=G.device, dtype=torch.float64).reshape(-1)
+    qp = solve_box_qp(Q.cpu(), b.cpu(), upper)
+    lam = qp.lam.to(G.device)
+    d = torch.empty_like(g_f)
+    for s in range(0, D, _CHUNK):
+        Gc = G[:, s : s + _CHUNK].to(torch.float64)
+        d[s : s + _CHUNK] = -(g_f[s : s + _CHUNK].to(torch.float64) + lam @ Gc)
+    return Direction(d, qp)

@@ -1,0 +1,130 @@
+"""Search spaces: ``search_spaces/*.yaml`` -> a picklable Optuna define-by-run function. The only module
+that imports Optuna.
+
+A space file maps parameter names to distributions::
+
+    lr:         {type: float, low: 1.0e-5, high: 1.0e-3, log: true}
+    slack:      {type: float, low: 0.1, high: 10.0, log: true}
+    source_set: {type: source_set}            # categorical over the sweep's canonical sets (de+en+pt)
+    reduction:  {type: categorical, choices: [mean, sum]}
+
+A name is a training setting (``lr``, ``warmup_ratio``, ...), ``source_set``, or a hyper-parameter of the
+method the space belongs to. One space per method, so conditional parameters (``slack`` only for LF-MLF)
+need no special syntax.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+if TYPE_CHECKING:
+    import optuna
+
+    from lfmlf.config import SweepConfig
+
+
+class SpaceError(ValueError):
+    """A search-space file or mapping is wrong; the message names the file, the key and the fix."""
+
+
+class ParamSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["float", "int", "categorical", "source_set"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Union[str, int, float, bool]] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ParamSpec":
+        if self.type in ("float", "int"):
+            if self.low is None or self.high is None:
+                raise ValueError(f"type {self.type} needs 'low' and 'high'")
+            if self.low > self.high:
+                raise ValueError(f"low ({self.low}) > high ({self.high})")
+            if self.log and self.low <= 0:
+                raise ValueError("a log scale needs low > 0")
+        if self.type == "categorical" and not self.choices:
+            raise ValueError("type categorical needs a non-empty 'choices' list")
+        return self
+
+
+Space = dict[str, ParamSpec]
+
+
+def load_space(method: str, space: str | dict[str, Any] | None, cfg: "SweepConfig") -> Space:
+    """Read and validate one method's space (a file path, an inline mapping, or None = fixed config)."""
+    from lfmlf.config import TrainConfig, read_yaml
+    from lfmlf.methods import METHODS
+
+    if space is None:
+        return {}
+    where = str(space) if isinstance(space, str) else f"methods.{method}.space"
+    if isinstance(space, str):
+        if not Path(space).is_file():
+            raise SpaceError(f"search-space file {space} does not exist. Fix: check the path (relative to the "
+                             "sweep file).")
+        try:
+            raw = read_yaml(space)
+        except ValueError as e:
+            raise SpaceError(str(e)) from None
+    else:
+        raw = space
+    valid = set(TrainConfig.model_fields) | {"source_set"} | set(METHODS[method].param_names())
+    valid -= {"device", "seed", "max_steps", "eval_every"}  # the budget and evaluation grid stay fixed
+    out: Space = {}
+    for name, spec in raw.items():
+        if name not in valid:
+            close = difflib.get_close_matches(name, sorted(valid), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"searchable here: {', '.join(sorted(valid))}."
+            raise SpaceError(f"{where}: unknown parameter '{name}' for method '{method}'. Fix: {hint}")
+        try:
+            out[name] = ParamSpec.model_validate(spec)
+        except ValidationError as e:
+            msg = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'value'}: {x['msg']}" for x in e.errors())
+            raise SpaceError(f"{where}: parameter '{name}': {msg}. Fix: see search_spaces/README.md.") from None
+    return out
+
+
+class DefineByRun:
+    """Picklable define-by-run function for ``OptunaSearch(space=...)``: suggests every parameter of one
+    method's space and returns the constants (the method name) that Tune adds to the trial config."""
+
+    def __init__(self, method: str, space: Space, source_sets: list[str]) -> None:
+        self.method = method
+        self.space = {k: v.model_dump() for k, v in space.items()}
+        self.source_sets = list(source_sets)
+
+    def __call__(self, trial: "optuna.Trial") -> dict[str, Any]:
+        for name, s in self.space.items():
+            if s["type"] == "float":
+                trial.suggest_float(name, s["low"], s["high"], log=s["log"], step=s["step"])
+            elif s["type"] == "int":
+                step = int(s["step"] or 1)
+                trial.suggest_int(name, int(s["low"]), int(s["high"]), log=s["log"], step=step)
+            elif s["type"] == "categorical":
+                trial.suggest_categorical(name, s["choices"])
+            else:
+                trial.suggest_categorical(name, self.source_sets)
+        return {"method": self.method}
+
+
+def make_sampler(seed: int, n_startup_trials: int) -> "optuna.samplers.BaseSampler":
+    """Multivariate, grouped TPE with the constant liar (parallel trials do not all pick the same point)."""
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials, multivariate=True,
+                                      group=True, constant_liar=True, warn_independent_sampling=False)
+
+
+def study_storage(path: Path) -> "optuna.storages.BaseStorage":
+    """A persistent SQLite study next to the sweep's other files (``optuna-dashboard sqlite:///...`` opens it)."""
+    import optuna
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.RDBStorage(f"sqlite:///{path}")
