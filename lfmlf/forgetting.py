@@ -60,7 +60,7 @@ class DistillForgetting(Forgetting):
         params = [p for _, p in model.pretrained_parameters()]
         value = distill_loss(self.reference, hidden, batches)
         grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
-        return float(value), flatten(grads, params)
+        return value.item(), flatten(grads, params)
 
 
 def distill_loss(reference: torch.nn.Module, hidden: Mapping[str, Tensor],

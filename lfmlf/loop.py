@@ -146,7 +146,7 @@ def _check_finite(losses: dict[str, torch.Tensor], step: int, spec: TrialSpec) -
     for lang, loss in losses.items():
         if not torch.isfinite(loss):
             raise TrainingDiverged(
-                f"the {spec.task.name} loss of source language '{lang}' is {float(loss)} at step {step} "
+                f"the {spec.task.name} loss of source language '{lang}' is {loss.item()} at step {step} "
                 f"(method {spec.method}, lr {spec.train.lr:g}). Fix: lower the learning rate, keep "
                 "train.grad_clip set, or turn off train.bf16. Checkpoints up to the last evaluation are kept.")
 

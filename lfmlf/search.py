@@ -116,10 +116,14 @@ class DefineByRun:
 
 def make_sampler(seed: int, n_startup_trials: int) -> "optuna.samplers.BaseSampler":
     """Multivariate, grouped TPE with the constant liar (parallel trials do not all pick the same point)."""
+    import warnings
+
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials, multivariate=True,
-                                      group=True, constant_liar=True, warn_independent_sampling=False)
+                                      group=True, constant_liar=True)
 
 
 def study_storage(path: Path) -> "optuna.storages.BaseStorage":

@@ -55,13 +55,9 @@ class SweepTracker:
         if resume:
             found = self._search(f"tags.`lfmlf.sweep_dir` = '{sweep_dir}' and tags.`lfmlf.role` = 'sweep'")
             if found:
-                self.parent_id = found[0].info.run_id
-                self.client.update_run(self.parent_id, status="RUNNING")
-                for run in self._search(f"tags.`mlflow.parentRunId` = '{self.parent_id}'"):
-                    trial_id = run.data.tags.get("lfmlf.tune_trial_id")
-                    if trial_id:
-                        self._trial_runs[trial_id] = run.info.run_id
-                return self.parent_id
+                self.attach(found[0].info.run_id)
+                self.client.update_run(found[0].info.run_id, status="RUNNING")
+                return found[0].info.run_id
         from mlflow.entities import Param, RunTag
 
         run = self.client.create_run(self.experiment_id, run_name=name,
@@ -77,6 +73,19 @@ class SweepTracker:
         if metrics:
             self.log_metrics(self.parent_id, metrics, step=0)
         self.client.set_terminated(self.parent_id, status=status)
+
+    def attach(self, parent_id: str) -> None:
+        """Use an existing sweep run as parent and learn the trial runs it already has."""
+        self.parent_id = parent_id
+        for run in self._search(f"tags.`mlflow.parentRunId` = '{parent_id}'"):
+            trial_id = run.data.tags.get("lfmlf.tune_trial_id")
+            if trial_id:
+                self._trial_runs[trial_id] = run.info.run_id
+
+    def last_step(self, run_id: str, key: str = "perf/steps_per_s") -> int:
+        """The last step at which ``key`` was logged to a run (-1 if never)."""
+        history = self.client.get_metric_history(run_id, key)
+        return max((m.step for m in history), default=-1)
 
     # ------------------------------------------------------------------ trials
     def trial_run(self, trial_id: str, run_name: str, params: Mapping[str, str], tags: Mapping[str, str]) -> str:

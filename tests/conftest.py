@@ -1,0 +1,46 @@
+"""Shared fixtures: a tiny trial spec on synthetic data, the real data folder, the real encoder."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+DATA = SHARED / "data"
+
+
+def tiny_spec(method: str = "mlf", **overrides):
+    """A TrialSpec for a few fast steps of the tiny model on synthetic NER with sources de, en, es."""
+    from lfmlf.config import ModelConfig, SyntheticData, TaskConfig, TrainConfig, TrialSpec
+
+    train = {"lr": 1e-3, "max_steps": 6, "eval_every": 3, "batch_size": 12, "eval_batch_size": 64, "seed": 0,
+             **overrides.pop("train", {})}
+    task = TaskConfig(name="ner", format="synthetic", synthetic=SyntheticData(train=60, dev=20, test=20),
+                      max_length=32)
+    model = ModelConfig(name_or_path="tiny", **overrides.pop("model", {}))
+    return TrialSpec(sweep="test", method=method, method_params=overrides.pop("params", {}),
+                     sources=("de", "en", "es"), targets=("fr",), pool=("de", "en", "es", "fr"),
+                     train=TrainConfig(**train), task=task, model=model)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (DATA / "uner").is_dir():
+        pytest.skip(f"the shared data folder {DATA} is not there")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def encoder_dir() -> Path:
+    """The 6-layer multilingual-e5-small encoder, built once into .cache/ (a no-op when present)."""
+    out = Path(os.environ.get("LFMLF_ENCODER_DIR", REPO / ".cache" / "e5-6l"))
+    tool = SHARED / "tools" / "build_encoder.py"
+    if not tool.is_file():
+        pytest.skip(f"{tool} is not there")
+    subprocess.run([sys.executable, str(tool), str(out), "--layers", "6"], check=True, capture_output=True,
+                   timeout=600)
+    return out

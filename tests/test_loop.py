@@ -1,0 +1,107 @@
+"""The training loop: the metrics it reports, determinism, resume from its checkpoint dict, the bf16 and
+gradient-accumulation paths, and a clear error when the loss diverges."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lfmlf.loop import LanguageStream, TrainingDiverged, allocate, fit, language_weights
+from lfmlf.tasks.ner import NerTask
+from tests.conftest import tiny_spec
+
+
+def _run(spec, state=None):
+    return list(fit(spec, state))
+
+
+def test_reports_every_metric_family_at_every_evaluation():
+    evals = _run(tiny_spec("lfmlf"))
+    assert [e.step for e in evals] == [3, 6]
+    m = evals[-1].metrics
+    for key in ["zero_shot/f1/fr", "zero_shot/f1/avg", "zero_shot/f1/min", "source/f1/de", "source/f1/en",
+                "source/f1/es", "source/f1/avg", "best/source/f1/avg", "best/zero_shot/f1/fr",
+                "train/loss/task/de", "lfmlf/lambda/en", "lfmlf/qp_fallbacks", "perf/steps_per_s",
+                "perf/peak_mem_mb", "eval_step", "step"]:
+        assert key in m, key
+        assert math.isfinite(m[key]), key
+    assert m["eval_step"] == 2 and m["step"] == 6
+    assert 0.0 <= m["zero_shot/f1/avg"] <= 1.0
+    assert m["zero_shot/f1/min"] <= m["zero_shot/f1/avg"]
+
+
+def test_same_seed_same_numbers_and_other_seed_other_numbers():
+    a = _run(tiny_spec("mlf"))[-1].metrics
+    b = _run(tiny_spec("mlf"))[-1].metrics
+    c = _run(tiny_spec("mlf", train={"seed": 1}))[-1].metrics
+    assert a["train/loss/task/en"] == b["train/loss/task/en"]
+    assert a["source/f1/avg"] == b["source/f1/avg"]
+    assert a["train/loss/task/en"] != c["train/loss/task/en"]
+
+
+@pytest.mark.parametrize("method", ["mlf", "lfmlf"])
+def test_resume_from_the_checkpoint_dict_reproduces_the_uninterrupted_run(method):
+    spec = tiny_spec(method)
+    full = _run(spec)
+    first = next(iter(fit(spec)))           # stop after the first evaluation, as a killed trial would
+    state = first.state()
+    resumed = _run(spec, state)
+    assert [e.step for e in resumed] == [6]
+    for key in ("train/loss/task/de", "source/f1/avg", "zero_shot/f1/avg"):
+        assert resumed[0].metrics[key] == pytest.approx(full[-1].metrics[key], rel=1e-6, abs=1e-9), key
+    a, b = full[-1].state()["trainable"], resumed[0].state()["trainable"]
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_checkpoint_holds_only_trainable_weights_and_what_resume_needs():
+    spec = tiny_spec("mlf", model={"freeze_embeddings": True})
+    state = next(iter(fit(spec))).state()
+    assert not any("word_embeddings" in k for k in state["trainable"])
+    assert {"step", "optimizer", "scheduler", "streams", "batch_rng", "torch_rng", "method", "best", "spec"} <= set(state)
+
+
+def test_bf16_autocast_and_gradient_accumulation_run_on_cpu():
+    m = _run(tiny_spec("lfmlf", train={"bf16": True, "grad_accum": 2}))[-1].metrics
+    assert math.isfinite(m["train/loss/task/en"]) and m["step"] == 6
+
+
+def test_nan_loss_is_a_clear_error(monkeypatch):
+    real = NerTask.loss
+
+    def poisoned(self, model, batch):
+        loss, hidden = real(self, model, batch)
+        return loss * float("nan"), hidden
+
+    monkeypatch.setattr(NerTask, "loss", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"loss of source language '\w+' is nan at step 0.*lower the learning rate"):
+        _run(tiny_spec("mlf"))
+
+
+def test_freezing_bottom_layers_keeps_them_at_theta0():
+    spec = tiny_spec("mlf", model={"freeze_layers": 1, "freeze_embeddings": True})
+    state = _run(spec)[-1].state()
+    assert not any("layer.0." in k for k in state["trainable"])
+    assert any("layer.1." in k for k in state["trainable"])
+
+
+def test_sampler_weights_and_allocation():
+    sizes = {"a": 100, "b": 400}
+    assert language_weights(sizes, "uniform", 1.0) == {"a": 0.5, "b": 0.5}
+    assert language_weights(sizes, "proportional", 1.0) == {"a": 0.2, "b": 0.8}
+    w = language_weights(sizes, "temperature", 2.0)          # sqrt: 10 vs 20
+    assert w["a"] == pytest.approx(1 / 3) and w["b"] == pytest.approx(2 / 3)
+    g = torch.Generator().manual_seed(0)
+    counts = [allocate(10, {"a": 0.1, "b": 0.9}, g) for _ in range(200)]
+    assert all(c["a"] >= 1 and c["b"] >= 1 and c["a"] + c["b"] == 10 for c in counts)
+    assert sum(c["b"] for c in counts) / sum(c["a"] for c in counts) > 4
+
+
+def test_language_stream_resumes_mid_epoch():
+    examples = [{"input_ids": [i]} for i in range(7)]
+    s = LanguageStream(examples, seed=3, lang="en")
+    s.take(10)
+    t = LanguageStream(examples, seed=3, lang="en")
+    t.restore(s.state())
+    assert s.take(9) == t.take(9)
