@@ -272,8 +272,11 @@ def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
         status = "KILLED"
         raise
     finally:
-        tracker.finish_sweep(status, {f"best/{m}": b["metric"] for m, b in outcome.best.items()
-                                      if b.get("metric") is not None})
+        lost = tracker.finish_sweep(status, {f"best/{m}": b["metric"] for m, b in outcome.best.items()
+                                             if b.get("metric") is not None})
+        if lost:
+            print(f"lfmlf: {lost} trial run(s) were lost when the sweep was interrupted before Tune saved them; "
+                  "Tune re-ran those trials, and their old MLflow runs are marked KILLED.", flush=True)
     _print_summary(cfg, outcome, metric)
     return outcome
 

@@ -67,12 +67,22 @@ class SweepTracker:
                               tags=[RunTag(k, v) for k, v in tags.items()])
         return self.parent_id
 
-    def finish_sweep(self, status: str, metrics: Mapping[str, float] | None = None) -> None:
+    def finish_sweep(self, status: str, metrics: Mapping[str, float] | None = None) -> int:
+        """Close the sweep run. Trial runs still open then belong to trials that Tune lost when an
+        interrupted driver had not yet saved them (Tune re-runs those under new ids): they are marked
+        KILLED and counted, so the UI shows no run as forever RUNNING. Returns that count."""
         if self.parent_id is None:
-            return
+            return 0
+        lost = 0
+        if status == "FINISHED":
+            for run in self._search(f"tags.`mlflow.parentRunId` = '{self.parent_id}' and attributes.status = 'RUNNING'"):
+                self.client.log_batch(run.info.run_id, tags=[_tag("lfmlf.lost_in_interrupt", "true")])
+                self.client.set_terminated(run.info.run_id, status="KILLED")
+                lost += 1
         if metrics:
             self.log_metrics(self.parent_id, metrics, step=0)
         self.client.set_terminated(self.parent_id, status=status)
+        return lost
 
     def attach(self, parent_id: str) -> None:
         """Use an existing sweep run as parent and learn the trial runs it already has."""
@@ -130,6 +140,12 @@ class SweepTracker:
 
     def _search(self, filter_string: str) -> list:
         return self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=5000)
+
+
+def _tag(key: str, value: str):
+    from mlflow.entities import RunTag
+
+    return RunTag(key, value)
 
 
 def _clip(value: object) -> str:

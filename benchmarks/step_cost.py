@@ -1,0 +1,461 @@
+#!/usr/bin/env python
+"""Seconds per training step of LF-MLF against plain MLF, at equal total batch, K = 3 source languages.
+
+    python benchmarks/step_cost.py                          # tiny + e5, default repeats (~4 min on 2 cores)
+    python benchmarks/step_cost.py --models tiny --steps 20 --json /tmp/step_cost.json
+
+What is timed: exactly the body of the training loop in ``lfmlf/loop.py::fit`` ("--- train" section) for
+one optimizer step with ``grad_accum = 1``: the per-source forward (``task.loss`` on each source's own
+sub-batch), ``_check_finite``, ``method.backward(StepObjectives(...))``, the per-source ``loss.item()``
+logging, ``clip_grad_norm_``, ``optimizer.step()`` and ``scheduler.step()``. The model, method and optimizer
+come from ``lfmlf.loop.build`` / ``build_optimizer`` and the batches from the loop's own sampler
+(``LanguageStream`` + ``language_weights`` + ``allocate`` + ``collate``), so every method sees the very same
+sequence of sub-batches. Not timed: building, collating and moving the batches (done up front),
+evaluation. Each (model, configuration) runs in its own child process (clean peak RSS, cold start):
+``--warmup`` steps are discarded, then ``--steps`` steps are timed; that is one *repeat*. Repeats are run
+round-robin over the configurations (mlf, lfmlf-l2, lfmlf-distill, mlf, ...) so a drifting machine load hits
+all of them alike. Reported: median s/step over all timed steps, the inter-quartile range, the ratio of
+medians to MLF, and the peak RSS of the child (``ru_maxrss``; it includes loading the model).
+
+Shapes (batch = 16 examples, K = 3 sources da/pt/sv, uniform sampler: one example of each source plus
+13 drawn, so sub-batches of ~5 examples each):
+  tiny: ``ModelConfig("tiny")`` (2 layers, hidden 64, vocab 2000, embeddings trainable), synthetic NER
+        data; sub-batches are padded to their longest sentence (as ``collate`` does).
+  e5:   the first 6 layers of multilingual-e5-small (``build_encoder.py --layers 6``), word embeddings
+        frozen (10.8 M parameters in the QP), UNER da/pt/sv train, ``max_length`` 64; sub-batches padded
+        to their longest sentence (mean shape printed; ``--fixed-length`` pads every sub-batch to 64).
+
+A phase breakdown (forward / task backward / forgetting / flatten / QP / writing .grad / clip / AdamW) is
+collected by wrapping lfmlf functions in the child process (a few perf_counter calls per step; the code
+under test is not modified) and printed below the main table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("LFMLF_SHARED", REPO.parent / "shared"))
+DATA_DIR = Path(os.environ.get("LFMLF_DATA_DIR", SHARED / "data"))
+BUILD_ENCODER = SHARED / "tools" / "build_encoder.py"
+
+SOURCES = ("da", "pt", "sv")
+TARGETS = ("de",)
+UNER_FILES = {
+    "da": {"train": "uner/da_ddt-ud-train.iob2", "dev": "uner/da_ddt-ud-dev.iob2"},
+    "pt": {"train": "uner/pt_bosque-ud-train.iob2", "dev": "uner/pt_bosque-ud-dev.iob2"},
+    "sv": {"train": "uner/sv_talbanken-ud-train.iob2", "dev": "uner/sv_talbanken-ud-dev.iob2"},
+    "de": {"test": "uner/de_pud-ud-test.iob2"},
+}
+# (label, method, method_params)
+CONFIGS = [
+    ("mlf", "mlf", {}),
+    ("lfmlf-l2", "lfmlf", {"forgetting": "l2"}),
+    ("lfmlf-distill", "lfmlf", {"forgetting": "distill"}),
+]
+PHASES = ["forward", "task_backward", "forgetting", "flatten", "qp_gram", "qp_solve", "qp_direction",
+          "write_grad", "signals", "method_other", "clip", "optimizer", "loop_other"]
+
+
+# ================================================================================================ child
+def make_spec(model: str, method: str, params: dict[str, Any], encoder_dir: str, batch_size: int,
+              max_length: int, total_steps: int):
+    from lfmlf.config import ModelConfig, SplitFiles, SyntheticData, TaskConfig, TrainConfig, TrialSpec
+
+    train = TrainConfig(device="cpu", batch_size=batch_size, max_steps=total_steps, eval_every=total_steps,
+                        seed=0)
+    if model == "tiny":
+        task = TaskConfig(name="ner", format="synthetic", max_length=max_length,
+                          synthetic=SyntheticData(train=600, dev=20, test=20))
+        mcfg = ModelConfig(name_or_path="tiny")
+    else:
+        task = TaskConfig(name="ner", format="conll", data_dir=str(DATA_DIR), max_length=max_length,
+                          files={k: SplitFiles(**v) for k, v in UNER_FILES.items()},
+                          max_train_sentences=2000, max_eval_sentences=20, target_split="test")
+        mcfg = ModelConfig(name_or_path=encoder_dir, freeze_embeddings=True)
+    return TrialSpec(sweep="step_cost", method=method, method_params=params, sources=SOURCES, targets=TARGETS,
+                     pool=tuple(sorted(set(SOURCES) | set(TARGETS))), train=train, task=task, model=mcfg)
+
+
+class Phases:
+    """Nested wall-clock timers: exclusive time per phase name (children subtracted from parents)."""
+
+    def __init__(self) -> None:
+        self.excl: dict[str, float] = defaultdict(float)
+        self.stack: list[list] = []  # [name, start, child_time]
+
+    def wrap(self, name: str, fn):
+        def timed(*a, **kw):
+            self.stack.append([name, time.perf_counter(), 0.0])
+            try:
+                return fn(*a, **kw)
+            finally:
+                n, t0, child = self.stack.pop()
+                dt = time.perf_counter() - t0
+                self.excl[n] += dt - child
+                if self.stack:
+                    self.stack[-1][2] += dt
+        return timed
+
+    def reset(self) -> None:
+        self.excl = defaultdict(float)
+
+
+def instrument_modules(phases: Phases) -> None:
+    """Wrap the lfmlf functions the step goes through, in this process only (no file is modified)."""
+    import torch
+    import lfmlf.forgetting as forgetting
+    import lfmlf.grads as grads
+    import lfmlf.methods.lfmlf as lfm
+    import lfmlf.qp as qp
+
+    grads.flatten = phases.wrap("flatten", grads.flatten)           # objective_grads + flat_params (l2)
+    forgetting.flatten = grads.flatten                                # distill's flatten
+    grads.add_to_grad = phases.wrap("write_grad", grads.add_to_grad)  # head plain sum + add_flat_to_grad
+    # autograd.grad inside objective_grads / distill: time it as task_backward / forgetting
+    real_grad = torch.autograd.grad
+    grads.torch = _TorchShim(torch, phases.wrap("task_backward", real_grad))
+    forgetting.torch = _TorchShim(torch, phases.wrap("forgetting", real_grad))
+    qp.solve_box_qp = phases.wrap("qp_solve", qp.solve_box_qp)
+    lfm.constrained_direction = phases.wrap("qp_gram", lfm.constrained_direction)  # minus solve = Q, b, d
+
+
+def instrument_method(phases: Phases, method) -> None:
+    if hasattr(method, "forgetting"):
+        method.forgetting.value_and_grad = phases.wrap("forgetting", method.forgetting.value_and_grad)
+        method._signals = phases.wrap("signals", method._signals)
+    method.backward = phases.wrap("method_other", method.backward)
+
+
+class _TorchShim:
+    """``torch`` with ``torch.autograd.grad`` replaced, for one module's global name ``torch``."""
+
+    def __init__(self, torch, grad) -> None:
+        self._torch, self.autograd = torch, _Autograd(torch.autograd, grad)
+
+    def __getattr__(self, name):
+        return getattr(self._torch, name)
+
+
+class _Autograd:
+    def __init__(self, autograd, grad) -> None:
+        self._autograd, self.grad = autograd, grad
+
+    def __getattr__(self, name):
+        return getattr(self._autograd, name)
+
+
+class Trial:
+    """One configuration built the way ``loop.fit`` builds it (``--- build``), at theta0."""
+
+    def __init__(self, job: dict[str, Any], label: str, method: str, params: dict[str, Any], total: int) -> None:
+        import torch
+        from transformers import get_linear_schedule_with_warmup
+        from lfmlf.loop import build, build_optimizer, pick_device
+
+        self.label = label
+        self.spec = make_spec(job["model"], method, params, job["encoder_dir"], job["batch_size"],
+                              job["max_length"], max(total, 1))
+        tc = self.spec.train
+        self.device = pick_device(tc.device)
+        self.task, self.model, self.method = build(self.spec, self.device)
+        self.optimizer = build_optimizer(self.model, self.spec)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, math.ceil(tc.warmup_ratio * tc.max_steps),
+                                                         tc.max_steps)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.window: dict[str, list[float]] = defaultdict(list)
+        self.model.train()
+        self.is_mlf = method == "mlf"
+        torch.manual_seed(tc.seed)
+
+    def plan(self, job: dict[str, Any], total: int) -> list:
+        """The loop's batches for ``total`` steps: LanguageStream + language_weights + allocate + collate."""
+        import torch
+        from lfmlf.loop import LanguageStream, allocate, language_weights
+        from lfmlf.tasks.base import collate
+
+        tc, task = self.spec.train, self.task
+        streams = {lang: LanguageStream(task.train_examples(lang), tc.seed, lang) for lang in self.spec.sources}
+        weights = language_weights({k: len(s.examples) for k, s in streams.items()}, tc.sampler, tc.temperature)
+        batch_rng = torch.Generator().manual_seed(tc.seed)
+        micro = max(1, tc.batch_size // tc.grad_accum)
+        out = []
+        for _ in range(total):
+            sizes = allocate(micro, weights, batch_rng)
+            batches = {}
+            for lang, n in sizes.items():
+                b = collate(streams[lang].take(n), task.pad_id)
+                if job["fixed_length"]:
+                    width = job["max_length"] - b["input_ids"].shape[1]
+                    fills = {"input_ids": task.pad_id, "labels": -100}
+                    b = {k: torch.nn.functional.pad(v, (0, width), value=fills.get(k, 0)) for k, v in b.items()}
+                batches[lang] = {k: v.to(self.device) for k, v in b.items()}
+            out.append((sizes, batches))
+        return out
+
+    def step(self, step: int, sizes, batches, phases: Phases) -> float:
+        """One optimizer step, replicating lfmlf/loop.py::fit ("--- train", grad_accum = 1); returns seconds."""
+        import torch
+        from lfmlf.loop import _check_finite
+        from lfmlf.methods import StepObjectives
+
+        tc, task, model, method, window = self.spec.train, self.task, self.model, self.method, self.window
+        device, optimizer, spec = self.device, self.optimizer, self.spec
+        phases.reset()
+        start = time.perf_counter()
+        # ---- begin: body of `while step < tc.max_steps:` in loop.fit --------------------------------------
+        optimizer.zero_grad(set_to_none=True)
+        for _ in range(tc.grad_accum):
+            # (sizes / batches: allocate + collate + .to(device), prepared up front, not timed)
+            t = time.perf_counter()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.bf16):
+                outputs = {lang: task.loss(model, b) for lang, b in batches.items()}
+            phases.excl["forward"] += time.perf_counter() - t
+            losses = {lang: out[0] for lang, out in outputs.items()}
+            _check_finite(losses, step, spec)
+            t = time.perf_counter()
+            signals = method.backward(StepObjectives(task=losses, hidden={k: o[1] for k, o in outputs.items()},
+                                                     batches=batches, sizes=sizes, grad_scale=1.0 / tc.grad_accum))
+            if self.is_mlf:  # Mlf.backward is a single loss.backward(): count it all as task backward
+                phases.excl["method_other"] = 0.0
+                phases.excl["task_backward"] += time.perf_counter() - t
+            for lang, loss in losses.items():
+                window[f"train/loss/task/{lang}"].append(loss.item())
+            for key, value in signals.items():
+                window[key].append(value)
+        t = time.perf_counter()
+        if tc.grad_clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, tc.grad_clip)
+            if not torch.isfinite(norm):
+                _check_finite({"(gradient norm)": norm}, step, spec)
+            window["train/grad_norm"].append(float(norm))
+        phases.excl["clip"] += time.perf_counter() - t
+        t = time.perf_counter()
+        optimizer.step()
+        self.scheduler.step()
+        phases.excl["optimizer"] += time.perf_counter() - t
+        # ---- end ------------------------------------------------------------------------------------------
+        elapsed = time.perf_counter() - start
+        phases.excl["loop_other"] += elapsed - sum(phases.excl.values())
+        return elapsed
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current RSS, peak RSS) of this process in MB."""
+    with open("/proc/self/statm") as f:
+        current = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return current, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_child(job: dict[str, Any]) -> dict[str, Any]:
+    """mode "time": build every configuration, then run their steps interleaved (step i of each config in
+    turn, the same batches), so machine load hits all alike. mode "memory": one configuration, warm-up
+    steps only, peak RSS."""
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    warmup, steps, repeats = job["warmup"], job["steps"], job["repeats"]
+    total = warmup + steps * repeats
+    phases = Phases()
+    instrument_modules(phases)
+    trials, info = [], {}
+    for label, method, params in job["configs"]:
+        t0 = time.perf_counter()
+        trial = Trial(job, label, method, params, total)
+        instrument_method(phases, trial.method)
+        trials.append(trial)
+        info[label] = {"build_s": time.perf_counter() - t0, "rss_after_build_mb": rss_mb()[0],
+                       "qp_params": int(trial.method.G.shape[1]) if hasattr(trial.method, "G") else None,
+                       "trainable_params": sum(p.numel() for p in trial.params)}
+    plan = trials[0].plan(job, total)
+    times = {t.label: [] for t in trials}
+    breakdown = {t.label: defaultdict(float) for t in trials}
+    order = list(trials)
+    for step, (sizes, batches) in enumerate(plan):
+        if step >= warmup:   # rotate who goes first, so no configuration always follows the same one
+            order = order[1:] + order[:1]
+        for trial in order:
+            dt = trial.step(step, sizes, batches, phases)
+            if step >= warmup:
+                times[trial.label].append(dt)
+                for k, v in phases.excl.items():
+                    breakdown[trial.label][k] += v
+    for trial in trials:
+        info[trial.label].update({
+            "times": times[trial.label],
+            "breakdown": {k: v / max(len(times[trial.label]), 1) for k, v in breakdown[trial.label].items()},
+            "qp_fallbacks": trial.method.report().get("lfmlf/qp_fallbacks"),
+            "final_losses": {k: v[-1] for k, v in trial.window.items() if k.startswith("train/loss/task/")},
+        })
+    tokens = [sum(b["input_ids"].numel() for b in bs.values()) for _, bs in plan[warmup:]]
+    widths = [b["input_ids"].shape[1] for _, bs in plan[warmup:] for b in bs.values()]
+    current, peak = rss_mb()
+    return {"configs": info, "tokens_per_step": statistics.mean(tokens) if tokens else 0.0,
+            "mean_sub_batch_width": statistics.mean(widths) if widths else 0.0,
+            "rss_mb": current, "peak_rss_mb": peak, "loadavg": os.getloadavg()}
+
+
+# ================================================================================================ parent
+def ensure_encoder(encoder_dir: Path) -> None:
+    if not BUILD_ENCODER.is_file():
+        sys.exit(f"step_cost: {BUILD_ENCODER} not found; pass --encoder-dir to an existing 6-layer encoder "
+                 "directory or set LFMLF_SHARED")
+    print(f"# building/checking encoder in {encoder_dir} (no-op when present) ...", flush=True)
+    subprocess.run([sys.executable, str(BUILD_ENCODER), str(encoder_dir), "--layers", "6"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def percentile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    pos = (len(xs) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="tiny,e5", help="comma-separated subset of tiny,e5")
+    ap.add_argument("--configs", default=",".join(c[0] for c in CONFIGS),
+                    help="comma-separated subset of " + ",".join(c[0] for c in CONFIGS))
+    ap.add_argument("--steps", type=int, default=None,
+                    help="timed steps per repeat (default: tiny 30, e5 10)")
+    ap.add_argument("--repeats", type=int, default=3, help="blocks of --steps timed steps (their medians show the drift)")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps at the start of every repeat")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--max-length", type=int, default=64)
+    ap.add_argument("--fixed-length", action="store_true", help="pad every sub-batch to --max-length")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in each child")
+    ap.add_argument("--encoder-dir", default=str(REPO / ".cache" / "e5-6l"),
+                    help="6-layer e5 encoder directory (built with build_encoder.py --layers 6 if missing)")
+    ap.add_argument("--no-memory", action="store_true", help="skip the per-configuration peak-RSS processes")
+    ap.add_argument("--json", help="also write the results (all per-step times) to this file")
+    ap.add_argument("--_child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args._child:
+        print("@@RESULT@@" + json.dumps(run_child(json.loads(args._child))), flush=True)
+        return 0
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    bad = [m for m in models if m not in ("tiny", "e5")]
+    if bad:
+        ap.error(f"unknown model(s) {bad}; use tiny and/or e5")
+    wanted = [c.strip() for c in args.configs.split(",")]
+    configs = [c for c in CONFIGS if c[0] in wanted]
+    if "mlf" not in wanted:
+        ap.error("--configs must include mlf (the ratio's denominator)")
+    if "e5" in models:
+        ensure_encoder(Path(args.encoder_dir))
+
+    def child(job: dict[str, Any]) -> dict[str, Any]:
+        proc = subprocess.run([sys.executable, __file__, "--_child", json.dumps(job)], capture_output=True,
+                              text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        line = next((l for l in proc.stdout.splitlines() if l.startswith("@@RESULT@@")), None)
+        if proc.returncode != 0 or line is None:
+            sys.stderr.write(proc.stderr[-4000:])
+            sys.exit(f"step_cost: child {job['model']}/{[c[0] for c in job['configs']]} failed "
+                     f"(exit {proc.returncode})")
+        return json.loads(line[len("@@RESULT@@"):])
+
+    results: dict[str, dict[str, Any]] = {}
+    shapes: dict[str, dict[str, float]] = {}
+    load = {"start": os.getloadavg()}
+    for model in models:
+        steps = args.steps or (30 if model == "tiny" else 10)
+        base_job = {"model": model, "encoder_dir": args.encoder_dir, "batch_size": args.batch_size,
+                    "max_length": args.max_length, "fixed_length": args.fixed_length, "threads": args.threads}
+        t0 = time.perf_counter()
+        timing = child({**base_job, "configs": configs, "warmup": args.warmup, "steps": steps,
+                        "repeats": args.repeats})
+        print(f"# {model}: timed {len(configs)} configurations x {steps * args.repeats} steps, interleaved "
+              f"({time.perf_counter() - t0:.0f} s wall, load average {timing['loadavg'][0]:.2f})", flush=True)
+        memory = {}
+        if not args.no_memory:
+            for cfg in configs:
+                t0 = time.perf_counter()
+                memory[cfg[0]] = child({**base_job, "configs": [cfg], "warmup": args.warmup, "steps": 0,
+                                        "repeats": 0})
+                print(f"# {model}: peak RSS of {cfg[0]} alone: {memory[cfg[0]]['peak_rss_mb']:.0f} MB "
+                      f"({time.perf_counter() - t0:.0f} s wall)", flush=True)
+        shapes[model] = {k: timing[k] for k in ("tokens_per_step", "mean_sub_batch_width")}
+        base_times = timing["configs"]["mlf"]["times"]
+        results[model] = {}
+        for label, method, params in configs:
+            c = timing["configs"][label]
+            times = c["times"]
+            blocks = [times[i:i + steps] for i in range(0, len(times), steps)]
+            paired = [t / b for t, b in zip(times, base_times)]
+            results[model][label] = {
+                "method": method, "params": params, "times": times,
+                "repeat_medians": [statistics.median(b) for b in blocks],
+                "median": statistics.median(times), "q25": percentile(times, 0.25), "q75": percentile(times, 0.75),
+                "paired_ratio_median": statistics.median(paired),
+                "paired_ratio_q25": percentile(paired, 0.25), "paired_ratio_q75": percentile(paired, 0.75),
+                "peak_rss_mb": memory[label]["peak_rss_mb"] if memory else None,
+                **{k: c[k] for k in ("breakdown", "build_s", "qp_params", "trainable_params", "qp_fallbacks",
+                                     "final_losses")},
+            }
+        base = results[model]["mlf"]["median"]
+        for label in results[model]:
+            results[model][label]["ratio"] = results[model][label]["median"] / base
+    load["end"] = os.getloadavg()
+
+    # ---- report
+    print()
+    print(f"K = {len(SOURCES)} sources ({'/'.join(SOURCES)}), batch {args.batch_size} split into per-source "
+          f"sub-batches, max_length {args.max_length}{' (every sub-batch padded to it)' if args.fixed_length else ''}"
+          f", torch threads {args.threads}, {args.warmup} warm-up steps, {args.repeats} repeats, configurations "
+          f"interleaved step by step; load average {load['start'][0]:.2f} -> {load['end'][0]:.2f}")
+    head = (f"{'model':5s} {'method':6s} {'forgetting':10s} {'s/step med':>10s} {'IQR':>17s} "
+            f"{'repeat medians':>24s} {'ratio':>6s} {'paired (IQR)':>18s} {'peak RSS MB':>11s}")
+    print(head)
+    print("-" * len(head))
+    for model, by in results.items():
+        for label, r in by.items():
+            forg = r["params"].get("forgetting", "-")
+            reps = "/".join(f"{x:.3f}" for x in r["repeat_medians"])
+            iqr = f"[{r['q25']:.4f}, {r['q75']:.4f}]"
+            paired = f"{r['paired_ratio_median']:.2f} ({r['paired_ratio_q25']:.2f}-{r['paired_ratio_q75']:.2f})"
+            rss = f"{r['peak_rss_mb']:11.0f}" if r["peak_rss_mb"] is not None else f"{'-':>11s}"
+            print(f"{model:5s} {r['method']:6s} {forg:10s} {r['median']:10.4f} {iqr:>17s} {reps:>24s} "
+                  f"{r['ratio']:6.2f} {paired:>18s} {rss}")
+        qp = next((r["qp_params"] for r in by.values() if r["qp_params"]), 0)
+        print(f"{'':5s} ({shapes[model]['tokens_per_step']:.0f} tokens/step incl. padding, mean sub-batch width "
+              f"{shapes[model]['mean_sub_batch_width']:.1f}; trainable {by['mlf']['trainable_params'] / 1e6:.2f} M"
+              f" parameters, QP over {qp / 1e6:.2f} M)")
+    print("ratio = median / MLF median; paired = median (IQR) of per-step ratios to the MLF step on the same "
+          "batch.\npeak RSS = ru_maxrss of a separate process that builds only that configuration and runs the "
+          "warm-up steps.")
+    print()
+    print("Phase breakdown, ms per step (mean over timed steps):")
+    cols = [p for p in PHASES if any(r["breakdown"].get(p, 0.0) > 5e-5 for by in results.values() for r in by.values())]
+    print(f"{'model':5s} {'config':14s} " + " ".join(f"{p:>13s}" for p in cols))
+    for model, by in results.items():
+        for label, r in by.items():
+            print(f"{model:5s} {label:14s} " + " ".join(f"{1e3 * r['breakdown'].get(p, 0.0):13.1f}" for p in cols))
+    print("  forward: per-source task.loss; task_backward: autograd of the task losses (MLF: loss.backward);"
+          "\n  forgetting: g_F (l2: theta - theta0; distill: frozen forward + autograd.grad); flatten: copies"
+          " into G / g_F;\n  qp_gram: Q = G G^T, b, d = -(g_F + G^T lam) in float64 chunks; qp_solve: the K x K"
+          " dual; write_grad:\n  adding d and the head's sum to .grad; signals: LF-MLF's logging; optimizer:"
+          " AdamW + scheduler.")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "_child"},
+                                               "shapes": shapes, "loadavg": load, "results": results}, indent=1))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

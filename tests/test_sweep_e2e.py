@@ -1,0 +1,120 @@
+"""End to end through the CLI: the offline quickstart sweep tracked in MLflow, and a sweep whose driver is
+killed and then resumed. Each starts its own local Ray instance on loopback and stops it."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def _lfmlf(args: list[str], tmp: Path, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log = open(tmp / f"driver-{time.time_ns()}.log", "w")
+    return subprocess.Popen([sys.executable, "-m", "lfmlf.cli", *args], cwd=REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True, **kw)
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _runs(uri: str, filter_string: str = ""):
+    client = _client(uri)
+    exp = client.get_experiment_by_name("lfmlf")
+    if exp is None:
+        return []
+    return client.search_runs([exp.experiment_id], filter_string=filter_string, max_results=1000)
+
+
+def _log(tmp: Path) -> str:
+    return "\n".join(p.read_text() for p in sorted(tmp.glob("driver-*.log")))
+
+
+def test_quickstart_sweep_tracks_every_trial_in_mlflow(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = _lfmlf(["sweep", "sweeps/quickstart.yaml", "--set", f"output_dir={tmp_path}/run",
+                   "--tracking-uri", uri], tmp_path)
+    assert proc.wait(timeout=600) == 0, _log(tmp_path)[-5000:]
+    out = _log(tmp_path)
+    assert "best trial per method" in out and "mlflow ui --backend-store-uri" in out
+
+    parents = _runs(uri, "tags.`lfmlf.role` = 'sweep'")
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["budget.mlf"] == parent.data.params["budget.lfmlf"] == "4"
+    children = _runs(uri, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    finished = [r for r in children if r.info.status == "FINISHED"]
+    assert len(finished) >= 6
+    assert {r.data.params["method"] for r in finished} == {"mlf", "lfmlf"}
+    for run in finished:
+        metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
+        for lang in ("fr", "it"):
+            assert 0.0 <= metrics[f"zero_shot/f1/{lang}"] <= 1.0
+        assert "zero_shot/f1/avg" in metrics and "source/f1/avg" in metrics
+        assert {"method", "lr", "source_set"} <= set(params)
+        assert float(params["lr"]) > 0
+        sources = params["source_set"].split("+")
+        assert "en" in sources and 2 <= len(sources) <= 3
+        assert all(tags[f"lfmlf.source.{s}"] == "true" for s in sources)
+        assert tags["lfmlf.optuna_trial"].isdigit()
+        if params["method"] == "lfmlf":
+            assert 0.1 <= float(params["slack"]) <= 10.0
+            assert any(k.startswith("lfmlf/lambda/") for k in metrics)
+    # the sweep learned something: the best trial beats an untrained tagger's F1 of ~0
+    assert max(r.data.metrics["best/source/f1/avg"] for r in finished) > 0.2
+
+
+def test_a_killed_sweep_resumes_without_duplicate_runs(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    args = ["sweep", "sweeps/quickstart.yaml", "--set", f"output_dir={tmp_path}/run", "--set", "name=killed",
+            "--set", "search.num_samples=3", "--set", "search.scheduler.name=none", "--tracking-uri", uri]
+    proc = _lfmlf(args, tmp_path)
+    deadline = time.time() + 400
+    while time.time() < deadline:   # wait until at least one trial has finished, then kill the driver hard
+        if proc.poll() is not None:
+            pytest.fail("the sweep ended before it could be killed:\n" + _log(tmp_path)[-3000:])
+        if any("lfmlf.tune_trial_id" in r.data.tags for r in _runs(uri, "attributes.status = 'FINISHED'")):
+            break
+        time.sleep(2)
+    else:
+        pytest.fail("no trial finished in time:\n" + _log(tmp_path)[-3000:])
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    time.sleep(3)
+
+    again = _lfmlf(args + ["--resume"], tmp_path)
+    assert again.wait(timeout=600) == 0, _log(tmp_path)[-5000:]
+
+    parents = _runs(uri, "tags.`lfmlf.role` = 'sweep'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = _runs(uri, f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
+    finished = [r for r in children if r.info.status == "FINISHED"]
+    trial_ids = [r.data.tags["lfmlf.tune_trial_id"] for r in finished]
+    assert len(trial_ids) == len(set(trial_ids)), "a finished trial has two MLflow runs"
+    assert len(finished) == 6, [(r.data.tags.get("lfmlf.tune_trial_id"), r.info.status) for r in children]
+    assert not [r for r in children if r.info.status == "RUNNING"]
+    for run in finished:   # every finished trial logged each evaluation step once
+        history = _client(uri).get_metric_history(run.info.run_id, "zero_shot/f1/avg")
+        steps = [m.step for m in history]
+        assert sorted(steps) == sorted(set(steps)) == [30, 60, 90, 120]
+
+
+def test_starting_a_sweep_twice_without_resume_is_refused(tmp_path):
+    (tmp_path / "run" / "ray").mkdir(parents=True)
+    proc = subprocess.run([sys.executable, "-m", "lfmlf.cli", "sweep", "sweeps/quickstart.yaml", "--set",
+                           f"output_dir={tmp_path}/run", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "--resume" in proc.stderr and "Traceback" not in proc.stderr
