@@ -142,6 +142,17 @@ def evaluate(task: Task, model: TaskModel, spec: TrialSpec, device: torch.device
     return out
 
 
+@torch.no_grad()
+def _losses_now(task: Task, model: TaskModel, batches: dict[str, dict[str, torch.Tensor]]) -> dict[str, float]:
+    """Source losses on the step's own sub-batches without dropout: measured around the optimizer step at
+    evaluation steps, their difference is the realised change of each source loss (what the optimizer
+    really did, which AdamW's rescaling can make differ from the direction a method asked for)."""
+    model.eval()
+    out = {lang: task.loss(model, b)[0].item() for lang, b in batches.items()}
+    model.train()
+    return out
+
+
 def _check_finite(losses: dict[str, torch.Tensor], step: int, spec: TrialSpec) -> None:
     for lang, loss in losses.items():
         if not torch.isfinite(loss):
@@ -212,9 +223,13 @@ def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evalua
             if not torch.isfinite(norm):
                 _check_finite({"(gradient norm)": norm}, step, spec)
             window["train/grad_norm"].append(float(norm))
+        at_eval = (step + 1) % tc.eval_every == 0 or step + 1 == tc.max_steps
+        before = _losses_now(task, model, batches) if at_eval else {}
         optimizer.step()
         scheduler.step()
         step += 1
+        for lang, after in (_losses_now(task, model, batches) if at_eval else {}).items():
+            window[f"train/realised_dloss/{lang}"].append(after - before[lang])
         steps_in_window += 1
 
         # --- evaluate: source dev (selection) and targets (zero-shot); track the selected checkpoint

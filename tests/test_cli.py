@@ -45,11 +45,12 @@ def _no_stray_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module", autouse=True)
 def cli_process(tmp_path_factory: pytest.TempPathFactory):
-    """`python -m lfmlf.cli sweep <copy of quickstart> --check --set train.lrr=1`, running in the background."""
+    """`python -m lfmlf.cli sweep <quickstart copy> --check --set train.lrr=1`, running in the background."""
     tmp = tmp_path_factory.mktemp("cli")
     path = cases.build(cases.Case("cli_typo"), tmp)
     proc = subprocess.Popen([sys.executable, "-m", "lfmlf.cli", "sweep", str(path), "--check", "--set",
-                             "train.lrr=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp)
+                             "train.lrr=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp)
     yield SimpleNamespace(proc=proc, path=path, cwd=tmp)
     if proc.poll() is None:
         proc.kill()
@@ -67,7 +68,8 @@ def _argv(path: Path, overrides, *extra: str) -> list[str]:
 
 
 @pytest.mark.parametrize("case", cases.CASES, ids=lambda c: c.id)
-def test_bad_input_exits_2_with_one_error_paragraph(case, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_bad_input_exits_2_with_one_error_paragraph(case, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
     path = cases.build(case, tmp_path)
     with pytest.raises(ConfigError) as ei:
         load_sweep(path, list(case.overrides))
@@ -215,7 +217,7 @@ def test_sweep_help_lists_its_options(capsys: pytest.CaptureFixture) -> None:
     assert "sweep" in build_parser().format_help()
 
 
-# ---------------------------------------------------------------- the real entry point (last: it ran meanwhile)
+# ---------------------------------------------------------------- the real entry point (last: ran meanwhile)
 
 
 def test_subprocess_bad_input_exits_2_without_traceback(cli_process) -> None:

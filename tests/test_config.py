@@ -115,7 +115,8 @@ def test_config_error_is_a_value_error() -> None:
     assert issubclass(ConfigError, ValueError)
 
 
-def test_missing_sweep_file_names_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_sweep_file_names_the_working_directory(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError) as ei:
         load_sweep("sweeps/nope.yaml")
@@ -135,8 +136,9 @@ def test_model_dir_error_names_the_resolved_dir(tmp_path: Path) -> None:
 
 
 @pytest.mark.xfail(strict=True, raises=ConfigError,
-                   reason="bug: config._cross_check sizes the batch check by languages.max_sources even when it "
-                          "exceeds the pool (here 10 > 4 languages), so a batch that fits every set is rejected")
+                   reason="bug: config._cross_check sizes the batch check by languages.max_sources even "
+                          "when it exceeds the pool (here 10 > 4 languages), so a batch that fits every set "
+                          "is rejected")
 def test_batch_check_uses_the_largest_possible_set() -> None:
     cfg = load_sweep(QUICKSTART, ["languages.max_sources=10", "train.batch_size=8"])
     assert cfg.train.batch_size == 8
@@ -227,7 +229,8 @@ def test_uner_e5_data_dir_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert str(tmp_path / "elsewhere" / "uner") in str(ei.value)
 
 
-def test_relative_paths_resolve_against_the_yaml_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_paths_resolve_against_the_yaml_folder(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     exp = tmp_path / "exp"
     shutil.copytree(FIXTURES / "conll", exp)
     (exp / "encoder").mkdir()
@@ -273,7 +276,8 @@ def test_env_value_wins_over_default(tmp_path: Path, monkeypatch: pytest.MonkeyP
     shutil.copytree(exp / "data", tmp_path / "other")
     monkeypatch.setenv("LFMLF_TEST_DATA", "../other")
     monkeypatch.setenv("LFMLF_TEST_NAME", "from_env")
-    cfg = load_sweep(exp / "sweep.yaml", ["task.data_dir=${LFMLF_TEST_DATA:-data}", "name=${LFMLF_TEST_NAME}"])
+    cfg = load_sweep(exp / "sweep.yaml", ["task.data_dir=${LFMLF_TEST_DATA:-data}",
+                                          "name=${LFMLF_TEST_NAME}"])
     assert cfg.task.data_dir == str(tmp_path / "other")
     assert cfg.name == "from_env"
 

@@ -22,7 +22,7 @@ def test_reports_every_metric_family_at_every_evaluation():
     m = evals[-1].metrics
     for key in ["zero_shot/f1/fr", "zero_shot/f1/avg", "zero_shot/f1/min", "source/f1/de", "source/f1/en",
                 "source/f1/es", "source/f1/avg", "best/source/f1/avg", "best/zero_shot/f1/fr",
-                "train/loss/task/de", "lfmlf/lambda/en", "lfmlf/qp_fallbacks", "perf/steps_per_s",
+                "train/loss/task/de", "train/realised_dloss/en", "lfmlf/lambda/en", "lfmlf/decrease/es", "lfmlf/qp_fallbacks", "perf/steps_per_s",
                 "perf/peak_mem_mb", "eval_step", "step"]:
         assert key in m, key
         assert math.isfinite(m[key]), key

@@ -134,7 +134,8 @@ def test_metrics_with_slashed_keys_read_back(uri: str, client, tmp_path: Path) -
     tracker = SweepTracker(uri, "exp-metrics")
     _sweep(tracker, tmp_path / "m")
     run_id = _trial(tracker)
-    tracker.log_metrics(run_id, {"zero_shot/f1/de": 0.5, "zero_shot/f1/avg": 0.25, "lfmlf/lambda/en": 1}, step=10)
+    tracker.log_metrics(run_id, {"zero_shot/f1/de": 0.5, "zero_shot/f1/avg": 0.25, "lfmlf/lambda/en": 1},
+                        step=10)
     tracker.log_metrics(run_id, {"zero_shot/f1/de": 0.75}, step=20)
     history = client.get_metric_history(run_id, "zero_shot/f1/de")
     assert sorted((m.step, m.value) for m in history) == [(10, 0.5), (20, 0.75)]
@@ -238,7 +239,8 @@ def test_resolve_uri_env_beats_default(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_uri(None, None) == "http://env:5000"
 
 
-def test_resolve_uri_default_is_absolute_sqlite_in_cwd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_resolve_uri_default_is_absolute_sqlite_in_cwd(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
     assert DEFAULT_URI == "sqlite:///mlflow.db"
