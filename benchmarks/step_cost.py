@@ -337,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--fixed-length", action="store_true", help="pad every sub-batch to --max-length")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in each child")
+    ap.add_argument("--omp-wait-policy", default="passive", choices=["passive", "active", "inherit"],
+                    help="OMP_WAIT_POLICY of the children (default passive: on a shared 2-core machine, spinning "
+                         "OpenMP threads make 2-thread steps several times slower and very noisy; inherit = "
+                         "leave the environment as it is)")
     ap.add_argument("--encoder-dir", default=str(REPO / ".cache" / "e5-6l"),
                     help="6-layer e5 encoder directory (built with build_encoder.py --layers 6 if missing)")
     ap.add_argument("--no-memory", action="store_true", help="skip the per-configuration peak-RSS processes")
@@ -359,9 +363,13 @@ def main(argv: list[str] | None = None) -> int:
     if "e5" in models:
         ensure_encoder(Path(args.encoder_dir))
 
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if args.omp_wait_policy != "inherit":
+        env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
+
     def child(job: dict[str, Any]) -> dict[str, Any]:
         proc = subprocess.run([sys.executable, __file__, "--_child", json.dumps(job)], capture_output=True,
-                              text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                              text=True, env=env)
         line = next((l for l in proc.stdout.splitlines() if l.startswith("@@RESULT@@")), None)
         if proc.returncode != 0 or line is None:
             sys.stderr.write(proc.stderr[-4000:])
@@ -416,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"K = {len(SOURCES)} sources ({'/'.join(SOURCES)}), batch {args.batch_size} split into per-source "
           f"sub-batches, max_length {args.max_length}{' (every sub-batch padded to it)' if args.fixed_length else ''}"
-          f", torch threads {args.threads}, {args.warmup} warm-up steps, {args.repeats} repeats, configurations "
+          f", torch threads {args.threads}, OMP_WAIT_POLICY {env.get('OMP_WAIT_POLICY', 'unset')}, {args.warmup} warm-up steps, {args.repeats} repeats, configurations "
           f"interleaved step by step; load average {load['start'][0]:.2f} -> {load['end'][0]:.2f}")
     head = (f"{'model':5s} {'method':6s} {'forgetting':10s} {'s/step med':>10s} {'IQR':>17s} "
             f"{'repeat medians':>24s} {'ratio':>6s} {'paired (IQR)':>18s} {'peak RSS MB':>11s}")

@@ -8,13 +8,14 @@ import sys
 
 def _sweep(args: argparse.Namespace) -> int:
     from lfmlf.config import load_sweep
-    from lfmlf.sweep import run
 
     cfg = load_sweep(args.sweep, args.set)
     if args.check:
         print(f"{args.sweep}: valid. {len(cfg.methods)} method(s) x {cfg.search.num_samples} trials; "
               f"{len(cfg.source_sets())} candidate source sets; run folder {cfg.run_dir}")
         return 0
+    from lfmlf.sweep import run  # Ray and torch load only once the input is known to be good
+
     outcome = run(cfg, resume=args.resume, address=args.address, tracking_uri=args.tracking_uri)
     return 0 if outcome.ok else 1
 

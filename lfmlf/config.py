@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from lfmlf.languages import LanguageError, check_language, enumerate_sets
 
@@ -100,12 +100,14 @@ class TrainConfig(_Frozen):
     device: str = "auto"
     seed: int = 0
 
-    @model_validator(mode="after")
-    def _eval_fits(self) -> "TrainConfig":
-        if self.eval_every > self.max_steps:
-            raise ValueError(f"eval_every ({self.eval_every}) is larger than max_steps ({self.max_steps}); "
-                             "no evaluation would run")
-        return self
+    @field_validator("eval_every")
+    @classmethod
+    def _eval_fits(cls, value: int, info: ValidationInfo) -> int:
+        max_steps = info.data.get("max_steps")
+        if max_steps is not None and value > max_steps:
+            raise ValueError(f"eval_every ({value}) is larger than max_steps ({max_steps}), so no evaluation "
+                             "would run. Fix: lower train.eval_every or raise train.max_steps")
+        return value
 
 
 class MethodEntry(_Frozen):
@@ -242,11 +244,16 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or "cannot be parsed"
+        raise ConfigError(f"{p}: not valid YAML{where}: {problem}. Fix: correct the YAML syntax there "
+                          "(indentation, a missing ':' or an unclosed bracket or quote).") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{p}: the top level must be a mapping of keys, not {type(data).__name__}.")
+        raise ConfigError(f"{p}: the top level must be a mapping of keys, not {type(data).__name__}. Fix: write "
+                          "'key: value' lines at the top level (see sweeps/quickstart.yaml).")
     return data
 
 
@@ -259,7 +266,8 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, str] | list[st
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"{file}: override '{key}': '{part}' is not a section.")
+                raise ConfigError(f"{file}: override '{key}': '{part}' is not a section. Fix: override "
+                                  f"'{'.'.join(parts[:parts.index(part) + 1])}' itself, or check the key path.")
             node = child
         node[parts[-1]] = yaml.safe_load(raw) if isinstance(raw, str) else raw
     return data
@@ -267,16 +275,21 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, str] | list[st
 
 def _split_override(text: str, file: str) -> tuple[str, str]:
     if "=" not in text:
-        raise ConfigError(f"{file}: override '{text}' must look like key.path=value, e.g. train.max_steps=20.")
+        raise ConfigError(f"{file}: override '{text}' has no '='. Fix: write it as key.path=value, "
+                          "e.g. --set train.max_steps=20.")
     key, value = text.split("=", 1)
     return key.strip(), value
 
 
 def _explain(e: ValidationError, model: type[BaseModel], file: str) -> ConfigError:
-    lines = []
+    lines: list[str] = []
+    seen: set[str] = set()
     for err in e.errors():
-        loc = [str(x) for x in err["loc"]]
+        loc = _field_path(model, [str(x) for x in err["loc"]])
         key = ".".join(loc)
+        if key in seen:
+            continue
+        seen.add(key)
         if err["type"] == "extra_forbidden":
             valid = _fields_at(model, loc[:-1])
             close = difflib.get_close_matches(loc[-1], valid, n=1)
@@ -286,8 +299,32 @@ def _explain(e: ValidationError, model: type[BaseModel], file: str) -> ConfigErr
             lines.append(f"{file}: key '{key}' is required but missing. Fix: add it.")
         else:
             got = err.get("input")
-            lines.append(f"{file}: key '{key}': {err['msg']} (got {got!r}). Fix: correct the value.")
+            msg = err["msg"].removeprefix("Value error, ")
+            fix = "" if "Fix:" in msg else " Fix: correct the value."
+            lines.append(f"{file}: key '{key}': {msg} (got {got!r}).{fix}")
     return ConfigError("\n".join(lines))
+
+
+def _field_path(model: type[BaseModel], loc: list[str]) -> list[str]:
+    """``loc`` without pydantic's union-member steps (``space.str``, ``space.dict[str,any]``)."""
+    out: list[str] = []
+    current: Any = model
+    skip_key = False
+    for part in loc:
+        if skip_key:
+            out.append(part)
+            skip_key = False
+            continue
+        if isinstance(current, type) and issubclass(current, BaseModel) and part in current.model_fields:
+            out.append(part)
+            current, skip_key = _unwrap(current.model_fields[part].annotation)
+        elif current is None or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            if part.isdigit():
+                out.append(part)  # a list index
+            # anything else is a union member name or a type tag: not part of the key
+        else:
+            out.append(part)
+    return out
 
 
 def _fields_at(model: type[BaseModel], loc: list[str]) -> list[str]:
@@ -337,8 +374,8 @@ def _resolve(base: Path, value: str) -> str:
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
-def _looks_local(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or os.path.isdir(name)
+def _looks_local(name: str, base: Path | None = None) -> bool:
+    return name.startswith((".", "/", "~")) or (base is not None and (base / name).is_dir())
 
 
 def _resolve_paths(cfg: SweepConfig, base: Path) -> SweepConfig:
@@ -346,7 +383,7 @@ def _resolve_paths(cfg: SweepConfig, base: Path) -> SweepConfig:
     if task.data_dir is not None:
         task = task.model_copy(update={"data_dir": _resolve(base, task.data_dir)})
     model = cfg.model
-    if model.name_or_path != "tiny" and _looks_local(model.name_or_path):
+    if model.name_or_path != "tiny" and _looks_local(model.name_or_path, base):
         model = model.model_copy(update={"name_or_path": _resolve(base, model.name_or_path)})
     methods = {m: e.model_copy(update={"space": _resolve(base, e.space)}) if isinstance(e.space, str) else e
                for m, e in cfg.methods.items()}
@@ -369,7 +406,10 @@ def _cross_check(cfg: SweepConfig, file: str) -> None:
             try:
                 check_language(code)
             except LanguageError as e:
-                raise ConfigError(f"{file}: key '{key}': {e}") from None
+                raise ConfigError(f"{file}: key '{key}': {e} Fix: replace '{code}' in {key}.") from None
+        duplicated = sorted({c for c in codes if codes.count(c) > 1})
+        if duplicated:
+            raise ConfigError(f"{file}: key '{key}' lists {duplicated} more than once. Fix: list each language once.")
     overlap = sorted(set(lc.sources) & set(lc.targets))
     if overlap:
         raise ConfigError(f"{file}: target language(s) {overlap} are also in languages.sources, so a source set "
@@ -383,7 +423,7 @@ def _cross_check(cfg: SweepConfig, file: str) -> None:
     except LanguageError as e:
         raise ConfigError(f"{file}: key 'languages': {e}. Fix: widen the pool or relax the constraints.") from None
 
-    largest = lc.max_sources or len(lc.sources)
+    largest = min(lc.max_sources or len(lc.sources), len(lc.sources))
     micro = cfg.train.batch_size // cfg.train.grad_accum
     if micro < largest:
         raise ConfigError(f"{file}: key 'train.batch_size': a micro-batch of {micro} examples cannot hold one "

@@ -64,7 +64,7 @@ def load_space(method: str, space: str | dict[str, Any] | None, cfg: "SweepConfi
 
     if space is None:
         return {}
-    where = str(space) if isinstance(space, str) else f"methods.{method}.space"
+    where = str(space) if isinstance(space, str) else "inline space"
     if isinstance(space, str):
         if not Path(space).is_file():
             raise SpaceError(f"search-space file {space} does not exist. Fix: check the path (relative to the "

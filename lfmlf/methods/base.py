@@ -59,7 +59,7 @@ class Method(ABC):
                     problems.append(f"unknown parameter '{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
                 else:
                     problems.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
-            raise ValueError(f"{'; '.join(problems)}. Valid parameters of '{cls.name}': "
+            raise ValueError(f"{'; '.join(problems)}. Fix: use the valid parameters of '{cls.name}': "
                              f"{', '.join(valid) or 'none'}") from None
 
     @classmethod
