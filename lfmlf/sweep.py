@@ -85,6 +85,8 @@ class TrackingCallback(tune.Callback):
                 "lfmlf.optuna_trial": self._optuna_number(trial.trial_id), "lfmlf.sweep": self.sweep.name,
                 "lfmlf.trial_dir": str(trial.local_path or ""), **{f"lfmlf.source.{s}": "true" for s in spec.sources}}
         run_id = self.tracker.trial_run(trial.trial_id, f"{self.method}-{trial.trial_id}", spec.flat_params(), tags)
+        self.tracker.log_text(run_id, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False),
+                              "trial_config.yaml")
         if trial.trial_id not in self._logged:
             self._logged[trial.trial_id] = self.tracker.last_step(run_id)
 
