@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-_CHUNK = 1 << 20  # columns of G handled at a time (bounds the float64 temporaries)
+_CHUNK = 1 << 18  # columns of G handled at a time (bounds the temporaries; fits in cache-friendly sizes)
 
 
 @dataclass(frozen=True)
@@ -110,29 +110,41 @@ def solve_box_qp(Q: Tensor, b: Tensor, upper: float, *, tol: float = 1e-9, max_i
     return QPResult(lam, "max_iter", max_iter, _kkt_residual(lam, r, upper))
 
 
+def gram(G: Tensor, g_f: Tensor) -> tuple[Tensor, Tensor]:
+    """(Q = G G^T, G g_f) in float64, in one pass over G: each chunk of columns is multiplied in the
+    inputs' precision (float32 BLAS for float32/bf16 gradients, a chunk upcast at a time; float64 for
+    float64 inputs) and the chunk products are summed in float64."""
+    K, D = G.shape
+    dtype = torch.promote_types(torch.promote_types(G.dtype, g_f.dtype), torch.float32)
+    Q = torch.zeros(K + 1, K + 1, dtype=torch.float64, device=G.device)
+    for s in range(0, D, _CHUNK):
+        A = torch.cat([G[:, s : s + _CHUNK].to(dtype), g_f[None, s : s + _CHUNK].to(dtype)])
+        Q += (A @ A.T).double()
+    return Q[:K, :K], Q[:K, K]
+
+
+def combine(G: Tensor, g_f: Tensor, lam: Tensor) -> Tensor:
+    """d = -(g_f + G^T lam), in g_f's dtype, a chunk of columns at a time."""
+    dtype = torch.promote_types(torch.promote_types(G.dtype, g_f.dtype), torch.float32)
+    lam_c = lam.to(device=G.device, dtype=dtype)
+    d = torch.empty_like(g_f)
+    for s in range(0, G.shape[1], _CHUNK):
+        d[s : s + _CHUNK] = -(g_f[s : s + _CHUNK].to(dtype) + lam_c @ G[:, s : s + _CHUNK].to(dtype))
+    return d
+
+
 def constrained_direction(G: Tensor, g_f: Tensor, eps: Tensor, upper: float) -> Direction:
     """LF-MLF direction d = -(g_f + G^T lam) with lam the dual box-QP solution.
 
-    G is [K, D] in any float dtype (bf16 is upcast chunk by chunk, never as a whole float64
-    copy), g_f is [D], eps is [K] (>= 0), upper > 0 bounds the multipliers. Q and b are
-    accumulated in float64; d is returned in g_f's dtype. If the QP is not ok the caller
-    should fall back; d is still -(g_f + G^T lam) for whatever lam was returned.
+    G is [K, D] in any float dtype (never copied whole: bf16 is upcast chunk by chunk), g_f is [D], eps is
+    [K] (>= 0), upper > 0 bounds the multipliers. Q and b are accumulated in float64; d is returned in
+    g_f's dtype. If the QP is not ok the caller should fall back; d is still -(g_f + G^T lam) for
+    whatever lam was returned.
     """
     if G.dim() != 2 or g_f.shape != (G.shape[1],) or eps.numel() != G.shape[0]:
         raise ValueError(f"shape mismatch: G {tuple(G.shape)}, g_f {tuple(g_f.shape)}, eps {tuple(eps.shape)}")
-    K, D = G.shape
     G, g_f = G.detach(), g_f.detach()
-    Q = torch.zeros(K, K, dtype=torch.float64, device=G.device)
-    Gg = torch.zeros(K, dtype=torch.float64, device=G.device)
-    for s in range(0, D, _CHUNK):
-        Gc = G[:, s : s + _CHUNK].to(torch.float64)
-        Q += Gc @ Gc.T
-        Gg += Gc @ g_f[s : s + _CHUNK].to(torch.float64)
+    Q, Gg = gram(G, g_f)
     b = Gg - eps.detach().to(device=G.device, dtype=torch.float64).reshape(-1)
     qp = solve_box_qp(Q.cpu(), b.cpu(), upper)
-    lam = qp.lam.to(G.device)
-    d = torch.empty_like(g_f)
-    for s in range(0, D, _CHUNK):
-        Gc = G[:, s : s + _CHUNK].to(torch.float64)
-        d[s : s + _CHUNK] = -(g_f[s : s + _CHUNK].to(torch.float64) + lam @ Gc)
-    return Direction(d, qp)
+    return Direction(combine(G, g_f, qp.lam), qp)

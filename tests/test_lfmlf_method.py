@@ -91,15 +91,14 @@ def test_direction_matches_closed_form_for_one_source():
 
 def test_qp_failure_falls_back_to_the_plain_sum_and_is_counted(monkeypatch):
     from lfmlf.methods import lfmlf as mod
-    from lfmlf.qp import Direction, QPResult
+    from lfmlf.qp import QPResult
 
     spec, task, model, method = _setup({"slack": 0.5})
 
-    def broken(G, g_f, eps, upper):
-        return Direction(torch.full_like(g_f, math.nan), QPResult(torch.zeros(G.shape[0], dtype=torch.float64),
-                                                                  "nonfinite", 0, math.inf))
+    def broken(Q, b, upper):
+        return QPResult(torch.zeros(Q.shape[0], dtype=torch.float64), "max_iter", 500, math.inf)
 
-    monkeypatch.setattr(mod, "constrained_direction", broken)
+    monkeypatch.setattr(mod, "solve_box_qp", broken)
     params = [p for _, p in model.pretrained_parameters()]
     G = _task_grads(task, model, spec.sources, params)
     model.zero_grad()

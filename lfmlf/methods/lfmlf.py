@@ -22,7 +22,7 @@ from lfmlf.forgetting import FORGETTING, Forgetting
 from lfmlf.grads import add_flat_to_grad, cosines, numel, objective_grads
 from lfmlf.methods.base import Method, MethodParams, StepObjectives
 from lfmlf.models import TaskModel
-from lfmlf.qp import Direction, constrained_direction
+from lfmlf.qp import QPResult, combine, gram, solve_box_qp
 
 
 class LfmlfParams(MethodParams):
@@ -37,11 +37,6 @@ class LfmlfParams(MethodParams):
         "float32", description="Storage dtype of the K per-source flat gradients (bfloat16 halves memory).")
     embeddings_in_qp: bool = Field(True, description="Include the word-embedding matrix in the QP; if false "
                                    "it is updated by the plain sum of the task gradients.")
-
-
-def margin_eps(G: torch.Tensor, slack: float) -> torch.Tensor:
-    """Required first-order decrease of each source loss: slack * ||g_k||^2 (scale-free)."""
-    return slack * G.to(torch.float64).square().sum(dim=1)
 
 
 def _kept_slices(params: list, kept: list) -> list[slice]:
@@ -83,28 +78,28 @@ class Lfmlf(Method):
             g_f = torch.cat([g_f[s] for s in self._qp_slices])
         for k, lang in enumerate(langs):
             objective_grads(obj.task[lang], self.qp_params, self.sum_params, G[k], obj.grad_scale)
-        direction = constrained_direction(G, g_f.to(torch.float32), margin_eps(G, self.params.slack),
-                                          self.params.max_multiplier)
+        Q, Gg = gram(G, g_f)                                  # one pass over G, float64 sums
+        eps = self.params.slack * Q.diagonal()                 # margin: slack * ||g_k||^2
+        qp = solve_box_qp(Q.cpu(), (Gg - eps).cpu(), self.params.max_multiplier)
+        d = combine(G, g_f, qp.lam) if qp.ok else None         # d = -(g_F + G^T lam)
         self.steps += 1
-        if direction.qp.ok and bool(torch.isfinite(direction.d).all()):
-            update = -direction.d                              # .grad is minus the step direction
+        if d is not None and bool(torch.isfinite(d).all()):
+            add_flat_to_grad(self.qp_params, d, -obj.grad_scale)   # .grad is minus the step direction
         else:
             self.fallbacks += 1
-            update = G.sum(dim=0, dtype=torch.float32)          # plain multi-source sum
-        add_flat_to_grad(self.qp_params, update, obj.grad_scale)
-        return self._signals(langs, G, direction, f_value)
+            add_flat_to_grad(self.qp_params, G.sum(dim=0, dtype=torch.float32), obj.grad_scale)  # plain sum
+        return self._signals(langs, Q, Gg, qp, f_value)
 
-    def _signals(self, langs: list[str], G: torch.Tensor, direction: Direction, f_value: float) -> dict[str, float]:
-        lam = direction.qp.lam
-        gram = G.float() @ G.float().T
-        sq = gram.diagonal().double().clamp_min(1e-300)
-        decrease = -(G.float() @ direction.d.float()).double() / sq   # first-order decrease / ||g_k||^2
-        signals = {"lfmlf/forgetting": f_value, "lfmlf/active": float((lam > 0).sum()),
-                   "lfmlf/qp_ok": float(direction.qp.ok)}
+    def _signals(self, langs: list[str], Q: torch.Tensor, Gg: torch.Tensor, qp: QPResult,
+                 f_value: float) -> dict[str, float]:
+        lam = qp.lam.to(Q.device)
+        sq = Q.diagonal().clamp_min(1e-300)
+        decrease = (Gg + Q @ lam) / sq          # -<g_k, d> / ||g_k||^2: first-order decrease, scale-free
+        signals = {"lfmlf/forgetting": f_value, "lfmlf/active": float((lam > 0).sum()), "lfmlf/qp_ok": float(qp.ok)}
         for k, lang in enumerate(langs):
             signals[f"lfmlf/lambda/{lang}"] = float(lam[k])
             signals[f"lfmlf/decrease/{lang}"] = float(decrease[k])
-        cos = cosines(gram.double())
+        cos = cosines(Q)
         pairs = [(i, j) for i in range(len(langs)) for j in range(i + 1, len(langs))]
         if pairs:
             signals["lfmlf/grad_cos/mean"] = sum(float(cos[i, j]) for i, j in pairs) / len(pairs)
