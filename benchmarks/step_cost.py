@@ -11,11 +11,20 @@ logging, ``clip_grad_norm_``, ``optimizer.step()`` and ``scheduler.step()``. The
 come from ``lfmlf.loop.build`` / ``build_optimizer`` and the batches from the loop's own sampler
 (``LanguageStream`` + ``language_weights`` + ``allocate`` + ``collate``), so every method sees the very same
 sequence of sub-batches. Not timed: building, collating and moving the batches (done up front),
-evaluation. Each (model, configuration) runs in its own child process (clean peak RSS, cold start):
-``--warmup`` steps are discarded, then ``--steps`` steps are timed; that is one *repeat*. Repeats are run
-round-robin over the configurations (mlf, lfmlf-l2, lfmlf-distill, mlf, ...) so a drifting machine load hits
-all of them alike. Reported: median s/step over all timed steps, the inter-quartile range, the ratio of
-medians to MLF, and the peak RSS of the child (``ru_maxrss``; it includes loading the model).
+evaluation.
+
+How: one child process per model builds every configuration (mlf, lfmlf-l2, lfmlf-distill) and runs their
+steps interleaved (step i of each configuration in turn, rotating who goes first), so a machine whose load
+changes (other people's tests on the same 2 cores) slows all of them alike. ``--warmup`` steps are
+discarded, then ``--repeats`` blocks of ``--steps`` steps are timed. Reported: median s/step over all timed
+steps with its inter-quartile range, the medians of the blocks, the ratio of medians to MLF, the median
+(IQR) of per-step ratios to MLF on the same batch, and the peak RSS (``ru_maxrss``, model loading included)
+of a separate process that builds only that configuration and runs 2 steps.
+
+Children run with ``OMP_WAIT_POLICY=PASSIVE`` by default: with 2 torch threads on 2 shared cores, spinning
+OpenMP workers made steps 3-4x slower and very noisy whenever anything else ran (e5 forward+backward
+16 x 48: median 1.9 s spinning vs 0.6 s passive, measured side by side). ``--omp-wait-policy inherit``
+turns this off.
 
 Shapes (batch = 16 examples, K = 3 sources da/pt/sv, uniform sampler: one example of each source plus
 13 drawn, so sub-batches of ~5 examples each):
@@ -126,8 +135,13 @@ def instrument_modules(phases: Phases) -> None:
     real_grad = torch.autograd.grad
     grads.torch = _TorchShim(torch, phases.wrap("task_backward", real_grad))
     forgetting.torch = _TorchShim(torch, phases.wrap("forgetting", real_grad))
-    qp.solve_box_qp = phases.wrap("qp_solve", qp.solve_box_qp)
-    lfm.constrained_direction = phases.wrap("qp_gram", lfm.constrained_direction)  # minus solve = Q, b, d
+    # the QP pieces, under whichever names this version of lfmlf uses (wrapped where the caller looks them up)
+    for module, attr, phase in ((qp, "solve_box_qp", "qp_solve"), (lfm, "solve_box_qp", "qp_solve"),
+                                (lfm, "constrained_direction", "qp_gram"),  # older API: its exclusive time
+                                (lfm, "gram", "qp_gram"), (lfm, "combine", "qp_direction"),
+                                (lfm, "margin_eps", "qp_gram")):
+        if hasattr(module, attr):
+            setattr(module, attr, phases.wrap(phase, getattr(module, attr)))
 
 
 def instrument_method(phases: Phases, method) -> None:
@@ -330,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--configs", default=",".join(c[0] for c in CONFIGS),
                     help="comma-separated subset of " + ",".join(c[0] for c in CONFIGS))
     ap.add_argument("--steps", type=int, default=None,
-                    help="timed steps per repeat (default: tiny 30, e5 10)")
+                    help="timed steps per repeat (default: tiny 30, e5 8)")
     ap.add_argument("--repeats", type=int, default=3, help="blocks of --steps timed steps (their medians show the drift)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps at the start of every repeat")
     ap.add_argument("--batch-size", type=int, default=16)
@@ -381,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     shapes: dict[str, dict[str, float]] = {}
     load = {"start": os.getloadavg()}
     for model in models:
-        steps = args.steps or (30 if model == "tiny" else 10)
+        steps = args.steps or (30 if model == "tiny" else 8)
         base_job = {"model": model, "encoder_dir": args.encoder_dir, "batch_size": args.batch_size,
                     "max_length": args.max_length, "fixed_length": args.fixed_length, "threads": args.threads}
         t0 = time.perf_counter()
@@ -393,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_memory:
             for cfg in configs:
                 t0 = time.perf_counter()
-                memory[cfg[0]] = child({**base_job, "configs": [cfg], "warmup": args.warmup, "steps": 0,
+                memory[cfg[0]] = child({**base_job, "configs": [cfg], "warmup": 2, "steps": 0,
                                         "repeats": 0})
                 print(f"# {model}: peak RSS of {cfg[0]} alone: {memory[cfg[0]]['peak_rss_mb']:.0f} MB "
                       f"({time.perf_counter() - t0:.0f} s wall)", flush=True)
@@ -444,8 +458,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{shapes[model]['mean_sub_batch_width']:.1f}; trainable {by['mlf']['trainable_params'] / 1e6:.2f} M"
               f" parameters, QP over {qp / 1e6:.2f} M)")
     print("ratio = median / MLF median; paired = median (IQR) of per-step ratios to the MLF step on the same "
-          "batch.\npeak RSS = ru_maxrss of a separate process that builds only that configuration and runs the "
-          "warm-up steps.")
+          "batch.\npeak RSS = ru_maxrss of a separate process that builds only that configuration and runs "
+          "2 steps.")
     print()
     print("Phase breakdown, ms per step (mean over timed steps):")
     cols = [p for p in PHASES if any(r["breakdown"].get(p, 0.0) > 5e-5 for by in results.values() for r in by.values())]
@@ -453,11 +467,12 @@ def main(argv: list[str] | None = None) -> int:
     for model, by in results.items():
         for label, r in by.items():
             print(f"{model:5s} {label:14s} " + " ".join(f"{1e3 * r['breakdown'].get(p, 0.0):13.1f}" for p in cols))
-    print("  forward: per-source task.loss; task_backward: autograd of the task losses (MLF: loss.backward);"
-          "\n  forgetting: g_F (l2: theta - theta0; distill: frozen forward + autograd.grad); flatten: copies"
-          " into G / g_F;\n  qp_gram: Q = G G^T, b, d = -(g_F + G^T lam) in float64 chunks; qp_solve: the K x K"
-          " dual; write_grad:\n  adding d and the head's sum to .grad; signals: LF-MLF's logging; optimizer:"
-          " AdamW + scheduler.")
+    print("  forward: task.loss per source sub-batch | task_backward: autograd over the task losses (MLF: its one\n"
+          "  loss.backward) | forgetting: g_F (l2: flatten theta - theta0 and its norm; distill: frozen forward +\n"
+          "  autograd.grad of F) | flatten: copying gradients into G's rows | qp_gram: Q = G G^T, b = G g_F (and eps)\n"
+          "  | qp_solve: solve_box_qp | qp_direction: d = -(g_F + G^T lam) (older API: inside qp_gram) | write_grad:\n"
+          "  adding d and the head's plain sum to .grad | signals: Lfmlf._signals | method_other: the rest of\n"
+          "  Lfmlf.backward (e.g. isfinite(d)) | optimizer: AdamW + scheduler.")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "_child"},
                                                "shapes": shapes, "loadavg": load, "results": results}, indent=1))

@@ -7,7 +7,6 @@ overlaps the in-process tests.
 """
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -23,18 +22,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "config"
 QUICKSTART = REPO / "sweeps" / "quickstart.yaml"
 
 
-def _load_cases():
-    """tests/fixtures/config/cases.py, shared with test_config.py (loaded by path: tests/ is no package)."""
-    name = "lfmlf_test_config_cases"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, FIXTURES / "cases.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-cases = _load_cases()
+from tests.fixtures.config import cases  # noqa: E402  (shared with the other config test module)
 
 
 @pytest.fixture(autouse=True)

@@ -2,9 +2,7 @@
 resolve their paths and expand variables; config objects are frozen; trial_spec combines sweep + sample."""
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,18 +17,7 @@ UNER = REPO / "sweeps" / "uner_e5.yaml"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-def _load_cases():
-    """tests/fixtures/config/cases.py, shared with test_cli.py (loaded by path: tests/ is no package)."""
-    name = "lfmlf_test_config_cases"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, FIXTURES / "cases.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-cases = _load_cases()
+from tests.fixtures.config import cases  # noqa: E402  (shared with the other config test module)
 _BY_ID = {c.id: c for c in cases.CASES}
 
 
