@@ -38,12 +38,12 @@ class L2Forgetting(Forgetting):
     name = "l2"
 
     def setup(self, model: TaskModel) -> None:
-        self.theta0 = flat_params([p for _, p in model.pretrained_parameters()])
+        self.theta0 = flat_params([p for _, p in model.pretrained_parameters()]).clone()
 
     def value_and_grad(self, model: TaskModel, hidden: Mapping[str, Tensor],
                        batches: Mapping[str, Mapping[str, Tensor]]) -> tuple[float, Tensor]:
-        g = flat_params([p for _, p in model.pretrained_parameters()]).sub_(self.theta0)
-        return 0.5 * float(g.double().square().sum()), g
+        g = flat_params([p for _, p in model.pretrained_parameters()]) - self.theta0
+        return 0.5 * torch.dot(g, g).item(), g
 
 
 class DistillForgetting(Forgetting):

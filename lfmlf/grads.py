@@ -32,8 +32,39 @@ def flatten(tensors: Sequence[Tensor | None], params: Sequence[nn.Parameter], ou
 
 
 def flat_params(params: Sequence[nn.Parameter]) -> Tensor:
-    """The current values of ``params`` as one detached flat vector."""
-    return flatten([p.detach() for p in params], params)
+    """The current values of ``params`` as one detached flat vector: a free view when they live in one
+    buffer (see :func:`share_storage`), else a copy."""
+    view = flat_view(params)
+    return view.detach() if view is not None else flatten([p.detach() for p in params], params)
+
+
+def share_storage(params: Sequence[nn.Parameter]) -> Tensor:
+    """Move ``params`` into one contiguous buffer (each ``.data`` becomes a view into it) and return the
+    buffer. Called once at method setup, before the optimizer sees the parameters; afterwards reading all
+    of them as one vector (the l2 forgetting gradient theta - theta0) costs no copy."""
+    buffer = flatten([p.detach() for p in params], params)
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.data = buffer[offset:offset + n].view_as(p)
+        offset += n
+    return buffer
+
+
+def flat_view(params: Sequence[nn.Parameter]) -> Tensor | None:
+    """The 1-D buffer that ``params`` tile in order, or None when they do not share one."""
+    if not params:
+        return None
+    first = params[0]
+    base = first.data._base if first.data._base is not None else None
+    if base is None or base.dim() != 1 or base.numel() != numel(params):
+        return None
+    expected = base.data_ptr()
+    for p in params:
+        if p.data._base is not base or p.data_ptr() != expected or not p.data.is_contiguous():
+            return None
+        expected += p.numel() * p.element_size()
+    return base
 
 
 def objective_grads(loss: Tensor, flat_over: Sequence[nn.Parameter], summed_over: Sequence[nn.Parameter],

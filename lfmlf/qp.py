@@ -116,11 +116,13 @@ def gram(G: Tensor, g_f: Tensor) -> tuple[Tensor, Tensor]:
     float64 inputs) and the chunk products are summed in float64."""
     K, D = G.shape
     dtype = torch.promote_types(torch.promote_types(G.dtype, g_f.dtype), torch.float32)
-    Q = torch.zeros(K + 1, K + 1, dtype=torch.float64, device=G.device)
+    Q = torch.zeros(K, K, dtype=torch.float64, device=G.device)
+    Gg = torch.zeros(K, dtype=torch.float64, device=G.device)
     for s in range(0, D, _CHUNK):
-        A = torch.cat([G[:, s : s + _CHUNK].to(dtype), g_f[None, s : s + _CHUNK].to(dtype)])
-        Q += (A @ A.T).double()
-    return Q[:K, :K], Q[:K, K]
+        Gc = G[:, s : s + _CHUNK].to(dtype)   # no copy when G is already in the compute dtype
+        Q += (Gc @ Gc.T).double()
+        Gg += (Gc @ g_f[s : s + _CHUNK].to(dtype)).double()
+    return Q, Gg
 
 
 def combine(G: Tensor, g_f: Tensor, lam: Tensor) -> Tensor:

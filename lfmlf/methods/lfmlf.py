@@ -19,7 +19,7 @@ import torch
 from pydantic import Field
 
 from lfmlf.forgetting import FORGETTING, Forgetting
-from lfmlf.grads import add_flat_to_grad, cosines, numel, objective_grads
+from lfmlf.grads import add_flat_to_grad, cosines, numel, objective_grads, share_storage
 from lfmlf.methods.base import Method, MethodParams, StepObjectives
 from lfmlf.models import TaskModel
 from lfmlf.qp import QPResult, combine, gram, solve_box_qp
@@ -55,10 +55,11 @@ class Lfmlf(Method):
 
     def setup(self, model: TaskModel, sources) -> None:
         super().setup(model, sources)
-        self.forgetting: Forgetting = FORGETTING[self.params.forgetting]()
-        self.forgetting.setup(model)
         emb = model.encoder.get_input_embeddings().weight
         shared = [p for _, p in model.pretrained_parameters()]
+        share_storage(shared)        # theta as one vector without copies (the l2 gradient is theta - theta0)
+        self.forgetting: Forgetting = FORGETTING[self.params.forgetting]()
+        self.forgetting.setup(model)
         self.qp_params = [p for p in shared if self.params.embeddings_in_qp or p is not emb]
         in_qp = {id(p) for p in self.qp_params}
         self.sum_params = [p for p in shared if id(p) not in in_qp] + [p for _, p in model.head_parameters()]
