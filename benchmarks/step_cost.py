@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None,
                     help="timed steps per repeat (default: tiny 30, e5 8)")
     ap.add_argument("--repeats", type=int, default=3, help="blocks of --steps timed steps (their medians show the drift)")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed steps at the start of every repeat")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps before the first repeat (lazy AdamW state, allocator warm-up)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--fixed-length", action="store_true", help="pad every sub-batch to --max-length")

@@ -39,10 +39,11 @@ class L2Forgetting(Forgetting):
 
     def setup(self, model: TaskModel) -> None:
         self.theta0 = flat_params([p for _, p in model.pretrained_parameters()]).clone()
+        self.g = torch.empty_like(self.theta0)   # reused every step: callers use g_F within the step
 
     def value_and_grad(self, model: TaskModel, hidden: Mapping[str, Tensor],
                        batches: Mapping[str, Mapping[str, Tensor]]) -> tuple[float, Tensor]:
-        g = flat_params([p for _, p in model.pretrained_parameters()]) - self.theta0
+        g = torch.sub(flat_params([p for _, p in model.pretrained_parameters()]), self.theta0, out=self.g)
         return 0.5 * torch.dot(g, g).item(), g
 
 
@@ -54,13 +55,14 @@ class DistillForgetting(Forgetting):
 
     def setup(self, model: TaskModel) -> None:
         self.reference = model.frozen_encoder_copy()
+        self.g = flat_params([p for _, p in model.pretrained_parameters()]).clone()  # buffer reused every step
 
     def value_and_grad(self, model: TaskModel, hidden: Mapping[str, Tensor],
                        batches: Mapping[str, Mapping[str, Tensor]]) -> tuple[float, Tensor]:
         params = [p for _, p in model.pretrained_parameters()]
         value = distill_loss(self.reference, hidden, batches)
         grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
-        return value.item(), flatten(grads, params)
+        return value.item(), flatten(grads, params, out=self.g)
 
 
 def distill_loss(reference: torch.nn.Module, hidden: Mapping[str, Tensor],

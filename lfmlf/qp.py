@@ -125,14 +125,17 @@ def gram(G: Tensor, g_f: Tensor) -> tuple[Tensor, Tensor]:
     return Q, Gg
 
 
-def combine(G: Tensor, g_f: Tensor, lam: Tensor) -> Tensor:
-    """d = -(g_f + G^T lam), in g_f's dtype, a chunk of columns at a time."""
+def combine(G: Tensor, g_f: Tensor, lam: Tensor, out: Tensor | None = None) -> Tensor:
+    """g_f + G^T lam (= -d: what goes into ``.grad``), in g_f's dtype, into ``out`` if given. One BLAS
+    gemv without temporaries when G and g_f share a float32/float64 dtype; else a chunk at a time."""
     dtype = torch.promote_types(torch.promote_types(G.dtype, g_f.dtype), torch.float32)
     lam_c = lam.to(device=G.device, dtype=dtype)
-    d = torch.empty_like(g_f)
+    out = torch.empty_like(g_f) if out is None else out
+    if G.dtype == g_f.dtype == dtype:
+        return torch.addmv(g_f, G.T, lam_c, out=out)
     for s in range(0, G.shape[1], _CHUNK):
-        d[s : s + _CHUNK] = -(g_f[s : s + _CHUNK].to(dtype) + lam_c @ G[:, s : s + _CHUNK].to(dtype))
-    return d
+        out[s : s + _CHUNK] = g_f[s : s + _CHUNK].to(dtype) + lam_c @ G[:, s : s + _CHUNK].to(dtype)
+    return out
 
 
 def constrained_direction(G: Tensor, g_f: Tensor, eps: Tensor, upper: float) -> Direction:
@@ -149,4 +152,4 @@ def constrained_direction(G: Tensor, g_f: Tensor, eps: Tensor, upper: float) -> 
     Q, Gg = gram(G, g_f)
     b = Gg - eps.detach().to(device=G.device, dtype=torch.float64).reshape(-1)
     qp = solve_box_qp(Q.cpu(), b.cpu(), upper)
-    return Direction(combine(G, g_f, qp.lam), qp)
+    return Direction(combine(G, g_f, qp.lam).neg_(), qp)

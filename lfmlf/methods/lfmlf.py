@@ -68,8 +68,9 @@ class Lfmlf(Method):
         self.fallbacks = 0
         self.steps = 0
         dtype = torch.bfloat16 if self.params.grad_dtype == "bfloat16" else torch.float32
-        self.G = torch.empty(len(self.sources), numel(self.qp_params), dtype=dtype,
-                             device=shared[0].device if shared else None)
+        device = shared[0].device if shared else None
+        self.G = torch.empty(len(self.sources), numel(self.qp_params), dtype=dtype, device=device)
+        self.update = torch.empty(numel(self.qp_params), dtype=torch.float32, device=device)
 
     def backward(self, obj: StepObjectives) -> dict[str, float]:
         langs = [lang for lang in self.sources if lang in obj.task]
@@ -82,10 +83,12 @@ class Lfmlf(Method):
         Q, Gg = gram(G, g_f)                                  # one pass over G, float64 sums
         eps = self.params.slack * Q.diagonal()                 # margin: slack * ||g_k||^2
         qp = solve_box_qp(Q.cpu(), (Gg - eps).cpu(), self.params.max_multiplier)
-        d = combine(G, g_f, qp.lam) if qp.ok else None         # d = -(g_F + G^T lam)
+        # .grad gets minus the step direction, g_F + G^T lam, built in a buffer kept across steps
+        update = combine(G, g_f.to(self.update.dtype), qp.lam, out=self.update) if qp.ok else None
         self.steps += 1
-        if d is not None and bool(torch.isfinite(d).all()):
-            add_flat_to_grad(self.qp_params, d, -obj.grad_scale)   # .grad is minus the step direction
+        # a sum is non-finite iff an entry is (inf - inf = nan): no D-sized boolean temporary
+        if update is not None and bool(torch.isfinite(update.sum())):
+            add_flat_to_grad(self.qp_params, update, obj.grad_scale)
         else:
             self.fallbacks += 1
             add_flat_to_grad(self.qp_params, G.sum(dim=0, dtype=torch.float32), obj.grad_scale)  # plain sum
