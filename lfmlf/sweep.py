@@ -40,6 +40,7 @@ def trainable(config: dict[str, Any], sweep: SweepConfig) -> None:
     from lfmlf.loop import fit
 
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # one line per checkpoint
+    torch.set_num_threads(max(1, int(sweep.resources.cpu)))  # the CPUs Ray reserved for this trial, no more
     spec = trial_spec(sweep, config)
     state = None
     checkpoint = tune.get_checkpoint()

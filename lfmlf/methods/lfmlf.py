@@ -9,7 +9,12 @@ Each step, over the pre-trained (encoder) parameters:
 g_F is the gradient of the forgetting objective, g_k the task gradient of source k on its own sub-batch.
 The task head (no pre-trained state) gets the plain sum of the task gradients. When the QP does not solve
 (non-finite gradients, iteration limit), the step falls back to the plain sum of the task gradients over
-every parameter and the fallback is counted (``lfmlf/qp_fallbacks``).
+every parameter and the fallback is counted (``lfmlf/qp_fallbacks``). With gradient accumulation each
+micro-batch solves its own QP and the resulting updates are averaged.
+
+The QP's guarantee (first-order decrease of every source loss) holds for the raw direction d; AdamW then
+rescales each coordinate, so the loop logs the realised change of each source loss
+(``train/realised_dloss/<lang>``); ``train.optimizer: sgd`` keeps the direction as it is.
 """
 from __future__ import annotations
 
