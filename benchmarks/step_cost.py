@@ -67,11 +67,19 @@ UNER_FILES = {
     "de": {"test": "uner/de_pud-ud-test.iob2"},
 }
 # (label, method, method_params)
-CONFIGS = [
+CONFIGS_FIXED = [
     ("mlf", "mlf", {}),
     ("lfmlf-l2", "lfmlf", {"forgetting": "l2"}),
     ("lfmlf-distill", "lfmlf", {"forgetting": "distill"}),
 ]
+def _all_configs() -> list[tuple[str, str, dict[str, Any]]]:
+    """MLF and LF-MLF with each forgetting objective, then every other registered method with its defaults."""
+    from lfmlf.methods import METHODS
+
+    return CONFIGS_FIXED + [(name, name, {}) for name in sorted(METHODS) if name not in ("mlf", "lfmlf")]
+
+
+CONFIGS = _all_configs()
 PHASES = ["forward", "task_backward", "forgetting", "flatten", "qp_gram", "qp_solve", "qp_direction",
           "write_grad", "signals", "method_other", "clip", "optimizer", "loop_other"]
 
