@@ -140,3 +140,27 @@ def test_unknown_hyper_parameter_is_an_error():
         METHODS["lfmlf"](slak=1.0)
     with pytest.raises(ValueError, match="did you mean 'slack'"):
         METHODS["lfmlf"].validate_params({"slak": 1.0})
+
+
+def test_mgda_relative_constraint_falls_at_least_1_minus_delta_times_as_fast_as_mgda():
+    from lfmlf.methods.mgda import min_norm_weights
+
+    spec, task, model, method = _setup({"constraint": "mgda_relative", "slack": 0.3, "forgetting": "l2",
+                                        "max_multiplier": 1e6})
+    with torch.no_grad():
+        for _, p in model.pretrained_parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    params = [p for _, p in model.pretrained_parameters()]
+    G = _task_grads(task, model, spec.sources, params).double()
+    alpha = min_norm_weights(G @ G.T)
+    mgda_rate = G @ (G.T @ alpha)                  # -<g_k, d_mgda> for d_mgda = -G^T alpha
+    model.zero_grad()
+    method.backward(_objectives(task, model, spec.sources))
+    d = -torch.cat([p.grad.reshape(-1) for p in params]).double()
+    assert (-(G @ d) >= 0.7 * mgda_rate * (1 - 1e-3)).all()
+    assert (mgda_rate > 0).all()
+
+
+def test_mgda_relative_needs_delta_below_one():
+    with pytest.raises(ValueError, match=r"delta in \[0, 1\)"):
+        METHODS["lfmlf"].validate_params({"constraint": "mgda_relative", "slack": 1.5})

@@ -4,6 +4,7 @@ Each step, over the pre-trained (encoder) parameters:
 
     d = argmin_d <g_F, d> + 1/2 ||d||^2   s.t.  <g_k, d> <= -eps_k   (every source language k)
     eps_k = slack * ||g_k||^2                                          (constraint form "margin")
+    eps_k = (1 - delta) * <g_k, G^T alpha>, alpha = MGDA's min-norm weights   (form "mgda_relative")
     d = -(g_F + G^T lam),  lam = the box-QP dual solution, 0 <= lam <= max_multiplier
 
 g_F is the gradient of the forgetting objective, g_k the task gradient of source k on its own sub-batch.
@@ -21,22 +22,33 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor
 
 from lfmlf.grads import cosines
 from lfmlf.methods.gradient import GradientMethod, GradientParams
+from lfmlf.methods.mgda import min_norm_weights
 from lfmlf.qp import QPResult, combine, gram, solve_box_qp
 
 
 class LfmlfParams(GradientParams):
-    slack: float = Field(0.5, ge=0.0, description="Constraint slack: every source loss must fall at rate "
-                         "at least slack * ||g_k||^2 along the step (0 = only forget less).")
+    constraint: Literal["margin", "mgda_relative"] = Field(
+        "margin", description="'margin': source k's loss must fall at rate slack * ||g_k||^2; 'mgda_relative': "
+                              "at least (1 - slack) times as fast as along MGDA's min-norm direction.")
+    slack: float = Field(0.5, ge=0.0, description="Constraint slack: the required decrease rate for 'margin' "
+                         "(0 = only forget less); delta in [0, 1) for 'mgda_relative' (0 = as fast as MGDA).")
     forgetting: Literal["l2", "distill"] = Field(
         "l2", description="Forgetting objective: 'l2' distance to theta0, or 'distill' to the frozen "
                           "encoder's hidden states on the source sub-batches.")
     max_multiplier: float = Field(100.0, gt=0.0, description="Upper bound C on the QP multipliers "
                                   "(soft constraints: conflicting sources give a bounded step).")
+
+
+    @model_validator(mode="after")
+    def _delta_below_one(self) -> "LfmlfParams":
+        if self.constraint == "mgda_relative" and self.slack >= 1.0:
+            raise ValueError(f"with constraint 'mgda_relative' the slack is delta in [0, 1), got {self.slack}")
+        return self
 
 
 class Lfmlf(GradientMethod):
@@ -50,11 +62,21 @@ class Lfmlf(GradientMethod):
     def combine(self, G: Tensor, g_f: Tensor | None, langs: list[str]) -> tuple[Tensor | None, dict[str, float]]:
         assert g_f is not None
         Q, Gg = gram(G, g_f)                                  # one pass over G, float64 sums
-        eps = self.params.slack * Q.diagonal()                 # margin: slack * ||g_k||^2
+        eps = self._required_decrease(Q)
+        if eps is None:                                        # MGDA's min-norm problem did not solve
+            return None, {"lfmlf/qp_ok": 0.0}
         qp = solve_box_qp(Q.cpu(), (Gg - eps).cpu(), self.params.max_multiplier)
         # minus the step direction, g_F + G^T lam, built in the reusable buffer
         update = combine(G, g_f.to(self.update.dtype), qp.lam, out=self.update) if qp.ok else None
         return update, self._signals(langs, Q, Gg, qp)
+
+    def _required_decrease(self, Q: Tensor) -> Tensor | None:
+        """eps_k: 'margin' slack * ||g_k||^2; 'mgda_relative' (1 - delta) * <g_k, G^T alpha> with alpha MGDA's
+        min-norm weights (along -G^T alpha every source loss falls at rate (Q alpha)_k >= ||G^T alpha||^2)."""
+        if self.params.constraint == "margin":
+            return self.params.slack * Q.diagonal()
+        alpha = min_norm_weights(Q)
+        return None if alpha is None else (1.0 - self.params.slack) * (Q @ alpha.to(Q))
 
     def _signals(self, langs: list[str], Q: torch.Tensor, Gg: torch.Tensor, qp: QPResult) -> dict[str, float]:
         lam = qp.lam.to(Q.device)
