@@ -19,6 +19,7 @@ import torch
 
 from lfmlf.config import TrialSpec
 from lfmlf.methods import METHODS, Method, StepObjectives
+from lfmlf.methods.base import SetupData
 from lfmlf.models import TaskModel, load_encoder
 from lfmlf.tasks import TASKS, Task
 from lfmlf.tasks.base import Example, collate
@@ -116,6 +117,22 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def setup_data(task: Task, spec: TrialSpec, device: torch.device) -> SetupData:
+    """Training micro-batches for a method's one-off use in setup (EWC's Fisher), drawn lazily from streams
+    and a generator of their own: the training streams and the RNGs stay untouched, so the trial (and its
+    resume) is the same whether or not a method looks."""
+    def batches(n: int) -> Iterator[dict[str, dict[str, torch.Tensor]]]:
+        tc = spec.train
+        streams = {lang: LanguageStream(task.train_examples(lang), tc.seed, f"setup/{lang}") for lang in spec.sources}
+        weights = language_weights({k: len(s.examples) for k, s in streams.items()}, tc.sampler, tc.temperature)
+        rng = torch.Generator().manual_seed(tc.seed + 1)
+        micro = max(1, tc.batch_size // tc.grad_accum)
+        for _ in range(n):
+            yield {lang: {k: v.to(device) for k, v in collate(streams[lang].take(m), task.pad_id).items()}
+                   for lang, m in allocate(micro, weights, rng).items()}
+    return SetupData(batches=batches, loss=task.loss)
+
+
 def build(spec: TrialSpec, device: torch.device) -> tuple[Task, TaskModel, Method]:
     """Task data, model (encoder + fresh head) and method for a trial; the model is at theta0."""
     task = TASKS[spec.task.name](spec.task)
@@ -125,7 +142,7 @@ def build(spec: TrialSpec, device: torch.device) -> tuple[Task, TaskModel, Metho
     torch.manual_seed(spec.train.seed)
     model = TaskModel(encoder, task.build_head(encoder.config.hidden_size, spec.model.dropout)).to(device)
     method = METHODS[spec.method](**spec.method_params)
-    method.setup(model, spec.sources)
+    method.setup(model, spec.sources, data=setup_data(task, spec, device))
     return task, model, method
 
 

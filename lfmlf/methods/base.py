@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import Tensor
@@ -33,6 +33,15 @@ class StepObjectives:
     batches: Mapping[str, Mapping[str, Tensor]]    # the sub-batches themselves (on the device)
     sizes: Mapping[str, int]                       # examples per sub-batch
     grad_scale: float                              # multiply what you add to .grad by this (1 / grad_accum)
+
+
+@dataclass
+class SetupData:
+    """Training data a method may look at once in ``setup`` (EWC's Fisher), before the first step. Drawing
+    from it moves neither the training streams nor any RNG of the loop."""
+
+    batches: Callable[[int], Iterator[Mapping[str, Mapping[str, Tensor]]]]   # n -> n micro-batches {lang: sub-batch}
+    loss: Callable[[TaskModel, Mapping[str, Tensor]], tuple[Tensor, Tensor]]  # the task's loss: (mean loss, hidden)
 
 
 class Method(ABC):
@@ -66,8 +75,9 @@ class Method(ABC):
     def param_names(cls) -> list[str]:
         return list(cls.Params.model_fields)
 
-    def setup(self, model: TaskModel, sources: Sequence[str]) -> None:
-        """Called once per trial before the first step, with the model at theta0."""
+    def setup(self, model: TaskModel, sources: Sequence[str], data: SetupData | None = None) -> None:
+        """Called once per trial before the first step, with the model at theta0. ``data`` gives access
+        to training batches for one-off estimates (the loop always passes it; most methods ignore it)."""
         self.sources = tuple(sources)
 
     @abstractmethod

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from lfmlf.forgetting import FORGETTING, Forgetting
 from lfmlf.grads import add_flat_to_grad, numel, objective_grads, share_storage
-from lfmlf.methods.base import Method, MethodParams, StepObjectives
+from lfmlf.methods.base import Method, MethodParams, SetupData, StepObjectives
 from lfmlf.models import TaskModel
 
 
@@ -48,7 +48,7 @@ class GradientMethod(Method):
         """Name of the forgetting objective whose gradient ``combine`` needs (None: no g_F)."""
         return None
 
-    def setup(self, model: TaskModel, sources: Sequence[str]) -> None:
+    def setup(self, model: TaskModel, sources: Sequence[str], data: SetupData | None = None) -> None:
         super().setup(model, sources)
         emb = model.encoder.get_input_embeddings().weight
         shared = [p for _, p in model.pretrained_parameters()]
