@@ -118,3 +118,26 @@ def test_starting_a_sweep_twice_without_resume_is_refused(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "--resume" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_method_sweep_runs_every_method_with_the_same_budget(tmp_path):
+    from lfmlf.config import load_sweep
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = _lfmlf(["sweep", "sweeps/quickstart_methods.yaml", "--set", f"output_dir={tmp_path}/run",
+                   "--set", "search.num_samples=1", "--set", "train.max_steps=30", "--set", "train.eval_every=15",
+                   "--tracking-uri", uri], tmp_path)
+    assert proc.wait(timeout=900) == 0, _log(tmp_path)[-5000:]
+    methods = list(load_sweep(REPO / "sweeps" / "quickstart_methods.yaml").methods)
+    parent = _runs(uri, "tags.`lfmlf.role` = 'sweep'")[0]
+    assert {parent.data.params[f"budget.{m}"] for m in methods} == {"1"}
+    children = _runs(uri, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert sorted(r.data.params["method"] for r in children if r.info.status == "FINISHED") == sorted(methods)
+    signals = {"agem": "agem/projected", "gem": "gem/projected", "mgda": "mgda/weight/en",
+               "pcgrad": "pcgrad/conflict_rate", "l2sp": "l2sp/penalty", "ewc": "ewc/penalty",
+               "distill": "distill/penalty", "lfmlf": "lfmlf/lambda/en"}
+    for run in children:
+        method = run.data.params["method"]
+        assert "zero_shot/f1/avg" in run.data.metrics
+        if method in signals:
+            assert signals[method] in run.data.metrics, (method, sorted(run.data.metrics))
