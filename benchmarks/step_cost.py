@@ -153,8 +153,9 @@ def instrument_modules(phases: Phases) -> None:
 
 
 def instrument_method(phases: Phases, method) -> None:
-    if hasattr(method, "forgetting"):
+    if getattr(method, "forgetting", None) is not None:   # gradient methods with a forgetting objective
         method.forgetting.value_and_grad = phases.wrap("forgetting", method.forgetting.value_and_grad)
+    if hasattr(method, "_signals"):                        # LF-MLF
         method._signals = phases.wrap("signals", method._signals)
     method.backward = phases.wrap("method_other", method.backward)
 

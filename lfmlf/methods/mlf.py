@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
+from torch import Tensor
 
 from lfmlf.methods.base import Method, MethodParams, StepObjectives
 
@@ -18,14 +19,15 @@ class Mlf(Method):
     name = "mlf"
     Params = MlfParams
 
-    def backward(self, obj: StepObjectives) -> dict[str, float]:
+    def combined_loss(self, obj: StepObjectives) -> Tensor:
+        """The per-source losses combined by ``reduction`` (also the task part of the penalty methods)."""
         langs = list(obj.task)
         if self.params.reduction == "size":
             total = sum(obj.sizes[lang] for lang in langs)
-            loss = sum(obj.task[lang] * (obj.sizes[lang] / total) for lang in langs)
-        else:
-            loss = sum(obj.task[lang] for lang in langs)
-            if self.params.reduction == "mean":
-                loss = loss / len(langs)
-        (loss * obj.grad_scale).backward()
+            return sum(obj.task[lang] * (obj.sizes[lang] / total) for lang in langs)
+        loss = sum(obj.task[lang] for lang in langs)
+        return loss / len(langs) if self.params.reduction == "mean" else loss
+
+    def backward(self, obj: StepObjectives) -> dict[str, float]:
+        (self.combined_loss(obj) * obj.grad_scale).backward()
         return {}

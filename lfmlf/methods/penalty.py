@@ -1,14 +1,12 @@
 """Penalty baselines: MLF's combined task loss plus ``weight * penalty``, back-propagated once.
 
 A subclass snapshots what its penalty needs in ``setup`` (the model is at theta0 then) and defines
-``penalty(obj)``. The task part is exactly MLF's (same ``reduction`` parameter, same code): see
-:meth:`PenaltyMethod.task_loss`.
+``penalty(obj)``. The task part is exactly MLF's (same ``reduction`` parameter, same code:
+:meth:`Mlf.combined_loss`).
 """
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import replace
-
 import torch
 from pydantic import Field
 from torch import Tensor
@@ -34,18 +32,9 @@ class PenaltyMethod(Mlf):
         ``obj`` is the step's objectives (current hidden states and sub-batches), for data-dependent
         penalties."""
 
-    def task_loss(self, obj: StepObjectives) -> Tensor:
-        """MLF's combined task loss, with MLF's own reduction code. MLF only exposes ``backward``, so the
-        combination's coefficients are read off by running it on detached leaf copies of the per-source
-        losses (a three-scalar graph; exact, as every reduction is linear in the losses). If ``Mlf`` gains a
-        ``combined_loss(obj)`` method, this body becomes ``return self.combined_loss(obj)``."""
-        leaves = {lang: loss.detach().float().requires_grad_(True) for lang, loss in obj.task.items()}
-        Mlf.backward(self, replace(obj, task=leaves, grad_scale=1.0))
-        return sum(obj.task[lang] * leaves[lang].grad for lang in obj.task)
-
     def backward(self, obj: StepObjectives) -> dict[str, float]:
         penalty = self.penalty(obj)
-        loss = self.task_loss(obj) + self.params.weight * penalty
+        loss = self.combined_loss(obj) + self.params.weight * penalty
         (loss * obj.grad_scale).backward()
         return {f"{self.name}/penalty": penalty.item()}
 
