@@ -13,7 +13,7 @@ come from ``lfmlf.loop.build`` / ``build_optimizer`` and the batches from the lo
 sequence of sub-batches. Not timed: building, collating and moving the batches (done up front),
 evaluation.
 
-How: one child process per model builds every configuration (mlf, lfmlf-l2, lfmlf-distill) and runs their
+How: one child process per model builds every configuration (mlf, lfmlf-l2, lfmlf-distill, then every other registered method) and runs their
 steps interleaved (step i of each configuration in turn, rotating who goes first), so a machine whose load
 changes (other people's tests on the same 2 cores) slows all of them alike. ``--warmup`` steps are
 discarded, then ``--repeats`` blocks of ``--steps`` steps are timed. Reported: median s/step over all timed
