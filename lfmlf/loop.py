@@ -250,7 +250,7 @@ def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evalua
         steps_in_window += 1
 
         # --- evaluate: source dev (selection) and targets (zero-shot); track the selected checkpoint
-        if step % tc.eval_every == 0 or step == tc.max_steps:
+        if at_eval:
             elapsed = time.perf_counter() - started
             metrics = evaluate(task, model, spec, device)
             metrics.update({k: sum(v) / len(v) for k, v in window.items()})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import torch
 from torch import Tensor, nn
@@ -146,6 +146,3 @@ def freeze(encoder: nn.Module, embeddings: bool, bottom_layers: int) -> None:
             for p in layer.parameters():
                 p.requires_grad_(False)
 
-
-def iter_trainable(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
-    return ((n, p) for n, p in model.named_parameters() if p.requires_grad)

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,7 @@ def start_ray(cfg: SweepConfig, address: str | None) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     temp = cfg.run_dir / "ray_tmp"
     if len(str(temp)) > 43:  # Ray's AF_UNIX socket paths under it must stay below 107 bytes
-        temp = Path(tempfile.gettempdir()) / f"lfmlf-{abs(hash(str(cfg.run_dir))) % 10**8}"
+        temp = Path(tempfile.gettempdir()) / f"lfmlf-{zlib.crc32(str(cfg.run_dir).encode()):08x}"  # same on resume
         link = cfg.run_dir / "ray_tmp"
         if not link.exists():
             link.symlink_to(temp, target_is_directory=True)
