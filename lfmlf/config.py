@@ -46,15 +46,44 @@ class SyntheticData(_Frozen):
 
 class TaskConfig(_Frozen):
     name: str = "ner"
-    format: Literal["conll", "wikiann", "synthetic"] = "conll"
+    format: str = "conll"          # one of the task's ``formats`` (checked against the task at load)
     data_dir: str | None = None
     files: dict[str, SplitFiles] = Field(default_factory=dict)
-    hub_path: str = "unimelb-nlp/wikiann"
+    hub_path: str | None = None    # hub dataset id for format 'hub' (each task has a default)
+    options: dict[str, Any] = Field(default_factory=dict)   # the task's own typed options (Task.Options)
+    cache_dir: str | None = None   # tokenised-data cache; default $LFMLF_CACHE_DIR or ~/.cache/lfmlf
     synthetic: SyntheticData = SyntheticData()
     target_split: Literal["dev", "test"] = "test"
     max_length: int = Field(128, ge=8, le=4096)
     max_train_sentences: int | None = Field(None, ge=1)
     max_eval_sentences: int | None = Field(None, ge=1)
+
+
+class UnlabelledConfig(_Frozen):
+    """Unlabelled text for the masked-LM objectives (and distillation): by default the task's own
+    source-language text; with ``files``, plain-text files (one sentence or paragraph per line)."""
+
+    files: dict[str, str] = Field(default_factory=dict)   # language -> file, relative to the sweep file
+    batch_size: int = Field(8, ge=1)                       # sequences per micro-batch
+    max_length: int = Field(128, ge=8, le=4096)
+    max_lines: int | None = Field(20000, ge=1)             # per language
+    mlm_probability: float = Field(0.15, gt=0.0, lt=1.0)
+
+
+class ProbeConfig(_Frozen):
+    """Forgetting probe: top-1 cross-lingual sentence retrieval (each language against ``pivot``) with
+    mean-pooled hidden states of ``layer``; measured at theta0 (cached per model) and at every evaluation."""
+
+    format: Literal["tatoeba", "pud"] = "tatoeba"
+    data_dir: str                                          # relative to the sweep file
+    languages: list[str] = Field(min_length=1)
+    pivot: str = "en"
+    files: dict[str, str] = Field(default_factory=dict)   # pud: language -> .conllu file (pivot included)
+    layer: int = -1                                        # hidden layer to pool; -1 = last, 0 = embeddings
+    max_pairs: int | None = Field(1000, ge=1)
+    batch_size: int = Field(64, ge=1)
+    max_length: int = Field(128, ge=8, le=4096)
+    cache_dir: str | None = None                           # theta0 scores; default as task.cache_dir
 
 
 class TinyModel(_Frozen):
@@ -153,6 +182,8 @@ class SweepConfig(_Frozen):
     model: ModelConfig = ModelConfig()
     languages: LanguageConfig
     train: TrainConfig = TrainConfig()
+    unlabelled: UnlabelledConfig = UnlabelledConfig()
+    probe: ProbeConfig | None = None
     methods: dict[str, MethodEntry] = Field(min_length=1)
     search: SearchConfig = SearchConfig()
     resources: ResourceConfig = ResourceConfig()
@@ -183,6 +214,8 @@ class TrialSpec(_Frozen):
     train: TrainConfig
     task: TaskConfig
     model: ModelConfig
+    unlabelled: UnlabelledConfig = UnlabelledConfig()
+    probe: ProbeConfig | None = None
 
     def flat_params(self) -> dict[str, str]:
         """The flat param view logged to MLflow: sampled values plus every fixed setting."""
@@ -208,7 +241,27 @@ def trial_spec(cfg: "SweepConfig", sampled: Mapping[str, Any]) -> TrialSpec:
     params = {**cfg.methods[method].params, **values}
     pool = tuple(sorted(set(cfg.languages.sources) | set(cfg.languages.targets)))
     return TrialSpec(sweep=cfg.name, method=method, method_params=params, sources=sources,
-                     targets=tuple(cfg.languages.targets), pool=pool, train=train, task=cfg.task, model=cfg.model)
+                     targets=tuple(cfg.languages.targets), pool=pool, train=train, task=cfg.task, model=cfg.model,
+                     unlabelled=cfg.unlabelled, probe=cfg.probe)
+
+
+def check_fields(model: type[BaseModel], values: Mapping[str, Any], kind: str, owner: str) -> None:
+    """Validate ``values`` against a typed model of ``kind``s (a method's parameters, a task's options);
+    raise ValueError naming every bad or unknown one and the valid ones."""
+    try:
+        model(**values)
+    except ValidationError as e:
+        valid = list(model.model_fields)
+        problems = []
+        for err in e.errors():
+            key = ".".join(map(str, err["loc"]))
+            if err["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(key, valid, n=1)
+                problems.append(f"unknown {kind} '{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            else:
+                problems.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
+        raise ValueError(f"{'; '.join(problems)}. Fix: use the valid {kind}s of {owner}: "
+                         f"{', '.join(valid) or 'none'}") from None
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -380,14 +433,22 @@ def _looks_local(name: str, base: Path | None = None) -> bool:
 
 def _resolve_paths(cfg: SweepConfig, base: Path) -> SweepConfig:
     task = cfg.task
-    if task.data_dir is not None:
-        task = task.model_copy(update={"data_dir": _resolve(base, task.data_dir)})
+    for key in ("data_dir", "cache_dir"):
+        if getattr(task, key) is not None:
+            task = task.model_copy(update={key: _resolve(base, getattr(task, key))})
+    unlabelled = cfg.unlabelled.model_copy(
+        update={"files": {lang: _resolve(base, f) for lang, f in cfg.unlabelled.files.items()}})
+    probe = cfg.probe
+    if probe is not None:
+        probe = probe.model_copy(update={"data_dir": _resolve(base, probe.data_dir),
+                                         "cache_dir": probe.cache_dir and _resolve(base, probe.cache_dir)})
     model = cfg.model
     if model.name_or_path != "tiny" and _looks_local(model.name_or_path, base):
         model = model.model_copy(update={"name_or_path": _resolve(base, model.name_or_path)})
     methods = {m: e.model_copy(update={"space": _resolve(base, e.space)}) if isinstance(e.space, str) else e
                for m, e in cfg.methods.items()}
-    return cfg.model_copy(update={"task": task, "model": model, "methods": methods})
+    return cfg.model_copy(update={"task": task, "model": model, "methods": methods, "unlabelled": unlabelled,
+                                  "probe": probe})
 
 
 def _cross_check(cfg: SweepConfig, file: str) -> None:
@@ -432,6 +493,14 @@ def _cross_check(cfg: SweepConfig, file: str) -> None:
     if cfg.task.name not in TASKS:
         raise ConfigError(f"{file}: key 'task.name': unknown task '{cfg.task.name}'. "
                           f"Fix: use one of {', '.join(sorted(TASKS))}.")
+    task_cls = TASKS[cfg.task.name]
+    if cfg.task.format not in task_cls.formats:
+        raise ConfigError(f"{file}: key 'task.format': task '{cfg.task.name}' cannot read format "
+                          f"'{cfg.task.format}'. Fix: use one of {', '.join(task_cls.formats)}.")
+    try:
+        task_cls.validate_options(cfg.task.options)
+    except ValueError as e:
+        raise ConfigError(f"{file}: key 'task.options': {e}") from None
     try:
         TASKS[cfg.task.name].check_data(cfg.task, lc.sources, lc.targets)
     except ValueError as e:

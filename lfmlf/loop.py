@@ -22,7 +22,7 @@ from lfmlf.methods import METHODS, Method, StepObjectives
 from lfmlf.methods.base import SetupData
 from lfmlf.models import TaskModel, load_encoder
 from lfmlf.tasks import TASKS, Task
-from lfmlf.tasks.base import Example, collate
+from lfmlf.tasks.base import Example
 
 
 class TrainingDiverged(RuntimeError):
@@ -128,7 +128,7 @@ def setup_data(task: Task, spec: TrialSpec, device: torch.device) -> SetupData:
         rng = torch.Generator().manual_seed(tc.seed + 1)
         micro = max(1, tc.batch_size // tc.grad_accum)
         for _ in range(n):
-            yield {lang: {k: v.to(device) for k, v in collate(streams[lang].take(m), task.pad_id).items()}
+            yield {lang: {k: v.to(device) for k, v in task.collate(streams[lang].take(m)).items()}
                    for lang, m in allocate(micro, weights, rng).items()}
     return SetupData(batches=batches, loss=task.loss)
 
@@ -148,14 +148,16 @@ def build(spec: TrialSpec, device: torch.device) -> tuple[Task, TaskModel, Metho
 
 def evaluate(task: Task, model: TaskModel, spec: TrialSpec, device: torch.device) -> dict[str, float]:
     """Source-language dev scores (model selection) and target-language scores (zero-shot)."""
-    m, bs = task.metric, spec.train.eval_batch_size
+    bs = spec.train.eval_batch_size
     out: dict[str, float] = {}
     for prefix, langs, split in (("source", spec.sources, "dev"),
                                  ("zero_shot", spec.targets, spec.task.target_split)):
-        scores = [task.evaluate(model, lang, split, bs, device)[m] for lang in langs]
-        out.update({f"{prefix}/{m}/{lang}": s for lang, s in zip(langs, scores)})
-        out[f"{prefix}/{m}/avg"] = sum(scores) / len(scores)
-        out[f"{prefix}/{m}/min"] = min(scores)
+        per_lang = {lang: task.evaluate(model, lang, split, bs, device) for lang in langs}
+        for m in per_lang[langs[0]]:   # every score the task returns (QA: em and f1), per language
+            scores = [per_lang[lang][m] for lang in langs]
+            out.update({f"{prefix}/{m}/{lang}": s for lang, s in zip(langs, scores)})
+            out[f"{prefix}/{m}/avg"] = sum(scores) / len(scores)
+            out[f"{prefix}/{m}/min"] = min(scores)
     return out
 
 
@@ -223,7 +225,7 @@ def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evalua
         optimizer.zero_grad(set_to_none=True)
         for _ in range(tc.grad_accum):
             sizes = allocate(micro, weights, batch_rng)
-            batches = {lang: {k: v.to(device) for k, v in collate(streams[lang].take(n), task.pad_id).items()}
+            batches = {lang: {k: v.to(device) for k, v in task.collate(streams[lang].take(n)).items()}
                        for lang, n in sizes.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.bf16):
                 outputs = {lang: task.loss(model, b) for lang, b in batches.items()}

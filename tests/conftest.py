@@ -13,6 +13,18 @@ SHARED = REPO.parent / "shared"
 DATA = SHARED / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_data_cache(tmp_path_factory):
+    """Tokenised-data caches of this test session live in a temp folder (Ray trials inherit the variable)."""
+    previous = os.environ.get("LFMLF_CACHE_DIR")
+    os.environ["LFMLF_CACHE_DIR"] = str(tmp_path_factory.mktemp("lfmlf-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("LFMLF_CACHE_DIR", None)
+    else:
+        os.environ["LFMLF_CACHE_DIR"] = previous
+
+
 def tiny_spec(method: str = "mlf", **overrides):
     """A TrialSpec for a few fast steps of the tiny model on synthetic NER with sources de, en, es."""
     from lfmlf.config import ModelConfig, SyntheticData, TaskConfig, TrainConfig, TrialSpec

@@ -7,14 +7,14 @@ On resume, ``setup`` runs on the freshly built model and then ``load_state_dict`
 """
 from __future__ import annotations
 
-import difflib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 from torch import Tensor
 
+from lfmlf.config import check_fields
 from lfmlf.models import TaskModel
 
 
@@ -56,20 +56,7 @@ class Method(ABC):
     @classmethod
     def validate_params(cls, params: Mapping[str, Any]) -> None:
         """Raise ValueError naming every bad or unknown hyper-parameter and the valid ones."""
-        try:
-            cls.Params(**params)
-        except ValidationError as e:
-            valid = list(cls.Params.model_fields)
-            problems = []
-            for err in e.errors():
-                key = ".".join(map(str, err["loc"]))
-                if err["type"] == "extra_forbidden":
-                    close = difflib.get_close_matches(key, valid, n=1)
-                    problems.append(f"unknown parameter '{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-                else:
-                    problems.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
-            raise ValueError(f"{'; '.join(problems)}. Fix: use the valid parameters of '{cls.name}': "
-                             f"{', '.join(valid) or 'none'}") from None
+        check_fields(cls.Params, params, "parameter", f"'{cls.name}'")
 
     @classmethod
     def param_names(cls) -> list[str]:

@@ -7,23 +7,31 @@ branch on a task's name. Call order in a trial: ``check_data`` (at config load, 
 """
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 import torch
+from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
-from lfmlf.config import TaskConfig
+from lfmlf.config import TaskConfig, check_fields
+from lfmlf.data.cache import cache_root, cached, file_stamp, fingerprint, tokenizer_fingerprint
 
-Example = dict[str, list[int]]
+Example = dict[str, Any]   # "input_ids": list[int], other sequences (list[int]) or per-example ints
 
 
 def collate(examples: Sequence[Example], pad_id: int) -> dict[str, Tensor]:
-    """Pad a list of encoded examples into a batch: ``input_ids`` with ``pad_id``, ``labels`` with -100
-    (ignored by the loss), everything else with 0; adds ``attention_mask``."""
+    """Batch encoded examples: list values are padded to the longest ``input_ids`` (``input_ids`` with
+    ``pad_id``, ``labels`` with -100, which the losses ignore, anything else with 0); int values (a
+    sentence label, an answer position) become a [B] tensor. Adds ``attention_mask``."""
     width = max(len(e["input_ids"]) for e in examples)
     batch: dict[str, Tensor] = {}
     for key in examples[0]:
+        if not isinstance(examples[0][key], list):
+            batch[key] = torch.tensor([e[key] for e in examples], dtype=torch.long)
+            continue
         fill = pad_id if key == "input_ids" else (-100 if key == "labels" else 0)
         rows = [e[key] + [fill] * (width - len(e[key])) for e in examples]
         batch[key] = torch.tensor(rows, dtype=torch.long)
@@ -32,14 +40,56 @@ def collate(examples: Sequence[Example], pad_id: int) -> dict[str, Tensor]:
     return batch
 
 
+class TaskOptions(BaseModel):
+    """Base of a task's own options (``task.options`` in the YAML): typed, defaults, unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class Task(ABC):
     """One supervised task evaluated zero-shot per language."""
 
     name: ClassVar[str]
-    metric: ClassVar[str]   # the key under which evaluate() returns the headline score, e.g. "f1"
+    metric: ClassVar[str]            # the key of evaluate()'s headline score (model selection), e.g. "f1"
+    formats: ClassVar[tuple[str, ...]]   # values of ``task.format`` this task reads
+    Options: ClassVar[type[TaskOptions]] = TaskOptions
+    pad_id: int = 0
 
     def __init__(self, cfg: TaskConfig) -> None:
         self.cfg = cfg
+        self.options = self.Options(**cfg.options)
+        self.prep_stats = {"cache_hits": 0, "cache_misses": 0, "encode_s": 0.0}
+
+    @classmethod
+    def validate_options(cls, options: dict[str, Any]) -> None:
+        """Raise ValueError naming every bad or unknown option and the valid ones (called at config load)."""
+        check_fields(cls.Options, options, "option", f"task '{cls.name}'")
+
+    def collate(self, examples: Sequence[Example]) -> dict[str, Tensor]:
+        """Called for every training and evaluation batch: encoded examples -> padded tensors."""
+        return collate(examples, self.pad_id)
+
+    def data_files(self, lang: str, split: str) -> list[Path]:
+        """The files a language's split is read from (their size and mtime are part of the cache key)."""
+        files = self.cfg.files.get(lang)
+        name = getattr(files, split, None) if files is not None else None
+        return [Path(self.cfg.data_dir or ".") / name] if name else []
+
+    def cached(self, lang: str, split: str, build: Callable[[], Any], *extra: Any) -> Any:
+        """``build()`` (the encoded examples of a language's split, or anything derived from data and
+        tokenizer) through the on-disk cache shared by all trials on this machine. The key covers the task
+        settings, the data files, the tokenizer (``self.tokenizer``, set in ``prepare``) and ``extra``
+        (e.g. a label map that depends on the source set)."""
+        if not hasattr(self, "_tok_fp"):
+            self._tok_fp = tokenizer_fingerprint(self.tokenizer)
+        settings = self.cfg.model_dump(exclude={"files", "cache_dir", "target_split"})
+        key = fingerprint(self.name, settings, [file_stamp(f) for f in self.data_files(lang, split)],
+                          lang, split, self._tok_fp, list(extra))
+        started = time.perf_counter()
+        value, hit = cached(cache_root(self.cfg.cache_dir), f"data/{self.name}", key, build)
+        self.prep_stats["cache_hits" if hit else "cache_misses"] += 1
+        self.prep_stats["encode_s"] += time.perf_counter() - started
+        return value
 
     @classmethod
     @abstractmethod

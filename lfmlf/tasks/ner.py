@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from lfmlf.config import TaskConfig
 from lfmlf.data.base import TaggedSentence
-from lfmlf.tasks.base import Example, Task, collate
+from lfmlf.tasks.base import Example, Task
 
 IGNORE = -100
 SPLITS = ("train", "dev", "test")
@@ -37,6 +37,7 @@ def align_labels(word_ids: Sequence[int | None], pieces: Sequence[str], word_lab
 class NerTask(Task):
     name = "ner"
     metric = "f1"
+    formats = ("conll", "wikiann", "synthetic")
 
     def __init__(self, cfg: TaskConfig) -> None:
         super().__init__(cfg)
@@ -81,7 +82,7 @@ class NerTask(Task):
             elif cfg.format == "wikiann":
                 from lfmlf.data.hub import load_wikiann
 
-                sents = load_wikiann(lang, split, path=cfg.hub_path)
+                sents = load_wikiann(lang, split, path=cfg.hub_path or "unimelb-nlp/wikiann")
             else:
                 from lfmlf.data.synthetic import synthetic_ner
 
@@ -117,6 +118,12 @@ class NerTask(Task):
         key = (lang, split)
         if key in self._encoded:
             return self._encoded[key]
+        examples, truncated = self.cached(lang, split, lambda: self._encode_uncached(lang, split), self.labels)
+        self.truncated_words[key] = truncated
+        self._encoded[key] = examples
+        return examples
+
+    def _encode_uncached(self, lang: str, split: str) -> tuple[list[Example], int]:
         sents = self.load(lang, split)
         enc = self.tokenizer([list(s.tokens) for s in sents], is_split_into_words=True, truncation=True,
                              max_length=self.cfg.max_length)
@@ -129,9 +136,7 @@ class NerTask(Task):
             labels = align_labels(word_ids, pieces, word_labels)
             truncated += len(s.tokens) - len({w for w in word_ids if w is not None})
             examples.append({"input_ids": list(ids), "labels": labels})
-        self.truncated_words[key] = truncated
-        self._encoded[key] = examples
-        return examples
+        return examples, truncated
 
     def train_examples(self, lang: str) -> Sequence[Example]:
         return self._encoded[(lang, "train")]
@@ -159,7 +164,7 @@ class NerTask(Task):
         preds: list[list[str]] = []
         for start in range(0, len(examples), batch_size):
             chunk = examples[start:start + batch_size]
-            batch = {k: v.to(device) for k, v in collate(chunk, self.pad_id).items()}
+            batch = {k: v.to(device) for k, v in self.collate(chunk).items()}
             logits = model(batch["input_ids"], batch["attention_mask"]).logits
             best = logits.argmax(-1).cpu()
             for row, ex in enumerate(chunk):
