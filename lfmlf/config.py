@@ -506,8 +506,6 @@ def _cross_check(cfg: SweepConfig, file: str) -> None:
     except ValueError as e:
         raise ConfigError(f"{file}: {e}") from None
 
-    if cfg.model.freeze_embeddings is False and cfg.model.name_or_path != "tiny":
-        pass  # allowed; the README explains that CPU runs should freeze them
     if cfg.model.name_or_path != "tiny" and _looks_local(cfg.model.name_or_path):
         if not (Path(cfg.model.name_or_path) / "config.json").is_file():
             raise ConfigError(
@@ -527,3 +525,68 @@ def _cross_check(cfg: SweepConfig, file: str) -> None:
             load_space(name, entry.space, cfg)
         except SpaceError as e:
             raise ConfigError(f"{file}: key 'methods.{name}.space': {e}") from None
+    _check_mlm_head(cfg, file)
+    _check_unlabelled(cfg, file)
+    _check_probe(cfg, file)
+
+
+def _configurations(cfg: SweepConfig, name: str) -> list[dict[str, Any]]:
+    """A method's fixed parameters, and each categorical choice its search space can make on top."""
+    from lfmlf.search import load_space
+
+    fixed = dict(cfg.methods[name].params)
+    out = [fixed]
+    for pname, spec in load_space(name, cfg.methods[name].space, cfg).items():
+        if spec.type == "categorical" and spec.choices:
+            out += [{**fixed, pname: c} for c in spec.choices]
+    return out
+
+
+def _method_needs(cfg: SweepConfig) -> dict[str, Any]:
+    """method name -> the union of what its configurations need (an MLM head, unlabelled text)."""
+    from lfmlf.methods import METHODS
+
+    out = {}
+    for name in cfg.methods:
+        needs = []
+        for params in _configurations(cfg, name):
+            try:
+                needs.append(METHODS[name](**params).needs())
+            except ValueError:
+                continue   # a value only the search could pick and the parameters reject: checked elsewhere
+        out[name] = needs
+    return out
+
+
+def _check_mlm_head(cfg: SweepConfig, file: str) -> None:
+    from lfmlf.methods import without_mlm_head
+    from lfmlf.models import has_mlm_head
+
+    wanting = [m for m, needs in _method_needs(cfg).items() if any(n.mlm_head for n in needs)]
+    if wanting and has_mlm_head(cfg.model.name_or_path) is False:
+        raise ConfigError(f"{file}: key 'methods': {', '.join(wanting)} need(s) a masked-LM head (masked-LM "
+                          f"training or forgetting), but model '{cfg.model.name_or_path}' has none. "
+                          f"Fix: {without_mlm_head()}")
+
+
+def _check_unlabelled(cfg: SweepConfig, file: str) -> None:
+    for lang, path in cfg.unlabelled.files.items():
+        key = f"unlabelled.files.{lang}"
+        try:
+            check_language(lang)
+        except LanguageError as e:
+            raise ConfigError(f"{file}: key '{key}': {e} Fix: use an ISO 639-1 code as the key.") from None
+        if not Path(path).is_file():
+            raise ConfigError(f"{file}: key '{key}': file {path} does not exist. Fix: check the path (relative "
+                              "to the sweep file).")
+
+
+def _check_probe(cfg: SweepConfig, file: str) -> None:
+    if cfg.probe is None:
+        return
+    from lfmlf.probes import check_probe
+
+    try:
+        check_probe(cfg.probe)
+    except ValueError as e:
+        raise ConfigError(f"{file}: key 'probe': {e}") from None

@@ -4,11 +4,16 @@ Each objective covers the *pre-trained* trainable parameters only (the new task 
 state). Call order: ``setup(model)`` once per trial before the first step (the model is at theta0 then,
 also on resume, where the model is rebuilt from its source before the checkpoint is loaded), then
 ``value_and_grad`` every step that needs it.
+
+What an objective needs from the loop is declared in :class:`Needs`: ``distill`` reads unlabelled text
+when the sweep gives plain-text files (else the step's own source sub-batches), ``mlm`` needs the model's
+pre-trained masked-LM head and a masked batch of unlabelled text every step.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Literal, Mapping
 
 import torch
 from torch import Tensor
@@ -16,20 +21,33 @@ from torch import Tensor
 from lfmlf.grads import flat_params, flatten
 from lfmlf.models import TaskModel
 
+if TYPE_CHECKING:
+    from lfmlf.methods.base import StepObjectives
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a method (or its forgetting objective) needs the loop to build, decided from its parameters."""
+
+    mlm_head: bool = False     # load the encoder with its pre-trained masked-LM head (frozen)
+    # unlabelled text in StepObjectives.unlabelled every micro-batch: "masked" always (from the sweep's
+    # text files, else the task's source-language text); "text" only when the sweep gives text files
+    unlabelled: Literal["none", "text", "masked"] = "none"
+
 
 class Forgetting(ABC):
     name: ClassVar[str]
+    needs: ClassVar[Needs] = Needs()
 
     @abstractmethod
     def setup(self, model: TaskModel) -> None:
         """Snapshot what the objective needs from theta0 (parameters, or a frozen encoder)."""
 
     @abstractmethod
-    def value_and_grad(self, model: TaskModel, hidden: Mapping[str, Tensor],
-                       batches: Mapping[str, Mapping[str, Tensor]]) -> tuple[float, Tensor]:
-        """(value, flat gradient over ``model.pretrained_parameters()``). ``hidden`` are the current last
-        hidden states of the step's sub-batches (graphs attached), ``batches`` the sub-batches themselves.
-        Keeps the autograd graphs of ``hidden`` alive (the task gradients are taken afterwards)."""
+    def value_and_grad(self, model: TaskModel, obj: "StepObjectives") -> tuple[float, Tensor]:
+        """(value, flat gradient over ``model.pretrained_parameters()``) on the step's objectives (current
+        hidden states of the source sub-batches with graphs attached, the sub-batches, unlabelled text).
+        Keeps the autograd graphs of ``obj.hidden`` alive (the task gradients are taken afterwards)."""
 
 
 class L2Forgetting(Forgetting):
@@ -41,28 +59,64 @@ class L2Forgetting(Forgetting):
         self.theta0 = flat_params([p for _, p in model.pretrained_parameters()]).clone()
         self.g = torch.empty_like(self.theta0)   # reused every step: callers use g_F within the step
 
-    def value_and_grad(self, model: TaskModel, hidden: Mapping[str, Tensor],
-                       batches: Mapping[str, Mapping[str, Tensor]]) -> tuple[float, Tensor]:
+    def value_and_grad(self, model: TaskModel, obj: "StepObjectives") -> tuple[float, Tensor]:
         g = torch.sub(flat_params([p for _, p in model.pretrained_parameters()]), self.theta0, out=self.g)
         return 0.5 * torch.dot(g, g).item(), g
 
 
-class DistillForgetting(Forgetting):
-    """F = mean squared distance between the encoder's last hidden states and those of the frozen
-    pre-trained encoder on the same sub-batches (one frozen forward per sub-batch, no copy of the data)."""
-
-    name = "distill"
+class _AutogradForgetting(Forgetting):
+    """An objective whose gradient is one autograd pass over the pre-trained parameters."""
 
     def setup(self, model: TaskModel) -> None:
-        self.reference = model.frozen_encoder_copy()
         self.g = flat_params([p for _, p in model.pretrained_parameters()]).clone()  # buffer reused every step
 
-    def value_and_grad(self, model: TaskModel, hidden: Mapping[str, Tensor],
-                       batches: Mapping[str, Mapping[str, Tensor]]) -> tuple[float, Tensor]:
+    @abstractmethod
+    def loss(self, model: TaskModel, obj: "StepObjectives") -> Tensor:
+        """The objective as a scalar tensor with its graph."""
+
+    def value_and_grad(self, model: TaskModel, obj: "StepObjectives") -> tuple[float, Tensor]:
         params = [p for _, p in model.pretrained_parameters()]
-        value = distill_loss(self.reference, hidden, batches)
+        value = self.loss(model, obj)
         grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
         return value.item(), flatten(grads, params, out=self.g)
+
+
+class DistillForgetting(_AutogradForgetting):
+    """F = mean squared distance between the encoder's last hidden states and those of the frozen
+    pre-trained encoder (one frozen forward per sub-batch): on the step's source sub-batches (no extra
+    forward of the live encoder), or on the unlabelled text when the sweep gives text files."""
+
+    name = "distill"
+    needs = Needs(unlabelled="text")
+
+    def setup(self, model: TaskModel) -> None:
+        super().setup(model)
+        self.reference = model.frozen_encoder_copy()
+
+    def loss(self, model: TaskModel, obj: "StepObjectives") -> Tensor:
+        return distill_objective(self.reference, model, obj)
+
+
+class MlmForgetting(_AutogradForgetting):
+    """F = the masked-LM loss of the live encoder read out by its frozen pre-trained MLM head, on a masked
+    batch of unlabelled text (Liu et al. 2020's memory objective): it rises as the encoder stops
+    supporting the pre-training task. One extra forward and backward per step."""
+
+    name = "mlm"
+    needs = Needs(mlm_head=True, unlabelled="masked")
+
+    def loss(self, model: TaskModel, obj: "StepObjectives") -> Tensor:
+        assert obj.unlabelled is not None, "the loop gives a masked batch to methods that need one"
+        return model.mlm_loss(obj.unlabelled)
+
+
+def distill_objective(reference: torch.nn.Module, model: TaskModel, obj: "StepObjectives") -> Tensor:
+    """Distillation toward ``reference`` on the unlabelled text if the step has some, else on the step's
+    own source sub-batches (their hidden states are already computed)."""
+    if obj.unlabelled is not None:
+        b = obj.unlabelled
+        return distill_loss(reference, {"text": model.encode(b["input_ids"], b["attention_mask"])}, {"text": b})
+    return distill_loss(reference, obj.hidden, obj.batches)
 
 
 def distill_loss(reference: torch.nn.Module, hidden: Mapping[str, Tensor],
@@ -78,4 +132,5 @@ def distill_loss(reference: torch.nn.Module, hidden: Mapping[str, Tensor],
     return total / len(hidden)
 
 
-FORGETTING: dict[str, type[Forgetting]] = {L2Forgetting.name: L2Forgetting, DistillForgetting.name: DistillForgetting}
+FORGETTING: dict[str, type[Forgetting]] = {c.name: c for c in (L2Forgetting, DistillForgetting, MlmForgetting)}
+ForgettingName = Literal["l2", "distill", "mlm"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import resource
 import time
-import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
@@ -18,11 +17,12 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from lfmlf.config import TrialSpec
-from lfmlf.methods import METHODS, Method, StepObjectives
+from lfmlf.methods import METHODS, Method, StepObjectives, without_mlm_head
 from lfmlf.methods.base import SetupData
-from lfmlf.models import TaskModel, load_encoder
+from lfmlf.models import MissingMlmHead, TaskModel, load_encoder
 from lfmlf.tasks import TASKS, Task
-from lfmlf.tasks.base import Example
+from lfmlf.data.streams import LanguageStream, allocate, language_weights
+from lfmlf.data.unlabelled import UnlabelledText, file_texts, unlabelled_stream
 
 
 class TrainingDiverged(RuntimeError):
@@ -42,60 +42,6 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-class LanguageStream:
-    """Endless shuffled passes over one language's examples; the position is two ints, so resumable."""
-
-    def __init__(self, examples: Sequence[Example], seed: int, lang: str) -> None:
-        self.examples, self.seed, self.lang = examples, seed, lang
-        self.epoch, self.pos = 0, 0
-        self._order = self._permutation()
-
-    def _permutation(self) -> list[int]:
-        g = torch.Generator().manual_seed(zlib.crc32(f"{self.seed}/{self.lang}/{self.epoch}".encode()))
-        return torch.randperm(len(self.examples), generator=g).tolist()
-
-    def take(self, n: int) -> list[Example]:
-        out = []
-        for _ in range(n):
-            if self.pos == len(self._order):
-                self.epoch, self.pos = self.epoch + 1, 0
-                self._order = self._permutation()
-            out.append(self.examples[self._order[self.pos]])
-            self.pos += 1
-        return out
-
-    def state(self) -> tuple[int, int]:
-        return self.epoch, self.pos
-
-    def restore(self, state: Sequence[int]) -> None:
-        self.epoch, self.pos = int(state[0]), int(state[1])
-        self._order = self._permutation()
-
-
-def language_weights(sizes: dict[str, int], sampler: str, temperature: float) -> dict[str, float]:
-    """Share of each source in a batch: uniform, proportional to data size, or size ** (1 / T)."""
-    if sampler == "uniform":
-        raw = {k: 1.0 for k in sizes}
-    elif sampler == "proportional":
-        raw = {k: float(n) for k, n in sizes.items()}
-    else:
-        raw = {k: float(n) ** (1.0 / temperature) for k, n in sizes.items()}
-    total = sum(raw.values())
-    return {k: v / total for k, v in raw.items()}
-
-
-def allocate(batch_size: int, weights: dict[str, float], generator: torch.Generator) -> dict[str, int]:
-    """Examples per source in one batch: one each (every source constrains every step), the rest drawn
-    from ``weights``."""
-    langs = list(weights)
-    extra = torch.multinomial(torch.tensor([weights[k] for k in langs]), batch_size - len(langs),
-                              replacement=True, generator=generator) if batch_size > len(langs) else []
-    counts = {k: 1 for k in langs}
-    for i in (extra.tolist() if len(extra) else []):
-        counts[langs[i]] += 1
-    return counts
 
 
 def build_optimizer(model: TaskModel, spec: TrialSpec) -> torch.optim.Optimizer:
@@ -134,16 +80,34 @@ def setup_data(task: Task, spec: TrialSpec, device: torch.device) -> SetupData:
 
 
 def build(spec: TrialSpec, device: torch.device) -> tuple[Task, TaskModel, Method]:
-    """Task data, model (encoder + fresh head) and method for a trial; the model is at theta0."""
+    """Task data, model (encoder + fresh head, + the frozen MLM head if the method needs it) and method for
+    a trial; the model is at theta0."""
     task = TASKS[spec.task.name](spec.task)
-    texts = list(task.texts(spec.pool)) if spec.model.name_or_path == "tiny" else None
-    encoder, tokenizer = load_encoder(spec.model, texts)
+    method = METHODS[spec.method](**spec.method_params)
+    needs = method.needs()
+    texts = None
+    if spec.model.name_or_path == "tiny":   # its tokenizer is trained on the sweep's own text
+        texts = list(task.texts(spec.pool)) + [t for lines in file_texts(spec.unlabelled).values() for t in lines]
+    try:
+        encoder, tokenizer, mlm = load_encoder(spec.model, texts, mlm_head=needs.mlm_head)
+    except MissingMlmHead as e:
+        raise MissingMlmHead(f"{e}, and method '{spec.method}' with parameters {spec.method_params or '{}'} needs "
+                             f"one. Fix: {without_mlm_head()}") from None
     task.prepare(tokenizer, spec.sources, spec.targets)
     torch.manual_seed(spec.train.seed)
-    model = TaskModel(encoder, task.build_head(encoder.config.hidden_size, spec.model.dropout)).to(device)
-    method = METHODS[spec.method](**spec.method_params)
+    model = TaskModel(encoder, task.build_head(encoder.config.hidden_size, spec.model.dropout), mlm).to(device)
     method.setup(model, spec.sources, data=setup_data(task, spec, device))
     return task, model, method
+
+
+def build_unlabelled(spec: TrialSpec, task: Task, method: Method) -> UnlabelledText | None:
+    """The unlabelled-text stream the method needs (None for most): the sweep's text files, else the
+    task's own source-language text."""
+    need = method.needs().unlabelled
+    if need == "none":
+        return None
+    own = None if spec.unlabelled.files else {lang: list(task.texts([lang])) for lang in spec.sources}
+    return unlabelled_stream(spec.unlabelled, need, own, task.tokenizer, spec.train.seed)
 
 
 def evaluate(task: Task, model: TaskModel, spec: TrialSpec, device: torch.device) -> dict[str, float]:
@@ -189,6 +153,7 @@ def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evalua
 
     # --- build: data, model at theta0, method (snapshots theta0), optimizer, schedule
     task, model, method = build(spec, device)
+    unlabelled = build_unlabelled(spec, task, method)
     optimizer = build_optimizer(model, spec)
     from transformers import get_linear_schedule_with_warmup
 
@@ -208,13 +173,17 @@ def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evalua
         batch_rng.set_state(state["batch_rng"])
         torch.set_rng_state(state["torch_rng"])
         method.load_state_dict(state["method"])
+        if unlabelled is not None:
+            unlabelled.restore(state["unlabelled"])
         step, best = state["step"], state["best"]
 
     def snapshot() -> dict[str, Any]:
         return {"step": step, "trainable": model.trainable_state(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "streams": {k: s.state() for k, s in streams.items()},
                 "batch_rng": batch_rng.get_state(), "torch_rng": torch.get_rng_state(),
-                "method": method.state_dict(), "best": best, "spec": spec.model_dump(mode="json")}
+                "method": method.state_dict(), "best": best,
+                "unlabelled": unlabelled.state() if unlabelled is not None else None,
+                "spec": spec.model_dump(mode="json")}
 
     # --- train
     window: dict[str, list[float]] = defaultdict(list)
@@ -231,8 +200,9 @@ def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evalua
                 outputs = {lang: task.loss(model, b) for lang, b in batches.items()}
             losses = {lang: out[0] for lang, out in outputs.items()}
             _check_finite(losses, step, spec)
-            signals = method.backward(StepObjectives(task=losses, hidden={k: o[1] for k, o in outputs.items()},
-                                                     batches=batches, sizes=sizes, grad_scale=1.0 / tc.grad_accum))
+            signals = method.backward(StepObjectives(
+                task=losses, hidden={k: o[1] for k, o in outputs.items()}, batches=batches, sizes=sizes,
+                grad_scale=1.0 / tc.grad_accum, unlabelled=None if unlabelled is None else unlabelled.batch(device)))
             for lang, loss in losses.items():
                 window[f"train/loss/task/{lang}"].append(loss.item())
             for key, value in signals.items():

@@ -26,13 +26,29 @@ class EncoderOutput:
     logits: Tensor          # task head output
 
 
-class TaskModel(nn.Module):
-    """A pre-trained encoder and a task head. ``forward`` returns hidden states and logits."""
+class MissingMlmHead(ModelError):
+    """The model has no pre-trained masked-LM head, and the configuration needs one."""
 
-    def __init__(self, encoder: nn.Module, head: nn.Module) -> None:
+
+class TaskModel(nn.Module):
+    """A pre-trained encoder and a task head. ``forward`` returns hidden states and logits.
+
+    ``mlm`` (optional) is the Hugging Face masked-LM model whose base model *is* ``encoder`` (shared
+    parameters): its pre-trained head stays frozen and only serves :meth:`mlm_loss`."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module, mlm: nn.Module | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head
+        self.mlm = mlm   # registered after encoder and head: its shared parameters keep their encoder.* names
+
+    def mlm_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        """Masked-LM loss (mean over the masked positions, ``labels`` -100 elsewhere) through the frozen
+        pre-trained head; called by the MLM objectives every step."""
+        if self.mlm is None:
+            raise MissingMlmHead("this model was built without its masked-LM head")
+        return self.mlm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                        labels=batch["labels"]).loss.float()
 
     def encode(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -100,28 +116,85 @@ def _tiny_encoder(cfg: ModelConfig, vocab_size: int, pad_id: int) -> nn.Module:
         return BertModel(config, add_pooling_layer=False)
 
 
-def load_encoder(cfg: ModelConfig, texts: Iterable[str] | None = None):  # -> (encoder, tokenizer)
-    """The encoder and its tokenizer. ``tiny`` trains a tokenizer on ``texts`` and initialises randomly
-    with a fixed seed; anything else is a hub id or a local directory read with AutoModel/AutoTokenizer."""
+def _tiny_mlm(encoder: nn.Module, seed: int) -> nn.Module:
+    """A masked-LM model around the tiny encoder: same encoder weights as without a head (theta0 must not
+    depend on the method), the head initialised from its own seed, decoder tied to the word embeddings."""
+    from transformers import BertForMaskedLM
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        mlm = BertForMaskedLM(encoder.config)
+    mlm.bert.load_state_dict(encoder.state_dict())
+    return mlm
+
+
+def load_encoder(cfg: ModelConfig, texts: Iterable[str] | None = None, mlm_head: bool = False):
+    """(encoder, tokenizer, masked-LM model or None). ``tiny`` trains a tokenizer on ``texts`` and
+    initialises randomly with a fixed seed; anything else is a hub id or a local directory read with
+    AutoModel / AutoModelForMaskedLM and AutoTokenizer. With ``mlm_head`` the encoder is the masked-LM
+    model's base model and the head's own parameters are frozen; a model without a pre-trained head
+    raises :class:`MissingMlmHead`."""
+    mlm = None
     if cfg.name_or_path == "tiny":
         if texts is None:
             raise ModelError("the tiny model trains its tokenizer on the run's text; pass texts")
         tokenizer = train_tokenizer(texts, cfg.tiny.vocab_size)
         encoder = _tiny_encoder(cfg, len(tokenizer), tokenizer.pad_token_id)
+        if mlm_head:
+            mlm = _tiny_mlm(encoder, cfg.tiny.seed)
+            encoder = mlm.base_model
     else:
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(cfg.name_or_path)
             config = AutoConfig.from_pretrained(cfg.name_or_path, hidden_dropout_prob=cfg.dropout,
                                                 attention_probs_dropout_prob=cfg.dropout)
-            encoder = AutoModel.from_pretrained(cfg.name_or_path, config=config, dtype=torch.float32,
-                                                add_pooling_layer=False)
+            if mlm_head:
+                mlm, info = AutoModelForMaskedLM.from_pretrained(cfg.name_or_path, config=config,
+                                                                 dtype=torch.float32, output_loading_info=True)
+                prefix = mlm.base_model_prefix + "."
+                missing = sorted(k for k in info["missing_keys"] if not k.startswith(prefix))
+                if missing:
+                    raise MissingMlmHead(f"model '{cfg.name_or_path}' has no pre-trained masked-LM head "
+                                         f"(missing weights: {', '.join(missing[:3])}...)")
+                encoder = mlm.base_model
+            else:
+                encoder = AutoModel.from_pretrained(cfg.name_or_path, config=config, dtype=torch.float32,
+                                                    add_pooling_layer=False)
         except (OSError, ValueError) as e:
+            if isinstance(e, ModelError):
+                raise
             raise ModelError(f"cannot load model '{cfg.name_or_path}': {e}. Fix: give a local Hugging Face "
                              "directory, or a hub id on a machine with internet access.") from None
     freeze(encoder, cfg.freeze_embeddings, cfg.freeze_layers)
-    return encoder, tokenizer
+    if mlm is not None:
+        in_encoder = {id(p) for p in encoder.parameters()}
+        for p in mlm.parameters():
+            if id(p) not in in_encoder:   # the head's own weights; the tied decoder is the embedding matrix
+                p.requires_grad_(False)
+    return encoder, tokenizer, mlm
+
+
+def has_mlm_head(path: str) -> bool | None:
+    """Whether a local model directory holds pre-trained masked-LM head weights (read from the checkpoint's
+    key names, without loading it); None when that cannot be told (a hub id, an unknown checkpoint format)."""
+    from pathlib import Path
+
+    folder = Path(path)
+    if path == "tiny":
+        return True
+    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not files:
+        return None
+    from safetensors import safe_open
+
+    heads = ("cls.", "lm_head.", "vocab_", "generator_", "mlm.", "predictions.")
+    for f in files:
+        with safe_open(str(f), framework="pt") as st:
+            if any(k.split(".", 1)[-1].startswith(heads) or k.startswith(heads) for k in st.keys()):
+                return True
+    return False
 
 
 def _layers(encoder: nn.Module) -> list[nn.Module]:

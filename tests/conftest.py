@@ -33,7 +33,7 @@ def tiny_spec(method: str = "mlf", **overrides):
              **overrides.pop("train", {})}
     task = TaskConfig(name="ner", format="synthetic", synthetic=SyntheticData(train=60, dev=20, test=20),
                       max_length=32)
-    model = ModelConfig(name_or_path="tiny", **overrides.pop("model", {}))
+    model = ModelConfig(**{"name_or_path": "tiny", **overrides.pop("model", {})})
     return TrialSpec(sweep="test", method=method, method_params=overrides.pop("params", {}),
                      sources=("de", "en", "es"), targets=("fr",), pool=("de", "en", "es", "fr"),
                      train=TrainConfig(**train), task=task, model=model)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lfmlf.loop import build, build_optimizer
+from lfmlf.loop import build, build_optimizer, build_unlabelled
 from lfmlf.methods import METHODS
 from lfmlf.methods.base import StepObjectives
 from lfmlf.tasks.base import collate
@@ -19,6 +19,7 @@ def _one_step(name: str, seed: int = 0):
     spec = spec.model_copy(update={"sources": ("de", "en")})
     torch.manual_seed(seed)
     task, model, method = build(spec, torch.device("cpu"))
+    unlabelled = build_unlabelled(spec, task, method)
     optimizer = build_optimizer(model, spec)
     # move off theta0 a little, so that forgetting gradients are not zero
     with torch.no_grad():
@@ -31,7 +32,8 @@ def _one_step(name: str, seed: int = 0):
     optimizer.zero_grad(set_to_none=True)
     signals = method.backward(StepObjectives(task={k: o[0] for k, o in outs.items()},
                                              hidden={k: o[1] for k, o in outs.items()}, batches=batches,
-                                             sizes={k: 4 for k in spec.sources}, grad_scale=1.0))
+                                             sizes={k: 4 for k in spec.sources}, grad_scale=1.0,
+                                             unlabelled=unlabelled and unlabelled.batch(torch.device("cpu"))))
     optimizer.step()
     after = {n: p.detach().clone() for n, p in model.named_parameters()}
     return before, after, trainable, signals, method.report()

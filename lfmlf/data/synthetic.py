@@ -32,7 +32,8 @@ How the artificial languages are built
 Sentences hold 0-3 entities (about 15 % have none) and 6-20 tokens including the final ``.``.
 
 API: :func:`synthetic_ner`, :func:`language_profile` (the derived grammar and lexicon of one code),
-:data:`NER_TAGS` (label list, WikiAnn order).
+:data:`NER_TAGS` (label list, WikiAnn order); :func:`synthetic_pos`, the same sentences with UPOS tags;
+:func:`synthetic_nli`, premise-hypothesis pairs built from them.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ from functools import lru_cache
 
 from lfmlf.data.base import DataError, TaggedSentence
 
-__all__ = ["NER_TAGS", "LanguageProfile", "language_profile", "synthetic_ner"]
+__all__ = ["NER_TAGS", "LanguageProfile", "language_profile", "synthetic_ner", "synthetic_nli", "synthetic_pos"]
 
 #: The label set, in WikiAnn's order.
 NER_TAGS: tuple[str, ...] = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
@@ -517,4 +518,115 @@ def synthetic_ner(langs: Sequence[str], split: str, n: int, seed: int = 0) -> di
         L = language_profile(lang)
         rng = random.Random(_h("sentences", seed, lang, canon))
         out[lang] = [_sentence(rng, L, canon == "train") for _ in range(n)]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Part-of-speech tags for the same sentences
+# --------------------------------------------------------------------------------------------------
+_UPOS_OF = {"det": "DET", "adp": "ADP", "acc": "ADP", "adv": "ADV", "adj": "ADJ", "verb": "VERB",
+            "n_PER": "NOUN", "n_LOC": "NOUN", "n_ORG": "NOUN", "n_THING": "NOUN", "n_REL": "NOUN"}
+_UPOS_OF_CONJ = {"and": "CCONJ", "but": "CCONJ", "because": "SCONJ", "that": "SCONJ"}
+
+
+@lru_cache(maxsize=None)
+def _upos_lexicon(lang: str) -> dict[str, str]:
+    """Word form -> UPOS tag for every lexicon word of a language (forms are unique within a language)."""
+    lex = language_profile(lang).lexicon
+    out: dict[str, str] = {}
+    for category, concepts in _CONCEPTS.items():
+        for concept in concepts:
+            out[lex[concept]] = _UPOS_OF_CONJ[concept] if category == "conj" else _UPOS_OF[category]
+    return out
+
+
+def synthetic_pos(langs: Sequence[str], split: str, n: int, seed: int = 0) -> dict[str, list[TaggedSentence]]:
+    """``n`` synthetic UPOS-tagged sentences per language code: the sentences of :func:`synthetic_ner`
+    (same arguments, same words) with a part-of-speech tag per word.
+
+    Tags: entity-name words ``PROPN``; nouns (including relational nouns) ``NOUN``; ``VERB``, ``ADJ``,
+    ``ADV``, ``DET``; adpositions and the object marker ``ADP``; *and*/*but* ``CCONJ``, *because*/*that*
+    ``SCONJ``; years ``NUM``; ``,`` and ``.`` ``PUNCT`` -- 11 of the 17 UPOS tags. The hard negatives
+    (common nouns spelled like lower-cased names) are ``NOUN``, so capitalisation and context matter.
+    """
+    if isinstance(langs, str):
+        langs = [langs]
+    out: dict[str, list[TaggedSentence]] = {}
+    for lang, sents in synthetic_ner(langs, split, n, seed).items():
+        upos = _upos_lexicon(lang)
+        tagged = []
+        for s in sents:
+            tags = []
+            for i, (tok, ner) in enumerate(zip(s.tokens, s.tags)):
+                if ner != "O":
+                    tags.append("PROPN")
+                elif tok in (",", "."):
+                    tags.append("PUNCT")
+                elif tok.isdigit():
+                    tags.append("NUM")
+                else:
+                    # the first word may have been capitalised
+                    tag = upos.get(tok) or (upos.get(tok[:1].lower() + tok[1:]) if i == 0 else None)
+                    if tag is None:  # pragma: no cover - every generated word comes from the lexicon
+                        raise AssertionError(f"synthetic word {tok!r} of language {lang!r} has no POS")
+                    tags.append(tag)
+            tagged.append(TaggedSentence(s.tokens, tuple(tags)))
+        out[lang] = tagged
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Natural-language inference pairs built from the same sentences
+# --------------------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _negation(lang: str) -> tuple[str, bool]:
+    """The language's negation particle (a word of its own, not in its lexicon) and whether it precedes
+    the verb."""
+    rng = random.Random(_h("negation", lang))
+    used = set(language_profile(lang).lexicon.values())
+    while True:
+        w = _pick(rng, ("n", "m", "k", "d", "")) + _pick(rng, _VOWELS) + _pick(rng, ("", "n", "t", "k", "ch"))
+        if len(w) >= 2 and w not in used:
+            return w, rng.random() < 0.7
+
+
+def synthetic_nli(langs: Sequence[str], split: str, n: int, seed: int = 0) -> dict[str, list]:
+    """``n`` synthetic premise-hypothesis pairs per language code (:class:`lfmlf.data.xnli.NliPair`),
+    deterministic in ``(seed, lang, split)``; a toy for offline quickstarts and tests, not a benchmark.
+
+    Premises are sentences of :func:`synthetic_ner`; each premise comes with three hypotheses (in a
+    shuffled order; the last premise may have fewer), like XNLI:
+
+    * ``entailment``: the premise without its adverbs and adjectives (*Ana visited the old village
+      yesterday* -> *Ana visited the village*);
+    * ``contradiction``: that sentence with the language's own negation particle before (or after) the
+      first verb;
+    * ``neutral``: another sentence of the language (the next premise's entailed form).
+    """
+    from lfmlf.data.xnli import NliPair
+
+    if isinstance(langs, str):
+        langs = [langs]
+    m = -(-n // 3)
+    out: dict[str, list] = {}
+    for lang, sents in synthetic_pos(langs, split, m + 1, seed).items():
+        neg, before = _negation(lang)
+        rng = random.Random(_h("nli", seed, lang, _SPLITS[split]))
+
+        def core(s: TaggedSentence) -> list[str]:
+            return [w for w, t in zip(s.tokens, s.tags) if t not in ("ADV", "ADJ")]
+
+        pairs = []
+        for i in range(m):
+            premise = sents[i]
+            kept = core(premise)
+            tags = [t for t in premise.tags if t not in ("ADV", "ADJ")]
+            verb = tags.index("VERB")
+            negated = kept[:verb] + [neg] + kept[verb:] if before else kept[:verb + 1] + [neg] + kept[verb + 1:]
+            other = core(sents[i + 1])
+            hyps = [(kept, "entailment"), (negated, "contradiction"), (other, "neutral")]
+            rng.shuffle(hyps)
+            text = " ".join(premise.tokens)
+            pairs.extend(NliPair(text, " ".join(h), label) for h, label in hyps)
+        out[lang] = pairs[:n]
     return out

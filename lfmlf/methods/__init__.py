@@ -11,9 +11,19 @@ from lfmlf.methods.gem import Gem
 from lfmlf.methods.lfmlf import Lfmlf
 from lfmlf.methods.mgda import Mgda
 from lfmlf.methods.mlf import Mlf
+from lfmlf.methods.mtl_mlm import MtlMlm
 from lfmlf.methods.pcgrad import Pcgrad
 
 METHODS: dict[str, type[Method]] = {
-    m.name: m for m in (Mlf, Freeze, L2sp, Ewc, Distill, Lfmlf, Agem, Gem, Mgda, Pcgrad)}
+    m.name: m for m in (Mlf, Freeze, L2sp, Ewc, Distill, MtlMlm, Lfmlf, Agem, Gem, Mgda, Pcgrad)}
 
-__all__ = ["METHODS", "Method", "MethodParams", "SetupData", "StepObjectives"]
+
+
+def without_mlm_head() -> str:
+    """What to use instead when the model has no masked-LM head (for error messages)."""
+    free = [name for name, cls in METHODS.items() if not cls().needs().mlm_head]
+    return (f"use a model that has one (xlm-roberta-base, bert-base-multilingual-cased), or a method that "
+            f"needs none: {', '.join(free)} (with lfmlf, agem and gem: forgetting l2 or distill).")
+
+
+__all__ = ["without_mlm_head", "METHODS", "Method", "MethodParams", "SetupData", "StepObjectives"]

@@ -16,20 +16,20 @@ averages to the projection rate between evaluations.
 from __future__ import annotations
 
 import math
-from typing import Literal
-
 import torch
 from pydantic import Field
 from torch import Tensor
 
+from lfmlf.forgetting import ForgettingName
 from lfmlf.methods.gradient import GradientMethod, GradientParams
 from lfmlf.qp import combine, gram
 
 
 class AgemParams(GradientParams):
-    forgetting: Literal["l2", "distill"] = Field(
+    forgetting: ForgettingName = Field(
         "distill", description="Forgetting objective whose gradient is the episodic-memory gradient: 'l2' "
-                               "distance to theta0 (zero at theta0), or 'distill' to the frozen encoder.")
+                               "distance to theta0 (zero at theta0), 'distill' to the frozen encoder, or 'mlm' (the "
+                               "masked-LM loss through the model's pre-trained MLM head, Liu et al. 2020).")
 
 
 def agem_coefficient(dot: float, ref_sq: float) -> float:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import Tensor
 
 from lfmlf.config import check_fields
+from lfmlf.forgetting import Needs
 from lfmlf.models import TaskModel
 
 
@@ -33,6 +34,7 @@ class StepObjectives:
     batches: Mapping[str, Mapping[str, Tensor]]    # the sub-batches themselves (on the device)
     sizes: Mapping[str, int]                       # examples per sub-batch
     grad_scale: float                              # multiply what you add to .grad by this (1 / grad_accum)
+    unlabelled: Mapping[str, Tensor] | None = None  # unlabelled text (masked: with "labels"), if needs() asks
 
 
 @dataclass
@@ -57,6 +59,11 @@ class Method(ABC):
     def validate_params(cls, params: Mapping[str, Any]) -> None:
         """Raise ValueError naming every bad or unknown hyper-parameter and the valid ones."""
         check_fields(cls.Params, params, "parameter", f"'{cls.name}'")
+
+    def needs(self) -> Needs:
+        """Called before the model is built (and at config load): what this configuration needs from
+        the loop (an MLM head, unlabelled text). Decided from the parameters alone."""
+        return Needs()
 
     @classmethod
     def param_names(cls) -> list[str]:

@@ -18,20 +18,20 @@ solver handles a singular Gram matrix). Signal: ``gem/projected`` (averages to t
 from __future__ import annotations
 
 import math
-from typing import Literal
-
 import torch
 from pydantic import Field
 from torch import Tensor
 
+from lfmlf.forgetting import ForgettingName
 from lfmlf.methods.gradient import GradientMethod, GradientParams
 from lfmlf.qp import QPResult, combine, gram, solve_box_qp
 
 
 class GemParams(GradientParams):
-    forgetting: Literal["l2", "distill"] = Field(
+    forgetting: ForgettingName = Field(
         "distill", description="Forgetting objective whose gradient is the memory gradient: 'l2' distance "
-                               "to theta0 (zero at theta0), or 'distill' to the frozen encoder.")
+                               "to theta0 (zero at theta0), 'distill' to the frozen encoder, or 'mlm' (the "
+                               "masked-LM loss through the model's pre-trained MLM head, Liu et al. 2020).")
     margin: float = Field(0.5, ge=0.0, description="GEM's margin gamma: lower bound on the dual multipliers "
                           "(u = g + v g_F with v >= gamma when the constraint is active).")
 

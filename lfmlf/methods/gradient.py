@@ -15,7 +15,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from lfmlf.forgetting import FORGETTING, Forgetting
+from lfmlf.forgetting import FORGETTING, Forgetting, Needs
 from lfmlf.grads import add_flat_to_grad, numel, objective_grads, share_storage
 from lfmlf.methods.base import Method, MethodParams, SetupData, StepObjectives
 from lfmlf.models import TaskModel
@@ -48,6 +48,10 @@ class GradientMethod(Method):
         """Name of the forgetting objective whose gradient ``combine`` needs (None: no g_F)."""
         return None
 
+    def needs(self) -> Needs:
+        name = self.forgetting_objective()
+        return FORGETTING[name].needs if name else Needs()
+
     def setup(self, model: TaskModel, sources: Sequence[str], data: SetupData | None = None) -> None:
         super().setup(model, sources)
         emb = model.encoder.get_input_embeddings().weight
@@ -74,7 +78,7 @@ class GradientMethod(Method):
         G = self.G[:len(langs)]
         g_f, signals = None, {}
         if self.forgetting is not None:
-            f_value, g_f = self.forgetting.value_and_grad(self.model, obj.hidden, obj.batches)
+            f_value, g_f = self.forgetting.value_and_grad(self.model, obj)
             if self._qp_slices is not None:
                 g_f = torch.cat([g_f[s] for s in self._qp_slices])
             signals[f"{self.name}/forgetting"] = f_value

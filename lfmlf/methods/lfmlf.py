@@ -26,6 +26,7 @@ from pydantic import Field, model_validator
 from torch import Tensor
 
 from lfmlf.grads import cosines
+from lfmlf.forgetting import ForgettingName
 from lfmlf.methods.gradient import GradientMethod, GradientParams
 from lfmlf.methods.mgda import min_norm_weights
 from lfmlf.qp import QPResult, combine, gram, solve_box_qp
@@ -37,9 +38,10 @@ class LfmlfParams(GradientParams):
                               "at least (1 - slack) times as fast as along MGDA's min-norm direction.")
     slack: float = Field(0.5, ge=0.0, description="Constraint slack: the required decrease rate for 'margin' "
                          "(0 = only forget less); delta in [0, 1) for 'mgda_relative' (0 = as fast as MGDA).")
-    forgetting: Literal["l2", "distill"] = Field(
-        "l2", description="Forgetting objective: 'l2' distance to theta0, or 'distill' to the frozen "
-                          "encoder's hidden states on the source sub-batches.")
+    forgetting: ForgettingName = Field(
+        "l2", description="Forgetting objective: 'l2' distance to theta0, 'distill' to the frozen "
+                          "encoder's hidden states (source sub-batches, or the unlabelled text files), or "
+                          "'mlm' (masked-LM loss on unlabelled text through the pre-trained MLM head).")
     max_multiplier: float = Field(100.0, gt=0.0, description="Upper bound C on the QP multipliers "
                                   "(soft constraints: conflicting sources give a bounded step).")
 

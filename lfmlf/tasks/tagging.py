@@ -1,0 +1,209 @@
+"""Word-level tagging (NER, POS): what every task with one label per word shares.
+
+A subclass says where its sentences come from (:meth:`TaggingTask.read`), which labels the head predicts
+(:meth:`TaggingTask.label_set`), how predictions are scored (:meth:`TaggingTask.score`) and which of its
+formats read local files (``file_formats``, checked by :meth:`TaggingTask.check_data`). The rest is here:
+
+* **Subword alignment**: a word's label sits on its first piece that is not a bare ``▁`` marker (XLM-R's
+  SentencePiece often splits a pre-split word into ``▁`` + the word; labelling the bare marker is why naive
+  alignment scores badly on Chinese). The word's other pieces are ignored by the loss (label -100).
+* **Encoding** through :meth:`Task.cached` (the on-disk cache shared by the trials of a machine).
+* **Head**: dropout + linear over every piece's hidden state; **loss**: cross-entropy over labelled pieces.
+* **Prediction**: one label per word, read at the word's labelled piece. Words cut off by ``max_length``
+  get ``truncated_tag`` (NER: ``O``; POS: ``_``, which is never gold, so they count as errors) and are
+  counted in ``truncated_words[(lang, split)]``.
+"""
+from __future__ import annotations
+
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lfmlf.config import TaskConfig
+from lfmlf.data.base import DataError, TaggedSentence
+from lfmlf.tasks.base import Example, Task
+
+__all__ = ["IGNORE", "SPLITS", "TaggingTask", "align_labels", "check_split_files"]
+
+IGNORE = -100
+SPLITS = ("train", "dev", "test")
+
+
+def align_labels(word_ids: Sequence[int | None], pieces: Sequence[str], word_labels: Sequence[int]) -> list[int]:
+    """Per-piece labels: each word's label on its first piece that is not a bare ``▁``, -100 elsewhere."""
+    labels = [IGNORE] * len(word_ids)
+    positions: dict[int, list[int]] = {}
+    for pos, w in enumerate(word_ids):
+        if w is not None:
+            positions.setdefault(w, []).append(pos)
+    for w, ps in positions.items():
+        labels[next((p for p in ps if pieces[p] != "\u2581"), ps[0])] = word_labels[w]
+    return labels
+
+
+def check_split_files(cfg: TaskConfig, need: Sequence[tuple[str, str]]) -> None:
+    """Raise ValueError naming ``task.data_dir`` or ``task.files.<lang>.<split>`` and the fix unless every
+    needed (language, split) has a file that exists (the files are not read)."""
+    if cfg.data_dir is None:
+        raise ValueError(f"key 'task.data_dir' is required with format '{cfg.format}'. Fix: set it to the "
+                         "folder holding the files (relative paths are relative to the sweep file).")
+    for lang, split in need:
+        files = cfg.files.get(lang)
+        name = getattr(files, split) if files is not None else None
+        key = f"task.files.{lang}.{split}"
+        if name is None:
+            raise ValueError(f"key '{key}' is missing: language '{lang}' needs a {split} file. "
+                             f"Fix: add it under task.files.{lang}, or drop '{lang}' from the languages.")
+        path = Path(cfg.data_dir) / name
+        if not path.is_file():
+            raise ValueError(f"key '{key}': file {path} does not exist. Fix: check task.data_dir "
+                             f"({cfg.data_dir}) and the file name.")
+
+
+class TaggingTask(Task):
+    """One label per word. Subclasses set ``name``, ``metric``, ``formats``, ``file_formats`` and
+    ``truncated_tag`` and implement :meth:`read`, :meth:`label_set` and :meth:`score`."""
+
+    file_formats: ClassVar[tuple[str, ...]]   # formats read from task.files (checked at config load)
+    truncated_tag: ClassVar[str]              # the prediction for a word cut off by max_length
+
+    def __init__(self, cfg: TaskConfig) -> None:
+        super().__init__(cfg)
+        self._raw: dict[tuple[str, str], list[TaggedSentence]] = {}
+        self._encoded: dict[tuple[str, str], list[Example]] = {}
+        self.labels: list[str] = []
+        self.pad_id = 0
+        self.truncated_words: dict[tuple[str, str], int] = {}
+
+    # ------------------------------------------------------------------ hooks
+    @abstractmethod
+    def read(self, lang: str, split: str) -> Sequence[TaggedSentence]:
+        """Called once per (language, split) by :meth:`load`: every sentence of the source (file, hub or
+        synthetic generator named by ``self.cfg.format``), before the sentence caps."""
+
+    @abstractmethod
+    def label_set(self, sources: Sequence[str]) -> list[str]:
+        """Called in :meth:`prepare`: the head's labels in order (may read the sources' training data)."""
+
+    @abstractmethod
+    def score(self, gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]:
+        """Called at every evaluation: scores of predicted against gold tags (one list per sentence, one tag
+        per word, same lengths), ``self.metric`` among the keys."""
+
+    # ------------------------------------------------------------------ data
+    @classmethod
+    def check_data(cls, cfg: TaskConfig, sources: Sequence[str], targets: Sequence[str]) -> None:
+        if cfg.format not in cls.file_formats:
+            return  # synthetic data exists for every language; hub data is checked when it is loaded
+        need = [(lang, "train") for lang in sources] + [(lang, "dev") for lang in sources]
+        need += [(lang, cfg.target_split) for lang in targets]
+        check_split_files(cfg, need)
+
+    def file(self, lang: str, split: str) -> Path:
+        """The file of a language's split (for ``file_formats``)."""
+        return Path(self.cfg.data_dir or ".") / getattr(self.cfg.files[lang], split)
+
+    def load(self, lang: str, split: str) -> list[TaggedSentence]:
+        """Sentences of a language's split, from files, the hub, or the synthetic generator (cached)."""
+        key = (lang, split)
+        if key not in self._raw:
+            sents = self.read(lang, split)
+            if not sents:
+                raise DataError(f"task '{self.name}': no sentences for language '{lang}', split '{split}' "
+                                f"(format '{self.cfg.format}'). Fix: check the data source of that split.")
+            cap = self.cfg.max_train_sentences if split == "train" else self.cfg.max_eval_sentences
+            self._raw[key] = list(sents[:cap] if cap else sents)
+        return self._raw[key]
+
+    def texts(self, langs: Sequence[str]) -> Iterable[str]:
+        for lang in langs:
+            for s in self.load(lang, "train" if self._has(lang, "train") else self.cfg.target_split):
+                yield " ".join(s.tokens)
+
+    def _has(self, lang: str, split: str) -> bool:
+        if self.cfg.format not in self.file_formats:
+            return True
+        files = self.cfg.files.get(lang)
+        return files is not None and getattr(files, split) is not None
+
+    def prepare(self, tokenizer: Any, sources: Sequence[str], targets: Sequence[str]) -> None:
+        self.tokenizer = tokenizer
+        self.pad_id = tokenizer.pad_token_id
+        self.labels = self.label_set(sources)
+        self.label_id = {t: i for i, t in enumerate(self.labels)}
+        for lang in sources:
+            self._encode(lang, "train")
+            self._encode(lang, "dev")
+        for lang in targets:
+            self._encode(lang, self.cfg.target_split)
+
+    def _encode(self, lang: str, split: str) -> list[Example]:
+        key = (lang, split)
+        if key in self._encoded:
+            return self._encoded[key]
+        examples, truncated = self.cached(lang, split, lambda: self._encode_uncached(lang, split), self.labels)
+        self.truncated_words[key] = truncated
+        self._encoded[key] = examples
+        return examples
+
+    def _encode_uncached(self, lang: str, split: str) -> tuple[list[Example], int]:
+        sents = self.load(lang, split)
+        enc = self.tokenizer([list(s.tokens) for s in sents], is_split_into_words=True, truncation=True,
+                             max_length=self.cfg.max_length)
+        examples, truncated = [], 0
+        for i, s in enumerate(sents):
+            ids = enc["input_ids"][i]
+            word_ids = enc.word_ids(i)
+            pieces = self.tokenizer.convert_ids_to_tokens(ids)
+            word_labels = [self.label_id.get(t, 0) for t in s.tags]  # unseen gold tags only matter in scoring
+            labels = align_labels(word_ids, pieces, word_labels)
+            truncated += len(s.tokens) - len({w for w in word_ids if w is not None})
+            examples.append({"input_ids": list(ids), "labels": labels})
+        return examples, truncated
+
+    def train_examples(self, lang: str) -> Sequence[Example]:
+        return self._encoded[(lang, "train")]
+
+    # ------------------------------------------------------------------ model
+    def build_head(self, hidden_size: int, dropout: float) -> nn.Module:
+        return nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size, len(self.labels)))
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        out = model(batch["input_ids"], batch["attention_mask"])
+        logits = out.logits.float()
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1),
+                               ignore_index=IGNORE)
+        return loss, out.hidden
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, lang: str, split: str, batch_size: int,
+                device: torch.device) -> list[list[str]]:
+        """One predicted tag per word of every sentence of a language's split (truncated words get
+        ``truncated_tag``)."""
+        examples = self._encode(lang, split)
+        sents = self.load(lang, split)
+        was_training = model.training
+        model.eval()
+        preds: list[list[str]] = []
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start:start + batch_size]
+            batch = {k: v.to(device) for k, v in self.collate(chunk).items()}
+            logits = model(batch["input_ids"], batch["attention_mask"]).logits
+            best = logits.argmax(-1).cpu()
+            for row, ex in enumerate(chunk):
+                positions = [p for p, lab in enumerate(ex["labels"]) if lab != IGNORE]
+                words = [self.labels[int(best[row, p])] for p in positions]
+                n_words = len(sents[start + row].tokens)
+                preds.append(words + [self.truncated_tag] * (n_words - len(words)))
+        model.train(was_training)
+        return preds
+
+    def evaluate(self, model: nn.Module, lang: str, split: str, batch_size: int,
+                 device: torch.device) -> dict[str, float]:
+        preds = self.predict(model, lang, split, batch_size, device)
+        gold = [list(s.tags) for s in self.load(lang, split)]
+        return self.score(gold, preds)
