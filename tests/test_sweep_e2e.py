@@ -129,13 +129,16 @@ def test_method_sweep_runs_every_method_with_the_same_budget(tmp_path):
                    "--tracking-uri", uri], tmp_path)
     assert proc.wait(timeout=900) == 0, _log(tmp_path)[-5000:]
     methods = list(load_sweep(REPO / "sweeps" / "quickstart_methods.yaml").methods)
+    from lfmlf.methods import METHODS
+
+    assert set(methods) == set(METHODS), "quickstart_methods.yaml must run every registered method"
     parent = _runs(uri, "tags.`lfmlf.role` = 'sweep'")[0]
     assert {parent.data.params[f"budget.{m}"] for m in methods} == {"1"}
     children = _runs(uri, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert sorted(r.data.params["method"] for r in children if r.info.status == "FINISHED") == sorted(methods)
     signals = {"agem": "agem/projected", "gem": "gem/projected", "mgda": "mgda/weight/en",
                "pcgrad": "pcgrad/conflict_rate", "l2sp": "l2sp/penalty", "ewc": "ewc/penalty",
-               "distill": "distill/penalty", "lfmlf": "lfmlf/lambda/en"}
+               "distill": "distill/penalty", "lfmlf": "lfmlf/lambda/en", "mtl_mlm": "mtl_mlm/penalty"}
     for run in children:
         method = run.data.params["method"]
         assert "zero_shot/f1/avg" in run.data.metrics
