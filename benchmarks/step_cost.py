@@ -71,6 +71,7 @@ CONFIGS_FIXED = [
     ("mlf", "mlf", {}),
     ("lfmlf-l2", "lfmlf", {"forgetting": "l2"}),
     ("lfmlf-distill", "lfmlf", {"forgetting": "distill"}),
+    ("lfmlf-mlm", "lfmlf", {"forgetting": "mlm"}),        # tiny only: the e5 encoder has no MLM head
 ]
 def _all_configs() -> list[tuple[str, str, dict[str, Any]]]:
     """MLF and LF-MLF with each forgetting objective, then every other registered method with its defaults."""
@@ -184,7 +185,7 @@ class Trial:
     def __init__(self, job: dict[str, Any], label: str, method: str, params: dict[str, Any], total: int) -> None:
         import torch
         from transformers import get_linear_schedule_with_warmup
-        from lfmlf.loop import build, build_optimizer, pick_device
+        from lfmlf.loop import build, build_optimizer, build_unlabelled, pick_device
 
         self.label = label
         self.spec = make_spec(job["model"], method, params, job["encoder_dir"], job["batch_size"],
@@ -192,6 +193,7 @@ class Trial:
         tc = self.spec.train
         self.device = pick_device(tc.device)
         self.task, self.model, self.method = build(self.spec, self.device)
+        self.unlabelled = build_unlabelled(self.spec, self.task, self.method)
         self.optimizer = build_optimizer(self.model, self.spec)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, math.ceil(tc.warmup_ratio * tc.max_steps),
                                                          tc.max_steps)
@@ -204,7 +206,7 @@ class Trial:
     def plan(self, job: dict[str, Any], total: int) -> list:
         """The loop's batches for ``total`` steps: LanguageStream + language_weights + allocate + collate."""
         import torch
-        from lfmlf.loop import LanguageStream, allocate, language_weights
+        from lfmlf.data.streams import LanguageStream, allocate, language_weights
         from lfmlf.tasks.base import collate
 
         tc, task = self.spec.train, self.task
@@ -234,6 +236,7 @@ class Trial:
 
         tc, task, model, method, window = self.spec.train, self.task, self.model, self.method, self.window
         device, optimizer, spec = self.device, self.optimizer, self.spec
+        unlabelled = None if self.unlabelled is None else self.unlabelled.batch(device)  # drawn untimed
         phases.reset()
         start = time.perf_counter()
         # ---- begin: body of `while step < tc.max_steps:` in loop.fit --------------------------------------
@@ -247,8 +250,9 @@ class Trial:
             losses = {lang: out[0] for lang, out in outputs.items()}
             _check_finite(losses, step, spec)
             t = time.perf_counter()
-            signals = method.backward(StepObjectives(task=losses, hidden={k: o[1] for k, o in outputs.items()},
-                                                     batches=batches, sizes=sizes, grad_scale=1.0 / tc.grad_accum))
+            signals = method.backward(StepObjectives(
+                task=losses, hidden={k: o[1] for k, o in outputs.items()}, batches=batches, sizes=sizes,
+                grad_scale=1.0 / tc.grad_accum, unlabelled=unlabelled))
             if self.is_mlf:  # Mlf.backward is a single loss.backward(): count it all as task backward
                 phases.excl["method_other"] = 0.0
                 phases.excl["task_backward"] += time.perf_counter() - t
@@ -403,7 +407,16 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     shapes: dict[str, dict[str, float]] = {}
     load = {"start": os.getloadavg()}
+    all_configs = configs
     for model in models:
+        configs = all_configs
+        if model != "tiny":   # the e5 encoder has no masked-LM head: MLM methods cannot run on it
+            from lfmlf.methods import METHODS
+
+            skipped = [c[0] for c in configs if METHODS[c[1]](**c[2]).needs().mlm_head]
+            configs = [c for c in configs if c[0] not in skipped]
+            if skipped:
+                print(f"# {model}: skipped {', '.join(skipped)} (needs a masked-LM head; this encoder has none)")
         steps = args.steps or (30 if model == "tiny" else 8)
         base_job = {"model": model, "encoder_dir": args.encoder_dir, "batch_size": args.batch_size,
                     "max_length": args.max_length, "fixed_length": args.fixed_length, "threads": args.threads}

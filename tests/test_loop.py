@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from lfmlf.loop import LanguageStream, TrainingDiverged, allocate, fit, language_weights
+from lfmlf.data.streams import LanguageStream, allocate, language_weights
+from lfmlf.loop import TrainingDiverged, fit
 from lfmlf.tasks.ner import NerTask
 from tests.conftest import tiny_spec
 

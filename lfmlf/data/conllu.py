@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lfmlf.data.base import DataError, TaggedSentence
 
-__all__ = ["UPOS_TAGS", "UdSentence", "read_conllu"]
+__all__ = ["UPOS_TAGS", "UdSentence", "read_conllu", "sniff_layout"]
 
 #: The 17 universal part-of-speech tags (https://universaldependencies.org/u/pos/), alphabetical.
 UPOS_TAGS: tuple[str, ...] = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART",
@@ -124,3 +124,28 @@ def read_conllu(path: str | Path, column: str = "upos",
         tags.append(tag)
     close()
     return sentences
+
+
+def _is_word_id(field: str) -> bool:
+    return field.replace("-", "").replace(".", "").isdigit() and field[:1].isdigit()
+
+
+def sniff_layout(path: str | Path, max_lines: int = 200) -> str | None:
+    """``"conllu"`` if the file's first data line is a 10-column CoNLL-U word line, ``"tagged"`` if it is a
+    ``token <TAB> tag`` line (XTREME's udpos files), None if unclear (also for a missing file): readers
+    use it to accept both layouts in one data set while keeping strict errors for each."""
+    try:
+        with Path(path).open("r", encoding="utf-8-sig", errors="replace") as fh:
+            for _, line in zip(range(max_lines), fh):
+                line = line.rstrip("\r\n")
+                if not line.strip():
+                    continue
+                fields = line.split("\t")
+                if line.startswith("#") and (len(fields) == 1 or " " in fields[0]):
+                    continue   # a comment; "#<TAB>SYM" is the token "#"
+                if len(fields) == 10 and _is_word_id(fields[0].strip()):
+                    return "conllu"
+                return "tagged" if len(fields) == 2 else None
+    except OSError:
+        return None
+    return None

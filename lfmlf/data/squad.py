@@ -49,6 +49,11 @@ def _answers(raw: Any, context: str, where: str) -> tuple[tuple[str, ...], tuple
     texts, starts = [], []
     for j, a in enumerate(raw):
         text, start = (a.get("text"), a.get("answer_start")) if isinstance(a, dict) else (None, None)
+        if text == "":
+            raise DataError(f"{where}.answers[{j}]: the answer text is empty: this file has no gold answers "
+                            f"(XTREME's TyDi QA GoldP dev files come with their answers blanked out). Fix: use a "
+                            f"labelled copy of the file (e.g. from the TyDi QA GoldP v1.1 release), or evaluate "
+                            f"this language on another dataset.")
         if not isinstance(text, str) or not text or isinstance(start, bool) or not isinstance(start, int):
             raise DataError(f"{where}.answers[{j}]: expected {{'text': non-empty string, 'answer_start': "
                             f"int}}, got {a!r}. Fix: correct the answer entry.")

@@ -47,6 +47,11 @@ class PosTask(TaggingTask):
     * ``conllu``: CoNLL-U files in ``task.files`` (e.g. Universal Dependencies treebanks, PUD); multi-word
       token lines (``3-4``) and empty nodes (``5.1``) are skipped, the UPOS column is read.
     * ``udpos``: XTREME's processed UD files, ``token <TAB> UPOS`` per line, a blank line between sentences.
+
+      Both file formats read both layouts, decided per file from its first data line (10 tab-separated
+      columns with a word ID: CoNLL-U; 2 columns: token-tag; anything else: the format's own layout, whose
+      reader then names the bad line). So one sweep can train on XTREME's ``train-en.tsv`` and evaluate
+      zero-shot on PUD's ``.conllu`` files (give ``data_dir`` their common parent and paths below it).
     * ``hub``: a Universal Dependencies dataset via ``datasets.load_dataset(hub_path, treebank)``
       (``hub_path`` default ``universal-dependencies/universal_dependencies``; the treebank of a language
       from ``options.treebanks``, else :data:`DEFAULT_TREEBANKS`, else the language code itself).
@@ -71,14 +76,15 @@ class PosTask(TaggingTask):
 
     def read(self, lang: str, split: str) -> Sequence[TaggedSentence]:
         cfg = self.cfg
-        if cfg.format == "conllu":
-            from lfmlf.data.conllu import read_conllu
-
-            return read_conllu(self.file(lang, split), "upos", tagset=UPOS_TAGS)
-        if cfg.format == "udpos":
-            from lfmlf.data.conll import read_tagged
+        if cfg.format in self.file_formats:
+            from lfmlf.data.conllu import read_conllu, sniff_layout
 
             path = self.file(lang, split)
+            layout = sniff_layout(path) or ("conllu" if cfg.format == "conllu" else "tagged")
+            if layout == "conllu":
+                return read_conllu(path, "upos", tagset=UPOS_TAGS)
+            from lfmlf.data.conll import read_tagged
+
             sents = read_tagged(path)
             where = str(path)
         elif cfg.format == "hub":
