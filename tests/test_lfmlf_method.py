@@ -8,18 +8,19 @@ import pytest
 import torch
 
 from lfmlf.grads import flat_params
-from lfmlf.loop import build
+from lfmlf.loop import build, build_unlabelled
 from lfmlf.methods import METHODS
 from lfmlf.methods.base import StepObjectives
 from lfmlf.tasks.base import collate
 from tests.conftest import tiny_spec
 
 
-def _objectives(task, model, sources, n=4, scale=1.0):
+def _objectives(task, model, sources, n=4, scale=1.0, unlabelled=None):
     batches = {lang: collate(list(task.train_examples(lang)[:n]), task.pad_id) for lang in sources}
     outs = {lang: task.loss(model, b) for lang, b in batches.items()}
     return StepObjectives(task={k: o[0] for k, o in outs.items()}, hidden={k: o[1] for k, o in outs.items()},
-                          batches=batches, sizes={k: n for k in sources}, grad_scale=scale)
+                          batches=batches, sizes={k: n for k in sources}, grad_scale=scale,
+                          unlabelled=None if unlabelled is None else unlabelled.batch(torch.device("cpu")))
 
 
 def _setup(params, **kw):
@@ -50,7 +51,7 @@ def _task_grads(task, model, sources, params):
     return torch.stack(rows)
 
 
-@pytest.mark.parametrize("forgetting", ["l2", "distill"])
+@pytest.mark.parametrize("forgetting", ["l2", "distill", "mlm"])
 def test_every_source_loss_decreases_to_first_order(forgetting):
     spec, task, model, method = _setup({"slack": 0.5, "forgetting": forgetting, "max_multiplier": 1e6})
     # move away from theta0 so that the forgetting gradient is not zero
@@ -60,7 +61,7 @@ def test_every_source_loss_decreases_to_first_order(forgetting):
     params = [p for _, p in model.pretrained_parameters()]
     G = _task_grads(task, model, spec.sources, params)
     model.zero_grad()
-    signals = method.backward(_objectives(task, model, spec.sources))
+    signals = method.backward(_objectives(task, model, spec.sources, unlabelled=build_unlabelled(spec, task, method)))
     update = -torch.cat([p.grad.reshape(-1) for p in params])     # the step direction d
     eps = 0.5 * G.double().square().sum(1)
     decrease = G.double() @ update.double()

@@ -33,7 +33,7 @@ def _fixture_task(max_length: int = 64, **kw) -> PosTask:
 
 
 def _prepare_tiny(task: PosTask, sources, targets, pool=None) -> TaskModel:
-    encoder, tokenizer = load_encoder(ModelConfig(name_or_path="tiny"), list(task.texts(pool or sources)))
+    encoder, tokenizer, _ = load_encoder(ModelConfig(name_or_path="tiny"), list(task.texts(pool or sources)))
     task.prepare(tokenizer, sources, targets)
     torch.manual_seed(0)
     return TaskModel(encoder, task.build_head(encoder.config.hidden_size, 0.1))

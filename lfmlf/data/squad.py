@@ -50,10 +50,10 @@ def _answers(raw: Any, context: str, where: str) -> tuple[tuple[str, ...], tuple
     for j, a in enumerate(raw):
         text, start = (a.get("text"), a.get("answer_start")) if isinstance(a, dict) else (None, None)
         if text == "":
-            raise DataError(f"{where}.answers[{j}]: the answer text is empty: this file has no gold answers "
-                            f"(XTREME's TyDi QA GoldP dev files come with their answers blanked out). Fix: use a "
-                            f"labelled copy of the file (e.g. from the TyDi QA GoldP v1.1 release), or evaluate "
-                            f"this language on another dataset.")
+            raise DataError(f"{where}.answers[{j}]: the answer text is empty: this file has no gold "
+                            f"answers (XTREME's TyDi QA GoldP dev files come with their answers blanked "
+                            f"out). Fix: use a labelled copy of the file (e.g. from the TyDi QA GoldP v1.1 "
+                            f"release), or evaluate this language on another dataset.")
         if not isinstance(text, str) or not text or isinstance(start, bool) or not isinstance(start, int):
             raise DataError(f"{where}.answers[{j}]: expected {{'text': non-empty string, 'answer_start': "
                             f"int}}, got {a!r}. Fix: correct the answer entry.")
@@ -70,9 +70,10 @@ def _answers(raw: Any, context: str, where: str) -> tuple[tuple[str, ...], tuple
 
 def _parse(doc: Any, name: str) -> list[QaExample]:
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
+        got = f"an object with keys {sorted(doc)}" if isinstance(doc, dict) else f"a {type(doc).__name__}"
         raise DataError(f"{name}: expected a JSON object with a 'data' list (SQuAD v1.1 layout), got "
-                        f"{type(doc).__name__}{' with keys ' + str(sorted(doc)) if isinstance(doc, dict) else ''}. "
-                        f"Fix: give a SQuAD v1.1 file ({{'data': [{{'paragraphs': [{{'context', 'qas'}}]}}]}}).")
+                        f"{got}. Fix: give a SQuAD v1.1 file "
+                        f"({{'data': [{{'paragraphs': [{{'context', 'qas'}}]}}]}}).")
     out: list[QaExample] = []
     for a, article in enumerate(doc["data"]):
         paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
@@ -105,7 +106,8 @@ def read_squad(path: str | Path) -> list[QaExample]:
     except IsADirectoryError:
         raise DataError(f"{p} is a directory, expected a SQuAD JSON file. Fix: check task.files.") from None
     except UnicodeDecodeError as e:
-        raise DataError(f"{p}: not valid UTF-8 ({e.reason} at byte {e.start}). Fix: re-save it as UTF-8.") from None
+        raise DataError(f"{p}: not valid UTF-8 ({e.reason} at byte {e.start}). "
+                        f"Fix: re-save it as UTF-8.") from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
@@ -115,7 +117,8 @@ def read_squad(path: str | Path) -> list[QaExample]:
 
 
 # ------------------------------------------------------------------------------------------------- hub
-def load_squad_hub(path: str, config: str | None, split: str, *, cache_dir: str | None = None) -> list[QaExample]:
+def load_squad_hub(path: str, config: str | None, split: str, *,
+                   cache_dir: str | None = None) -> list[QaExample]:
     """A hub dataset (id or local dataset folder) with SQuAD columns, via ``datasets.load_dataset``."""
     what = f"QA dataset {path!r}, config {config!r}, split {split!r}"
     try:
@@ -135,7 +138,8 @@ def load_squad_hub(path: str, config: str | None, split: str, *, cache_dir: str 
     for i, row in enumerate(ds):
         ans = row["answers"]
         if isinstance(ans, dict):  # the usual {"text": [...], "answer_start": [...]} struct
-            ans = [{"text": t, "answer_start": s} for t, s in zip(ans.get("text", []), ans.get("answer_start", []))]
+            ans = [{"text": t, "answer_start": s}
+                   for t, s in zip(ans.get("text", []), ans.get("answer_start", []))]
         texts, starts = _answers(ans, row["context"], f"{what}, row {i}")
         out.append(QaExample(str(row.get("id", i)), row["context"], row["question"], texts, starts))
     return out
@@ -181,8 +185,8 @@ _FIRST = ("Ana", "Marta", "Luka", "Tomas", "Ines", "Jonas", "Sara", "Pavel", "Le
           "Elif", "Bruno", "Rosa", "Ivan", "Maya", "Felix", "Nora", "Amir")
 _SUR = ("Kovacs", "Novak", "Berg", "Silva", "Haddad", "Ivanova", "Lindqvist", "Moreau", "Okafor", "Tanaka",
         "Costa", "Weber", "Rossi", "Dubois", "Jensen", "Petrov")
-_CITY = ("Valdora", "Kerstad", "Lisara", "Oberhain", "Tolmira", "Brenmouth", "Astoria", "Kalmor", "Porto Verde",
-         "San Lumo", "Nordhavn", "Villamar", "Monte Sarro", "Bad Elsing")
+_CITY = ("Valdora", "Kerstad", "Lisara", "Oberhain", "Tolmira", "Brenmouth", "Astoria", "Kalmor",
+         "Porto Verde", "San Lumo", "Nordhavn", "Villamar", "Monte Sarro", "Bad Elsing")
 _ORG = ("Banco Norte", "Helix", "Telecor", "Aurora Media", "Vesta Holding", "Orion Systems", "Meridian",
         "Solvex Pharma", "Grupo Lumen", "Radio Kalmor", "Liga Sur", "Editora Alba")
 _SPLIT_SEED = {"train": 0, "dev": 1, "validation": 1, "test": 2}

@@ -108,8 +108,9 @@ def encode_qa(tokenizer: Any, examples: Sequence[QaExample], *, max_length: int,
     if not examples:
         return out
     questions = _cut_questions(tokenizer, [ex.question.lstrip() for ex in examples], q_cap)
-    enc = tokenizer(questions, [ex.context for ex in examples], truncation="only_second", max_length=max_length,
-                    stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True)
+    enc = tokenizer(questions, [ex.context for ex in examples], truncation="only_second",
+                    max_length=max_length, stride=stride, return_overflowing_tokens=True,
+                    return_offsets_mapping=True)
     for f, ids in enumerate(enc["input_ids"]):
         i = enc["overflow_to_sample_mapping"][f]
         offsets: Offsets = [tuple(o) if s == 1 else None  # type: ignore[misc]
@@ -161,7 +162,8 @@ class QaTask(Task):
             missing = sorted({lang for lang, _ in need} - set(SYNTHETIC_QA_LANGS))
             if missing:
                 raise ValueError(f"key 'languages': synthetic QA has no language(s) {missing}. Fix: use "
-                                 f"languages among {', '.join(SYNTHETIC_QA_LANGS)}, or real data (format squad).")
+                                 f"languages among {', '.join(SYNTHETIC_QA_LANGS)}, or real data "
+                                 f"(format squad).")
             return
         if cfg.format != "squad":
             return  # hub data is checked when it is loaded
@@ -191,14 +193,15 @@ class QaTask(Task):
 
                 name = getattr(cfg.files.get(lang), split, None)
                 if name is None:
-                    raise DataError(f"key 'task.files.{lang}.{split}' is not set. Fix: add the {split} file of "
-                                    f"'{lang}' under task.files.")
+                    raise DataError(f"key 'task.files.{lang}.{split}' is not set. Fix: add the {split} "
+                                    f"file of '{lang}' under task.files.")
                 rows = read_squad(Path(cfg.data_dir or ".") / name)
             elif cfg.format == "hub":
                 from lfmlf.data.squad import load_squad_hub
 
                 config = opts.hub_config.format(lang=lang) if opts.hub_config else None
-                rows = load_squad_hub(cfg.hub_path or DEFAULT_HUB_PATH, config, opts.hub_splits.get(split, split))
+                rows = load_squad_hub(cfg.hub_path or DEFAULT_HUB_PATH, config,
+                                      opts.hub_splits.get(split, split))
             else:
                 from lfmlf.data.squad import synthetic_qa
 
@@ -230,8 +233,9 @@ class QaTask(Task):
 
     def prepare(self, tokenizer: Any, sources: Sequence[str], targets: Sequence[str]) -> None:
         if not getattr(tokenizer, "is_fast", False):
-            raise ValueError(f"the QA task needs a fast tokenizer (character offsets), got {type(tokenizer).__name__}. "
-                             "Fix: use a model whose tokenizer.json exists (AutoTokenizer(..., use_fast=True)).")
+            raise ValueError(f"the QA task needs a fast tokenizer (character offsets), got "
+                             f"{type(tokenizer).__name__}. Fix: use a model that ships a tokenizer.json "
+                             f"(AutoTokenizer(..., use_fast=True)).")
         self.tokenizer = tokenizer
         self.pad_id = tokenizer.pad_token_id
         for lang in sources:
@@ -260,10 +264,12 @@ class QaTask(Task):
         out = model(batch["input_ids"], batch["attention_mask"])
         logits = out.logits.float().masked_fill(batch["attention_mask"][..., None] == 0, -1e4)
         start, end = logits.unbind(-1)
-        loss = (F.cross_entropy(start, batch["start_positions"]) + F.cross_entropy(end, batch["end_positions"])) / 2
+        loss = (F.cross_entropy(start, batch["start_positions"])
+                + F.cross_entropy(end, batch["end_positions"])) / 2
         return loss, out.hidden
 
-    def predict(self, model: nn.Module, lang: str, split: str, batch_size: int, device: torch.device) -> list[str]:
+    def predict(self, model: nn.Module, lang: str, split: str, batch_size: int,
+                device: torch.device) -> list[str]:
         """The predicted answer text of every question of a language's split ('' if no valid span)."""
         enc = self._encode(lang, split)
         questions = self.load(lang, split)
@@ -273,14 +279,15 @@ class QaTask(Task):
         with torch.no_grad():
             for b in range(0, len(enc["examples"]), batch_size):
                 chunk = enc["examples"][b:b + batch_size]
-                batch = {k: v.to(device) for k, v in self.collate([{"input_ids": e["input_ids"]} for e in chunk]).items()}
+                ids = self.collate([{"input_ids": e["input_ids"]} for e in chunk])
+                batch = {k: v.to(device) for k, v in ids.items()}
                 logits = model(batch["input_ids"], batch["attention_mask"]).logits.float().cpu()
                 width = logits.shape[1]
                 offsets = enc["offsets"][b:b + batch_size]
                 context = torch.tensor([[o is not None for o in offs] + [False] * (width - len(offs))
                                         for offs in offsets], dtype=torch.bool)
-                scores, starts, ends = best_spans(logits[..., 0], logits[..., 1], context, self.options.n_best,
-                                                  self.options.max_answer_length)
+                scores, starts, ends = best_spans(logits[..., 0], logits[..., 1], context,
+                                                  self.options.n_best, self.options.max_answer_length)
                 for row, offs in enumerate(offsets):
                     q, score = enc["qid"][b + row], float(scores[row])
                     if score > best[q][0]:
@@ -292,5 +299,6 @@ class QaTask(Task):
     def evaluate(self, model: nn.Module, lang: str, split: str, batch_size: int,
                  device: torch.device) -> dict[str, float]:
         preds = self.predict(model, lang, split, batch_size, device)
-        scores = qa_scores(preds, [q.answers for q in self.load(lang, split)], lang, self.options.normalisation)
+        golds = [q.answers for q in self.load(lang, split)]
+        scores = qa_scores(preds, golds, lang, self.options.normalisation)
         return {self.metric: scores["f1"], "em": scores["em"]}

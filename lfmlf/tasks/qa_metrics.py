@@ -77,11 +77,14 @@ def tokens(text: str, lang: str = "en", normalisation: Normalisation = "squad") 
     return normalize_answer(text, lang, normalisation).split()
 
 
-def exact_match(prediction: str, gold: str, lang: str = "en", normalisation: Normalisation = "squad") -> float:
-    return float(normalize_answer(prediction, lang, normalisation) == normalize_answer(gold, lang, normalisation))
+def exact_match(prediction: str, gold: str, lang: str = "en",
+                normalisation: Normalisation = "squad") -> float:
+    pred, ref = normalize_answer(prediction, lang, normalisation), normalize_answer(gold, lang, normalisation)
+    return float(pred == ref)
 
 
-def f1_score(prediction: str, gold: str, lang: str = "en", normalisation: Normalisation = "squad") -> float:
+def f1_score(prediction: str, gold: str, lang: str = "en",
+             normalisation: Normalisation = "squad") -> float:
     pred, ref = tokens(prediction, lang, normalisation), tokens(gold, lang, normalisation)
     same = sum((Counter(pred) & Counter(ref)).values())
     if same == 0:
