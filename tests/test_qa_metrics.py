@@ -28,7 +28,7 @@ def test_squad_normalisation(text, expected):
     ("the Taj Mahal", "hi", "the taj mahal"),        # hi: no articles
     ("những cái bàn", "vi", "bàn"),
     ("الكتاب", "ar", "كتاب"),
-    ("2008年北京奥运会", "zh", "2008 年 北 京 奥 运 会"),   # mixed segmentation: CJK characters split
+    ("2008年北京奥运会", "zh", "2008 年 北 京 奥 运 会"),   # mixed segmentation: one token per CJK char
     ("the dog", "sw", "the dog"),                    # languages outside the MLQA script: no articles
 ])
 def test_mlqa_normalisation(text, lang, expected):
@@ -66,7 +66,8 @@ def test_chinese_is_scored_per_character_under_mlqa_only():
     # pred [北, 京], gold [北, 京, 大, 学]: P 1, R 1/2 -> F1 2/3
     assert f1_score("北京", "北京大学", "zh", "mlqa") == pytest.approx(2 / 3)
     assert f1_score("北京", "北京大学", "zh", "squad") == 0.0     # one whitespace token each
-    # pred [北, 京, 奥, 运], gold [2008, 年, 北, 京, 奥, 运, 会]: P 1, R 4/7 -> F1 (8/7) / (11/7) = 8/11
+    # pred [北, 京, 奥, 运], gold [2008, 年, 北, 京, 奥, 运, 会]: P 1, R 4/7
+    # -> F1 = 2 * 1 * (4/7) / (1 + 4/7) = 8/11
     assert f1_score("北京奥运", "2008年北京奥运会", "zh", "mlqa") == pytest.approx(8 / 11)
     assert tokens("北京，2008", "zh", "mlqa") == ["北", "京", "2008"]
 

@@ -3,6 +3,7 @@ their labels, span extraction, the hub loader on a local stand-in, synthetic dat
 with the tiny model (an oracle scores 1.0; ~100 training steps beat an untrained model)."""
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -53,7 +54,7 @@ def test_read_fixture_keeps_all_gold_answers_and_offsets():
         assert isinstance(r, QaExample)
         for text, start in zip(r.answers, r.answer_starts):
             assert r.context[start:start + len(text)] == text
-    with pytest.raises(Exception):   # frozen
+    with pytest.raises(AttributeError):   # frozen
         rows[0].question = "x"  # type: ignore[misc]
 
 
@@ -67,7 +68,8 @@ def test_read_real_files(path, questions, contexts):
     assert len(rows) == questions
     if contexts:
         assert len({r.context for r in rows}) == contexts
-    assert all(r.context[r.answer_starts[0]:r.answer_starts[0] + len(r.answers[0])] == r.answers[0] for r in rows)
+    for r in rows:
+        assert r.context[r.answer_starts[0]:r.answer_starts[0] + len(r.answers[0])] == r.answers[0]
 
 
 def test_tydi_dev_files_without_gold_answers_say_so():
@@ -81,11 +83,13 @@ def test_missing_file_and_malformed_json_name_the_file_and_fix():
         read_squad(FIXTURES / "nope.json")
     with pytest.raises(DataError) as ei:
         read_squad(FIXTURES / "malformed.json")
-    assert "malformed.json: not valid JSON" in str(ei.value) and "line" in str(ei.value) and "Fix:" in str(ei.value)
+    msg = str(ei.value)
+    assert "malformed.json: not valid JSON" in msg and "line" in msg and "Fix:" in msg
 
 
 def test_bad_layout_names_the_question_and_fix(tmp_path):
-    with pytest.raises(DataError, match=r"bad_layout\.json: data\[0\]\.paragraphs\[0\]\.qas\[1\]\.answers\[0\].*Fix:"):
+    where = r"bad_layout\.json: data\[0\]\.paragraphs\[0\]\.qas\[1\]\.answers\[0\]"
+    with pytest.raises(DataError, match=where + ".*Fix:"):
         read_squad(FIXTURES / "bad_layout.json")
     with pytest.raises(DataError, match=r"'Valdora' does not occur in the context.*Fix:"):
         read_squad(FIXTURES / "answer_not_in_context.json")
@@ -116,10 +120,10 @@ def test_synthetic_questions_are_parallel_and_deterministic():
         answers = {a[lang][i].answers for lang in a}
         assert len(answers) == 1                                      # same fact in every language
         assert len({a[lang][i].question for lang in a}) == len(a)     # different wording
-    for lang, rows in a.items():
+    for rows in a.values():
         for r in rows:
             assert r.context[r.answer_starts[0]:].startswith(r.answers[0])
-    assert "Where does" in a["en"][0].question or "Who" in a["en"][0].question or "When" in a["en"][0].question
+    assert a["en"][0].question.startswith(("Where does", "Who", "When"))
     with pytest.raises(DataError, match="Fix:"):
         synthetic_qa(["xx"], "train", 3)
     assert set(SYNTHETIC_QA_LANGS) >= {"en", "de", "es", "fr", "it"}
@@ -133,6 +137,10 @@ def test_answer_positions_on_hand_offsets():
     assert answer_positions(offs, 11, 13) == (5, 5)
     assert answer_positions(offs, 11, 20) == (0, 0)                  # runs past the window
     assert answer_positions([None, None], 0, 1) == (0, 0)
+    # a bare "▁" first piece hands the start on to the answer's next piece (XLM-R on Chinese)
+    zh = [None, (0, 1), (1, 2), (2, 4)]
+    assert answer_positions(zh, 1, 4, bare=[False, False, True, False]) == (3, 3)
+    assert answer_positions(zh, 1, 2, bare=[False, False, True, False]) == (2, 2)   # nothing after it
 
 
 LONG = " ".join(f"Person{i} met Friend{i} in Town{i} during the year {1900 + i} ." for i in range(40))
@@ -142,7 +150,8 @@ def _long_examples():
     rows = []
     for i in (3, 17, 36):
         ans = f"Town{i}"
-        rows.append(QaExample(f"q{i}", LONG, f"Where did Person{i} meet Friend{i}?", (ans,), (LONG.index(ans + " "),)))
+        question = f"Where did Person{i} meet Friend{i}?"
+        rows.append(QaExample(f"q{i}", LONG, question, (ans,), (LONG.index(ans + " "),)))
     return rows
 
 
@@ -169,8 +178,9 @@ def test_long_context_gives_overlapping_windows_and_labels_decode_to_the_answer(
             assert row.context[offs[s][0]:offs[e][1]].strip() == row.answers[0]
         assert hits >= 1
         # consecutive windows overlap by `stride` context tokens, and together cover the whole context
-        ctx = [[t for t, o in zip(enc["examples"][f]["input_ids"], enc["offsets"][f]) if o is not None] for f in feats]
-        for a, b in zip(ctx, ctx[1:]):
+        ctx = [[t for t, o in zip(enc["examples"][f]["input_ids"], enc["offsets"][f]) if o is not None]
+               for f in feats]
+        for a, b in itertools.pairwise(ctx):
             assert a[-stride:] == b[:stride]
         first, last = enc["offsets"][feats[0]], enc["offsets"][feats[-1]]
         assert next(o for o in first if o)[0] == 0 and [o for o in last if o][-1][1] == len(LONG.rstrip())
@@ -264,8 +274,8 @@ class _Oracle(torch.nn.Module):
 
 def test_options_are_typed_with_defaults():
     opts = QaTask(_cfg()).options
-    assert (opts.doc_stride, opts.max_answer_length, opts.n_best, opts.max_question_length, opts.normalisation) \
-        == (128, 30, 20, 64, "mlqa")
+    got = (opts.doc_stride, opts.max_answer_length, opts.n_best, opts.max_question_length, opts.normalisation)
+    assert got == (128, 30, 20, 64, "mlqa")
     with pytest.raises(ValueError, match="did you mean 'doc_stride'"):
         QaTask.validate_options({"doc_strides": 64})
     with pytest.raises(ValueError, match="normalisation"):
@@ -276,11 +286,13 @@ def test_options_are_typed_with_defaults():
 
 def test_check_data_names_the_missing_key_and_file(tmp_path):
     (tmp_path / "en.json").write_text("{}")
-    cfg = _cfg(format="squad", data_dir=str(tmp_path), files={"en": SplitFiles(train="en.json", dev="en.json")})
+    cfg = _cfg(format="squad", data_dir=str(tmp_path),
+               files={"en": SplitFiles(train="en.json", dev="en.json")})
     QaTask.check_data(cfg, ["en"], [])
     with pytest.raises(ValueError, match=r"'task.files.de.test' is missing.*Fix:"):
         QaTask.check_data(cfg, ["en"], ["de"])
-    bad = _cfg(format="squad", data_dir=str(tmp_path), files={"en": SplitFiles(train="en.json", dev="gone.json")})
+    bad = _cfg(format="squad", data_dir=str(tmp_path),
+               files={"en": SplitFiles(train="en.json", dev="gone.json")})
     with pytest.raises(ValueError, match=r"'task.files.en.dev': file .*gone.json does not exist.*Fix:"):
         QaTask.check_data(bad, ["en"], [])
     with pytest.raises(ValueError, match=r"'task.data_dir' is required.*Fix:"):
@@ -339,13 +351,14 @@ def test_training_on_synthetic_english_beats_an_untrained_model():
     rng = torch.Generator().manual_seed(0)
     model.train()
     for _ in range(100):
-        batch = task.collate([examples[i] for i in torch.randint(len(examples), (16,), generator=rng).tolist()])
+        picked = torch.randint(len(examples), (16,), generator=rng).tolist()
+        batch = task.collate([examples[i] for i in picked])
         loss, _ = task.loss(model, batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     after = task.evaluate(model, "en", "dev", 64, CPU)
-    # measured: EM 0.02 -> 0.3 (100 steps); the type of answer alone is learnt well before that
+    # measured over 4 seeds: EM 0-0.02 -> 0.23-0.38 after 100 steps (the answer type is learnt first)
     assert after["em"] >= before["em"] + 0.12 and after["f1"] > before["f1"] + 0.1, (before, after)
 
 
@@ -380,10 +393,12 @@ def test_hub_loader_on_a_local_standin(offline, tmp_path):
     repo = tmp_path / "xquad_standin"
     (repo / "xquad.en").mkdir(parents=True)
     features = Features({"id": Value("string"), "context": Value("string"), "question": Value("string"),
-                         "answers": {"text": Sequence(Value("string")), "answer_start": Sequence(Value("int32"))}})
+                         "answers": {"text": Sequence(Value("string")),
+                                     "answer_start": Sequence(Value("int32"))}})
     Dataset.from_dict({"id": [r.id for r in rows], "context": [r.context for r in rows],
                        "question": [r.question for r in rows],
-                       "answers": [{"text": list(r.answers), "answer_start": list(r.answer_starts)} for r in rows]},
+                       "answers": [{"text": list(r.answers), "answer_start": list(r.answer_starts)}
+                                   for r in rows]},
                       features=features).to_parquet(str(repo / "xquad.en" / "validation.parquet"))
     (repo / "README.md").write_text(HUB_README, encoding="utf-8")
     cache = str(tmp_path / "hf_cache")
@@ -391,7 +406,7 @@ def test_hub_loader_on_a_local_standin(offline, tmp_path):
     with pytest.raises(DataError, match=r"config 'xquad.en', split 'train'.*Fix:"):
         load_squad_hub(str(repo), "xquad.en", "train", cache_dir=cache)
 
-    task = QaTask(_cfg(format="hub", hub_path=str(repo)))              # defaults: config xquad.{lang}, test=validation
+    task = QaTask(_cfg(format="hub", hub_path=str(repo)))   # defaults: config xquad.{lang}, test=validation
     assert task.load("en", "test") == rows
-    assert list(task.texts(["en"]))[0] == rows[0].context              # no train split: texts of the test split
+    assert next(iter(task.texts(["en"]))) == rows[0].context   # no train split: texts of the test split
     assert normalize_answer(rows[1].answers[1]) == "kovacs"

@@ -39,10 +39,21 @@ def file_stamp(path: str | Path) -> list[Any]:
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """The hash of a tokenizer's full serialisation (vocabulary, normaliser, templates)."""
+    """Identifies a tokenizer: the stamps of its files when it was read from a local directory (cheap),
+    else the hash of its full serialisation (vocabulary, normaliser, templates) without the truncation
+    and padding state, which every ``tokenizer(..., truncation=True)`` call changes."""
+    folder = Path(getattr(tokenizer, "name_or_path", "") or "")
+    files = [folder / f for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                  "sentencepiece.bpe.model", "vocab.txt")] if folder.is_dir() else []
+    stamps = [file_stamp(f) for f in files if f.is_file()]
+    if stamps:
+        return fingerprint(type(tokenizer).__name__, stamps)
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        return hashlib.sha256(backend.to_str().encode()).hexdigest()[:24]
+        state = json.loads(backend.to_str())
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        return fingerprint(state)
     return fingerprint(type(tokenizer).__name__, getattr(tokenizer, "name_or_path", ""), len(tokenizer))
 
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from lfmlf.data.base import DataError
 
-__all__ = ["QaExample", "SYNTHETIC_QA_LANGS", "load_squad_hub", "read_squad", "synthetic_qa"]
+__all__ = ["SYNTHETIC_QA_LANGS", "QaExample", "load_squad_hub", "read_squad", "synthetic_qa"]
 
 
 @dataclass(frozen=True)

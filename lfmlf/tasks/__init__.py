@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from lfmlf.tasks.base import Task
 from lfmlf.tasks.ner import NerTask
+from lfmlf.tasks.qa import QaTask
 
-TASKS: dict[str, type[Task]] = {NerTask.name: NerTask}
+TASKS: dict[str, type[Task]] = {t.name: t for t in (NerTask, QaTask)}
 
 __all__ = ["TASKS", "Task"]

@@ -14,8 +14,9 @@ the gold answers) by :mod:`lfmlf.tasks.qa_metrics`.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ from torch import Tensor, nn
 
 from lfmlf.config import TaskConfig
 from lfmlf.data.base import DataError
-from lfmlf.data.squad import SYNTHETIC_QA_LANGS, QaExample
+from lfmlf.data.squad import SYNTHETIC_QA_LANGS, QaExample, load_squad_hub, read_squad, synthetic_qa
 from lfmlf.tasks.base import Example, Task, TaskOptions
 from lfmlf.tasks.qa_metrics import qa_scores
 
@@ -65,14 +66,18 @@ class QaOptions(TaskOptions):
 
 
 # ------------------------------------------------------------------------------------------- encoding
-def answer_positions(offsets: Offsets, start_char: int, end_char: int) -> tuple[int, int]:
+def answer_positions(offsets: Offsets, start_char: int, end_char: int,
+                     bare: Sequence[bool] = ()) -> tuple[int, int]:
     """(first, last) token of the answer characters [start_char, end_char) in a window, or (0, 0) when the
-    window's context part does not hold the whole answer."""
+    window's context part does not hold the whole answer. A first token flagged in ``bare`` (a bare ``▁``
+    word marker, frequent in XLM-R's Chinese) passes the start on to the next token of the answer."""
     ctx = [t for t, o in enumerate(offsets) if o is not None]
     if not ctx or offsets[ctx[0]][0] > start_char or offsets[ctx[-1]][1] < end_char:  # type: ignore[index]
         return 0, 0
     first = next(t for t in ctx if offsets[t][1] > start_char)             # type: ignore[index]
     last = next(t for t in reversed(ctx) if offsets[t][0] < end_char)      # type: ignore[index]
+    while first < last and first < len(bare) and bare[first]:
+        first += 1
     return (first, last) if last >= first else (0, 0)
 
 
@@ -107,6 +112,8 @@ def encode_qa(tokenizer: Any, examples: Sequence[QaExample], *, max_length: int,
     out: dict[str, list[Any]] = {"examples": [], "qid": [], "offsets": [], "stride": [stride]}
     if not examples:
         return out
+    marker = tokenizer.convert_tokens_to_ids("\u2581")   # a bare word marker, if the vocabulary has one
+    marker = None if marker == tokenizer.unk_token_id else marker
     questions = _cut_questions(tokenizer, [ex.question.lstrip() for ex in examples], q_cap)
     enc = tokenizer(questions, [ex.context for ex in examples], truncation="only_second",
                     max_length=max_length, stride=stride, return_overflowing_tokens=True,
@@ -116,7 +123,9 @@ def encode_qa(tokenizer: Any, examples: Sequence[QaExample], *, max_length: int,
         offsets: Offsets = [tuple(o) if s == 1 else None  # type: ignore[misc]
                             for o, s in zip(enc["offset_mapping"][f], enc.sequence_ids(f))]
         ex = examples[i]
-        start, end = answer_positions(offsets, ex.answer_starts[0], ex.answer_starts[0] + len(ex.answers[0]))
+        bare = [t == marker for t in ids]
+        start, end = answer_positions(offsets, ex.answer_starts[0], ex.answer_starts[0] + len(ex.answers[0]),
+                                      bare)
         out["examples"].append({"input_ids": list(ids), "start_positions": start, "end_positions": end})
         out["qid"].append(i)
         out["offsets"].append(offsets)
@@ -141,6 +150,10 @@ def best_spans(start: Tensor, end: Tensor, context: Tensor, n_best: int,
 
 # ---------------------------------------------------------------------------------------------- task
 class QaTask(Task):
+    """Extractive QA. Formats: ``squad`` (SQuAD v1.1 JSON files in task.files), ``hub`` (a hub dataset
+    with SQuAD columns: ``hub_path`` default ``google/xquad``, options ``hub_config`` and ``hub_splits``),
+    ``synthetic`` (:func:`~lfmlf.data.squad.synthetic_qa`, languages ``SYNTHETIC_QA_LANGS``)."""
+
     name = "qa"
     metric = "f1"
     formats = ("squad", "hub", "synthetic")
@@ -189,23 +202,20 @@ class QaTask(Task):
         if key not in self._raw:
             cfg, opts = self.cfg, self.options
             if cfg.format == "squad":
-                from lfmlf.data.squad import read_squad
-
                 name = getattr(cfg.files.get(lang), split, None)
                 if name is None:
                     raise DataError(f"key 'task.files.{lang}.{split}' is not set. Fix: add the {split} "
                                     f"file of '{lang}' under task.files.")
                 rows = read_squad(Path(cfg.data_dir or ".") / name)
             elif cfg.format == "hub":
-                from lfmlf.data.squad import load_squad_hub
-
                 config = opts.hub_config.format(lang=lang) if opts.hub_config else None
                 rows = load_squad_hub(cfg.hub_path or DEFAULT_HUB_PATH, config,
                                       opts.hub_splits.get(split, split))
             else:
-                from lfmlf.data.squad import synthetic_qa
-
                 rows = synthetic_qa([lang], split, getattr(cfg.synthetic, split))[lang]
+            if not rows:
+                raise DataError(f"task 'qa': no questions for language '{lang}', split '{split}' (format "
+                                f"'{cfg.format}'). Fix: check the data source of that split.")
             cap = cfg.max_train_sentences if split == "train" else cfg.max_eval_sentences
             self._raw[key] = list(rows[:cap] if cap else rows)
         return self._raw[key]

@@ -19,7 +19,8 @@ import re
 import string
 import unicodedata
 from collections import Counter
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 __all__ = ["Normalisation", "exact_match", "f1_score", "normalize_answer", "qa_scores", "score_question",
            "tokens"]
