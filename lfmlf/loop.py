@@ -93,7 +93,9 @@ def build(spec: TrialSpec, device: torch.device) -> tuple[Task, TaskModel, Metho
     except MissingMlmHead as e:
         raise MissingMlmHead(f"{e}, and method '{spec.method}' with parameters {spec.method_params or '{}'} needs "
                              f"one. Fix: {without_mlm_head()}") from None
+    started = time.perf_counter()
     task.prepare(tokenizer, spec.sources, spec.targets)
+    task.prep_stats["prepare_s"] = time.perf_counter() - started
     torch.manual_seed(spec.train.seed)
     model = TaskModel(encoder, task.build_head(encoder.config.hidden_size, spec.model.dropout), mlm).to(device)
     method.setup(model, spec.sources, data=setup_data(task, spec, device))
@@ -108,6 +110,18 @@ def build_unlabelled(spec: TrialSpec, task: Task, method: Method) -> UnlabelledT
         return None
     own = None if spec.unlabelled.files else {lang: list(task.texts([lang])) for lang in spec.sources}
     return unlabelled_stream(spec.unlabelled, need, own, task.tokenizer, spec.train.seed)
+
+
+def build_probe(spec: TrialSpec, model: TaskModel, tokenizer: Any, device: torch.device):
+    """The forgetting probe and its theta0 scores (measured once per model and cached on disk), or None.
+    Called right after ``build``, while the model is at theta0 (also on resume, before the state loads)."""
+    if spec.probe is None:
+        return None
+    from lfmlf.probes import RetrievalProbe, model_key
+
+    probe = RetrievalProbe(spec.probe)
+    probe.prepare(tokenizer)
+    return probe, probe.baseline(model.encoder, device, model_key(spec.model, tokenizer))
 
 
 def evaluate(task: Task, model: TaskModel, spec: TrialSpec, device: torch.device) -> dict[str, float]:
@@ -154,6 +168,7 @@ def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evalua
     # --- build: data, model at theta0, method (snapshots theta0), optimizer, schedule
     task, model, method = build(spec, device)
     unlabelled = build_unlabelled(spec, task, method)
+    probe = build_probe(spec, model, task.tokenizer, device)
     optimizer = build_optimizer(model, spec)
     from transformers import get_linear_schedule_with_warmup
 
@@ -225,17 +240,21 @@ def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evalua
         if at_eval:
             elapsed = time.perf_counter() - started
             metrics = evaluate(task, model, spec, device)
+            if probe is not None:
+                metrics.update(probe[0].metrics(probe[0].measure(model.encoder, device), probe[1]))
             metrics.update({k: sum(v) / len(v) for k, v in window.items()})
             metrics.update(method.report())
             score = metrics[f"source/{task.metric}/avg"]
             if score > best["score"]:
                 best = {"score": score, "step": step,
-                        "metrics": {k: v for k, v in metrics.items() if k.startswith(("zero_shot/", "source/"))}}
+                        "metrics": {k: v for k, v in metrics.items()
+                                    if k.startswith(("zero_shot/", "source/", "forgetting/"))}}
             metrics.update({f"best/{k}": v for k, v in best["metrics"].items()})
             metrics.update({"step": float(step), "eval_step": float(step // tc.eval_every),
                             "best/step": float(best["step"]), "train/lr": scheduler.get_last_lr()[0],
                             "perf/steps_per_s": steps_in_window / elapsed if elapsed > 0 else 0.0,
-                            "perf/peak_mem_mb": peak_memory_mb(device)})
+                            "perf/peak_mem_mb": peak_memory_mb(device),
+                            **{f"perf/data_{k}": float(v) for k, v in task.prep_stats.items()}})
             yield Evaluation(step=step, metrics=metrics, state=snapshot)
             window.clear()
             started, steps_in_window = time.perf_counter(), 0
