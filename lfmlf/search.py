@@ -15,6 +15,7 @@ need no special syntax.
 from __future__ import annotations
 
 import difflib
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
@@ -126,9 +127,62 @@ def make_sampler(seed: int, n_startup_trials: int) -> "optuna.samplers.BaseSampl
                                       group=True, constant_liar=True)
 
 
-def study_storage(path: Path) -> "optuna.storages.BaseStorage":
-    """A persistent SQLite study next to the sweep's other files (``optuna-dashboard sqlite:///...`` opens it)."""
+def study_storage_url(tracking_uri: str, run_dir: Path) -> str:
+    """Where a sweep's Optuna studies persist: ``optuna.db`` next to a SQLite MLflow store (so one folder
+    holds both, and ``optuna-dashboard sqlite:///.../optuna.db`` opens every sweep's studies), else in the
+    sweep's run folder (an MLflow server)."""
+    if tracking_uri.startswith("sqlite:///"):
+        folder = Path(tracking_uri[len("sqlite:///"):]).parent
+    else:
+        folder = run_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'optuna.db'}"
+
+
+def study_name(sweep: str, method: str, sweep_run_id: str) -> str:
+    """One study per sweep and method; the MLflow sweep run id keeps two sweeps of the same name apart."""
+    return f"{sweep}.{method}.{sweep_run_id[:8]}"
+
+
+def study_storage(url: str) -> "optuna.storages.BaseStorage":
+    """The RDB storage at ``url`` (picklable: Tune keeps the searcher, and this with it, in its experiment
+    state, so a resumed sweep writes to the same study)."""
     import optuna
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.RDBStorage(f"sqlite:///{path}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.storages.RDBStorage(url)
+
+
+def fail_orphaned_trials(url: str, name: str) -> int:
+    """Mark the study's trials still RUNNING as FAIL; called when every Tune trial of the study has ended,
+    so these are trials whose process was killed (SIGKILL) before it could report. Returns how many."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = study_storage(url)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return 0
+    orphans = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    for t in orphans:
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001 (Optuna's own id)
+    return len(orphans)
+
+
+def study_summary(url: str, name: str) -> dict[str, Any]:
+    """Trial counts by state and fANOVA parameter importances (empty when fewer than 2 complete trials)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna.load_study(study_name=name, storage=study_storage(url))
+    counts = {state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,))) for state in TrialState}
+    importances: dict[str, float] = {}
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) >= 2 and len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
+        try:
+            importances = dict(optuna.importance.get_param_importances(study))
+        except (RuntimeError, ValueError) as e:   # e.g. a parameter with a single value in every trial
+            importances = {"(not computed)": float("nan")}
+            logging.getLogger(__name__).warning("parameter importance of %s not computed: %s", name, e)
+    return {"counts": counts, "importances": importances, "n_trials": len(study.trials)}

@@ -25,7 +25,8 @@ from ray import tune
 
 from lfmlf.config import SweepConfig, trial_spec
 from lfmlf.errors import SweepError
-from lfmlf.search import DefineByRun, load_space, make_sampler
+from lfmlf.search import (DefineByRun, fail_orphaned_trials, load_space, make_sampler, study_name,
+                          study_storage, study_storage_url)
 from lfmlf.tasks import TASKS
 from lfmlf.tracking import SweepTracker, resolve_uri
 
@@ -134,6 +135,7 @@ class SweepOutcome:
     parent_run_id: str
     best: dict[str, dict[str, Any]] = field(default_factory=dict)   # method -> {config, metric, run_id}
     errors: dict[str, int] = field(default_factory=dict)             # method -> failed trials
+    studies: tuple[str, dict[str, str]] = ("", {})                   # Optuna storage URL, method -> study
 
     @property
     def ok(self) -> bool:
@@ -182,7 +184,8 @@ def _git_sha() -> str:
         return "unknown"
 
 
-def _tuner(cfg: SweepConfig, method: str, storage: Path, resume: bool, tracker: SweepTracker) -> tune.Tuner:
+def _tuner(cfg: SweepConfig, method: str, storage: Path, resume: bool, tracker: SweepTracker,
+           study: tuple[str, str]) -> tune.Tuner:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.optuna import OptunaSearch
 
@@ -194,8 +197,8 @@ def _tuner(cfg: SweepConfig, method: str, storage: Path, resume: bool, tracker: 
         return tune.Tuner.restore(str(path), trainable=fn, resume_unfinished=True, resume_errored=True)
     metric, mode = search_metric(cfg), cfg.search.mode
     space = DefineByRun(method, load_space(method, cfg.methods[method].space, cfg), cfg.source_sets())
-    searcher = OptunaSearch(space=space, metric=metric, mode=mode,
-                            sampler=make_sampler(cfg.train.seed, cfg.search.n_startup_trials))
+    searcher = OptunaSearch(space=space, metric=metric, mode=mode, storage=study_storage(study[0]),
+                            study_name=study[1], sampler=make_sampler(cfg.train.seed, cfg.search.n_startup_trials))
     sc = cfg.search.scheduler
     max_t = -(-cfg.train.max_steps // cfg.train.eval_every)
     scheduler = (ASHAScheduler(time_attr="eval_step", metric=metric, mode=mode, max_t=max_t,
@@ -248,6 +251,11 @@ def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
               "selection": "source-dev", **budget}
     parent = tracker.start_sweep(cfg.name, str(run_dir), params,
                                  {"lfmlf.git_sha": _git_sha(), "lfmlf.sweep": cfg.name}, resume)
+    optuna_url = study_storage_url(uri, run_dir)
+    studies = {m: study_name(cfg.name, m, parent) for m in cfg.methods}
+    tracker.set_tags(parent, {"lfmlf.optuna_storage": optuna_url,
+                              **{f"lfmlf.optuna_study.{m}": n for m, n in studies.items()}})
+    outcome_studies = (optuna_url, studies)
     tracker.log_text(parent, (run_dir / "sweep.yaml").read_text(), "sweep.yaml")
     for method, entry in cfg.methods.items():
         if entry.space is not None:
@@ -256,14 +264,18 @@ def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
                 f"search_spaces/{method}.yaml")
 
     start_ray(cfg, address)
-    outcome = SweepOutcome(run_dir=run_dir, tracking_uri=uri, parent_run_id=parent)
+    outcome = SweepOutcome(run_dir=run_dir, tracking_uri=uri, parent_run_id=parent, studies=outcome_studies)
     metric = search_metric(cfg)
     status = "FINISHED"
     try:
         for method in cfg.methods:
             print(f"\n=== {cfg.name}: method {method} ({cfg.search.num_samples} trials) ===", flush=True)
-            grid = _tuner(cfg, method, storage, resume, tracker).fit()
+            grid = _tuner(cfg, method, storage, resume, tracker, (optuna_url, studies[method])).fit()
             outcome.errors[method] = len(grid.errors)
+            orphans = fail_orphaned_trials(optuna_url, studies[method])   # every Tune trial has ended
+            if orphans:
+                print(f"lfmlf: {orphans} Optuna trial(s) of {method} were left RUNNING by a killed process; "
+                      "marked FAIL in the study.", flush=True)
             try:
                 best = grid.get_best_result(metric=metric, mode=cfg.search.mode, filter_nan_and_inf=True)
             except RuntimeError:
@@ -299,3 +311,4 @@ def _print_summary(cfg: SweepConfig, outcome: SweepOutcome, metric: str) -> None
     print(f"\nMLflow: runs are in {outcome.tracking_uri} (parent run {outcome.parent_run_id}).")
     print(f"Open the UI with:  mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1")
     print(f"Ray results and checkpoints: {outcome.run_dir / 'ray'}")
+    print(f"Optuna studies ({', '.join(outcome.studies[1].values())}):  optuna-dashboard {outcome.studies[0]}")

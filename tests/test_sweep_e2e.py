@@ -109,6 +109,20 @@ def test_a_killed_sweep_resumes_without_duplicate_runs(tmp_path):
         history = _client(uri).get_metric_history(run.info.run_id, "zero_shot/f1/avg")
         steps = [m.step for m in history]
         assert sorted(steps) == sorted(set(steps)) == [30, 60, 90, 120]
+    # the Optuna studies persist next to the MLflow store: one per method, nothing left RUNNING, and
+    # every finished MLflow run's Optuna trial number is a COMPLETE trial of its method's study
+    import optuna
+
+    tags = parents[0].data.tags
+    assert tags["lfmlf.optuna_storage"] == f"sqlite:///{tmp_path}/optuna.db"
+    for method in ("mlf", "lfmlf"):
+        study = optuna.load_study(study_name=tags[f"lfmlf.optuna_study.{method}"],
+                                  storage=tags["lfmlf.optuna_storage"])
+        states = [t.state.name for t in study.trials]
+        assert "RUNNING" not in states, states
+        complete = {t.number for t in study.trials if t.state.name == "COMPLETE"}
+        numbers = {int(r.data.tags["lfmlf.optuna_trial"]) for r in finished if r.data.params["method"] == method}
+        assert len(numbers) == 3 and numbers <= complete, (numbers, states)
 
 
 def test_starting_a_sweep_twice_without_resume_is_refused(tmp_path):
