@@ -80,6 +80,7 @@ class ProbeConfig(_Frozen):
     pivot: str = "en"
     files: dict[str, str] = Field(default_factory=dict)   # pud: language -> .conllu file (pivot included)
     layer: int = -1                                        # hidden layer to pool; -1 = last, 0 = embeddings
+    center: bool = False   # subtract each language's mean embedding before the cosine (not XTREME's protocol)
     max_pairs: int | None = Field(1000, ge=1)
     batch_size: int = Field(64, ge=1)
     max_length: int = Field(128, ge=8, le=4096)
@@ -584,9 +585,16 @@ def _check_unlabelled(cfg: SweepConfig, file: str) -> None:
 def _check_probe(cfg: SweepConfig, file: str) -> None:
     if cfg.probe is None:
         return
-    from lfmlf.probes import check_probe
+    from lfmlf.data.base import DataError
+    from lfmlf.probes import data_files
 
+    for key, codes in (("probe.languages", cfg.probe.languages), ("probe.pivot", [cfg.probe.pivot])):
+        for code in codes:
+            try:
+                check_language(code)
+            except LanguageError as e:
+                raise ConfigError(f"{file}: key '{key}': {e} Fix: replace '{code}'.") from None
     try:
-        check_probe(cfg.probe)
-    except ValueError as e:
+        data_files(cfg.probe)
+    except DataError as e:
         raise ConfigError(f"{file}: key 'probe': {e}") from None

@@ -46,13 +46,22 @@ def data_dir() -> Path:
     return DATA
 
 
-@pytest.fixture(scope="session")
-def encoder_dir() -> Path:
-    """The 6-layer multilingual-e5-small encoder, built once into .cache/ (a no-op when present)."""
-    out = Path(os.environ.get("LFMLF_ENCODER_DIR", REPO / ".cache" / "e5-6l"))
+def _build_encoder(out: Path, layers: int) -> Path:
     tool = SHARED / "tools" / "build_encoder.py"
     if not tool.is_file():
         pytest.skip(f"{tool} is not there")
-    subprocess.run([sys.executable, str(tool), str(out), "--layers", "6"], check=True, capture_output=True,
-                   timeout=600)
+    subprocess.run([sys.executable, str(tool), str(out), "--layers", str(layers)], check=True,
+                   capture_output=True, timeout=600)
     return out
+
+
+@pytest.fixture(scope="session")
+def encoder_dir() -> Path:
+    """The 6-layer multilingual-e5-small encoder, built once into .cache/ (a no-op when present)."""
+    return _build_encoder(Path(os.environ.get("LFMLF_ENCODER_DIR", REPO / ".cache" / "e5-6l")), 6)
+
+
+@pytest.fixture(scope="session")
+def full_encoder_dir() -> Path:
+    """All 12 layers of multilingual-e5-small (the untrained model's retrieval reference)."""
+    return _build_encoder(REPO / ".cache" / "e5-12l", 12)
