@@ -20,6 +20,62 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0 if outcome.ok else 1
 
 
+def _best(args: argparse.Namespace) -> int:
+    from lfmlf.commands import best
+    from lfmlf.config import load_sweep
+
+    cfg = load_sweep(args.sweep, args.set)
+    best(cfg, args.tracking_uri, args.out, args.metric)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from lfmlf.commands import load_configuration, train
+
+    train(load_configuration(args.config, args.set), args.tracking_uri, args.seed)
+    return 0
+
+
+def _rerun(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lfmlf.commands import load_configuration
+
+    configs = {}
+    for path in args.configs:
+        key = Path(path).stem
+        if key in configs:
+            key = f"{key}-{len(configs)}"
+        configs[key] = load_configuration(path, args.set)
+    if args.seeds < 1:
+        from lfmlf.errors import SweepError
+
+        raise SweepError(f"--seeds {args.seeds}: a rerun needs at least one seed. Fix: pass --seeds 2 or more.")
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    first = next(iter(configs.values()))
+    run_dir = Path(args.out or Path(first.run_dir).parent / f"rerun-{args.name or first.name}").resolve()
+    from lfmlf.sweep import rerun
+
+    outcome = rerun(configs, seeds, run_dir=run_dir, resume=args.resume, address=args.address,
+                    tracking_uri=args.tracking_uri)
+    return 0 if outcome.best else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    from lfmlf.commands import report
+    from lfmlf.config import load_sweep
+
+    report(load_sweep(args.sweep, args.set), args.tracking_uri, args.rerun, args.out)
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the YAML's tracking.uri, else "
+                   "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a YAML key, e.g. --set train.max_steps=20 (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lfmlf", description="Method and hyper-parameter sweeps for "
                                      "multilingual fine-tuning on Ray Tune, Optuna and MLflow.")
@@ -28,12 +84,41 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("sweep", help="the sweep YAML, e.g. sweeps/quickstart.yaml")
     sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep in its run folder")
     sweep.add_argument("--address", help="address of an existing Ray cluster (default: start a local one)")
-    sweep.add_argument("--tracking-uri", help="MLflow tracking URI (default: the YAML's tracking.uri, else "
-                       "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)")
-    sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a YAML key, e.g. --set train.max_steps=20 (repeatable)")
+    _common(sweep)
     sweep.add_argument("--check", action="store_true", help="validate the YAML and exit")
     sweep.set_defaults(func=_sweep)
+
+    p = sub.add_parser("best", help="write each method's best configuration of a finished sweep as YAML")
+    p.add_argument("sweep", help="the sweep YAML the sweep ran from")
+    p.add_argument("--out", help="folder for the configuration files (default: the run folder's best/)")
+    p.add_argument("--metric", help="selection metric (default: the sweep's search metric, source-language dev)")
+    _common(p)
+    p.set_defaults(func=_best)
+
+    p = sub.add_parser("train", help="run one configuration without a search, tracked in MLflow")
+    p.add_argument("config", help="a configuration file (from `lfmlf best`, or a sweep file with one method)")
+    p.add_argument("--seed", type=int, help="override train.seed")
+    _common(p)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("rerun", help="run configurations with several seeds on Ray, under one MLflow run")
+    p.add_argument("configs", nargs="+", help="configuration files (from `lfmlf best`)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per configuration (default 3)")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed+1, ...")
+    p.add_argument("--name", help="name of the rerun (default: rerun-<first configuration's name>)")
+    p.add_argument("--out", help="run folder (default: runs/rerun-<name>)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted rerun")
+    p.add_argument("--address", help="address of an existing Ray cluster (default: start a local one)")
+    _common(p)
+    p.set_defaults(func=_rerun)
+
+    p = sub.add_parser("report", help="tables (Markdown, LaTeX, CSV) and plots of a sweep and its rerun")
+    p.add_argument("sweep", help="the sweep YAML")
+    p.add_argument("--rerun", help="MLflow run id of the rerun to tabulate (default: the newest rerun of the "
+                   "sweep's best configurations; without one, the sweep's best trials)")
+    p.add_argument("--out", help="output folder (default: the run folder's report/)")
+    _common(p)
+    p.set_defaults(func=_report)
     return parser
 
 

@@ -190,6 +190,7 @@ class SweepConfig(_Frozen):
     resources: ResourceConfig = ResourceConfig()
     tracking: TrackingConfig = TrackingConfig()
     ray: RayConfig = RayConfig()
+    selection: dict[str, Any] | None = None   # provenance of a configuration written by `lfmlf best`
     source: str = ""  # the YAML file this came from (set by the loader)
 
     def source_sets(self) -> list[str]:
@@ -217,6 +218,7 @@ class TrialSpec(_Frozen):
     model: ModelConfig
     unlabelled: UnlabelledConfig = UnlabelledConfig()
     probe: ProbeConfig | None = None
+    cpus: float = 1.0              # CPUs reserved per trial (torch uses that many threads)
 
     def flat_params(self) -> dict[str, str]:
         """The flat param view logged to MLflow: sampled values plus every fixed setting."""
@@ -243,7 +245,7 @@ def trial_spec(cfg: "SweepConfig", sampled: Mapping[str, Any]) -> TrialSpec:
     pool = tuple(sorted(set(cfg.languages.sources) | set(cfg.languages.targets)))
     return TrialSpec(sweep=cfg.name, method=method, method_params=params, sources=sources,
                      targets=tuple(cfg.languages.targets), pool=pool, train=train, task=cfg.task, model=cfg.model,
-                     unlabelled=cfg.unlabelled, probe=cfg.probe)
+                     unlabelled=cfg.unlabelled, probe=cfg.probe, cpus=cfg.resources.cpu)
 
 
 def check_fields(model: type[BaseModel], values: Mapping[str, Any], kind: str, owner: str) -> None:

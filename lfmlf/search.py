@@ -127,6 +127,13 @@ def make_sampler(seed: int, n_startup_trials: int) -> "optuna.samplers.BaseSampl
                                       group=True, constant_liar=True)
 
 
+def search_metric(cfg: "SweepConfig") -> str:
+    """The metric the studies optimise and ``lfmlf best`` selects on (``{metric}`` = the task's metric)."""
+    from lfmlf.tasks import TASKS
+
+    return cfg.search.metric.format(metric=TASKS[cfg.task.name].metric)
+
+
 def study_storage_url(tracking_uri: str, run_dir: Path) -> str:
     """Where a sweep's Optuna studies persist: ``optuna.db`` next to a SQLite MLflow store (so one folder
     holds both, and ``optuna-dashboard sqlite:///.../optuna.db`` opens every sweep's studies), else in the

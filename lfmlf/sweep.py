@@ -23,10 +23,10 @@ import torch
 import yaml
 from ray import tune
 
-from lfmlf.config import SweepConfig, trial_spec
+from lfmlf.config import SweepConfig, TrialSpec, trial_spec
 from lfmlf.errors import SweepError
-from lfmlf.search import (DefineByRun, fail_orphaned_trials, load_space, make_sampler, study_name,
-                          study_storage, study_storage_url)
+from lfmlf.search import (DefineByRun, fail_orphaned_trials, load_space, make_sampler, search_metric,
+                          study_name, study_storage, study_storage_url)
 from lfmlf.tasks import TASKS
 from lfmlf.tracking import SweepTracker, resolve_uri
 
@@ -34,16 +34,45 @@ CHECKPOINT_FILE = "state.pt"
 
 
 # ------------------------------------------------------------------------------------------- the trainable
-def trainable(config: dict[str, Any], sweep: SweepConfig) -> None:
-    """One trial: build the spec from the sampled config, resume from Tune's checkpoint if there is one,
-    and report every evaluation with a checkpoint of the full training state."""
+class SweepSpecs:
+    """Tune config -> TrialSpec for a sweep: the sweep's settings with the trial's sampled values."""
+
+    def __init__(self, sweep: SweepConfig) -> None:
+        self.sweep = sweep
+
+    def __call__(self, config: dict[str, Any]) -> TrialSpec:
+        return trial_spec(self.sweep, config)
+
+    def tags(self, config: dict[str, Any]) -> dict[str, str]:
+        return {"lfmlf.sweep": self.sweep.name}
+
+
+class RerunSpecs:
+    """Tune config ``{"config": name, "seed": s}`` -> the named single-method configuration with that seed."""
+
+    def __init__(self, configs: dict[str, SweepConfig]) -> None:
+        self.configs = configs
+
+    def __call__(self, config: dict[str, Any]) -> TrialSpec:
+        cfg = self.configs[config["config"]]
+        return trial_spec(cfg, {"method": next(iter(cfg.methods)), "seed": int(config["seed"])})
+
+    def tags(self, config: dict[str, Any]) -> dict[str, str]:
+        selection = self.configs[config["config"]].selection or {}
+        return {"lfmlf.config": config["config"], "lfmlf.seed": str(config["seed"]),
+                **{f"lfmlf.selected.{k}": str(v) for k, v in selection.items() if k.endswith("run_id")}}
+
+
+def trainable(config: dict[str, Any], specs: SweepSpecs | RerunSpecs) -> None:
+    """One trial: build the spec from Tune's config, resume from Tune's checkpoint if there is one, and
+    report every evaluation with a checkpoint of the full training state."""
     import logging
 
     from lfmlf.loop import fit
 
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # one line per checkpoint
-    torch.set_num_threads(max(1, int(sweep.resources.cpu)))  # the CPUs Ray reserved for this trial, no more
-    spec = trial_spec(sweep, config)
+    spec = specs(config)
+    torch.set_num_threads(max(1, int(spec.cpus)))  # the CPUs Ray reserved for this trial, no more
     state = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -61,10 +90,10 @@ class TrackingCallback(tune.Callback):
     when the trial resumes. Tune pickles callbacks into the experiment state and restores them with
     ``Tuner.restore``, so this holds only picklable settings and opens its MLflow client lazily."""
 
-    def __init__(self, uri: str, experiment: str, parent_id: str, sweep: SweepConfig, method: str,
-                 searcher: Any) -> None:
+    def __init__(self, uri: str, experiment: str, parent_id: str, specs: SweepSpecs | RerunSpecs,
+                 searcher: Any = None) -> None:
         self.uri, self.experiment, self.parent_id = uri, experiment, parent_id
-        self.sweep, self.method, self.searcher = sweep, method, searcher
+        self.specs, self.searcher = specs, searcher
         self._tracker: SweepTracker | None = None
         self._logged: dict[str, int] = {}   # trial id -> last step written (results repeat after a restore)
 
@@ -78,16 +107,18 @@ class TrackingCallback(tune.Callback):
             self._tracker.attach(self.parent_id)
         return self._tracker
 
-    def _optuna_number(self, trial_id: str) -> str:
+    def _optuna_number(self, trial_id: str) -> dict[str, str]:
+        if self.searcher is None:
+            return {}
         ot = getattr(self.searcher, "_ot_trials", {}).get(trial_id)  # OptunaSearch's trial-id -> optuna trial
-        return str(ot.number) if ot is not None else "unknown"
+        return {"lfmlf.optuna_trial": str(ot.number) if ot is not None else "unknown"}
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        spec = trial_spec(self.sweep, trial.config)
+        spec = self.specs(trial.config)
         tags = {"lfmlf.method": spec.method, "lfmlf.source_set": "+".join(spec.sources),
-                "lfmlf.optuna_trial": self._optuna_number(trial.trial_id), "lfmlf.sweep": self.sweep.name,
+                **self._optuna_number(trial.trial_id), **self.specs.tags(trial.config),
                 "lfmlf.trial_dir": str(trial.local_path or ""), **{f"lfmlf.source.{s}": "true" for s in spec.sources}}
-        run_id = self.tracker.trial_run(trial.trial_id, f"{self.method}-{trial.trial_id}", spec.flat_params(), tags)
+        run_id = self.tracker.trial_run(trial.trial_id, f"{spec.method}-{trial.trial_id}", spec.flat_params(), tags)
         self.tracker.log_text(run_id, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False),
                               "trial_config.yaml")
         if trial.trial_id not in self._logged:
@@ -107,7 +138,7 @@ class TrackingCallback(tune.Callback):
         if run_id is None:
             return
         last = trial.last_result or {}
-        done = int(last.get("step", 0)) >= trial_spec(self.sweep, trial.config).train.max_steps
+        done = int(last.get("step", 0)) >= self.specs(trial.config).train.max_steps
         self.tracker.set_tags(run_id, {"lfmlf.stopped_early": str(not done).lower()})
         final = {k: v for k, v in last.items() if k.startswith(("best/", "zero_shot/", "source/"))}
         self.tracker.log_text(run_id, json.dumps(final, indent=2, sort_keys=True), "final_metrics.json")
@@ -189,7 +220,7 @@ def _tuner(cfg: SweepConfig, method: str, storage: Path, resume: bool, tracker: 
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    fn = tune.with_resources(tune.with_parameters(trainable, sweep=cfg),
+    fn = tune.with_resources(tune.with_parameters(trainable, specs=SweepSpecs(cfg)),
                              {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu})
     path = storage / method
     if resume and tune.Tuner.can_restore(str(path)):
@@ -204,7 +235,7 @@ def _tuner(cfg: SweepConfig, method: str, storage: Path, resume: bool, tracker: 
     scheduler = (ASHAScheduler(time_attr="eval_step", metric=metric, mode=mode, max_t=max_t,
                                grace_period=min(sc.grace_period, max_t), reduction_factor=sc.reduction_factor)
                  if sc.name == "asha" else FIFOScheduler())
-    callback = TrackingCallback(tracker.uri, cfg.tracking.experiment, tracker.parent_id or "", cfg, method, searcher)
+    callback = TrackingCallback(tracker.uri, cfg.tracking.experiment, tracker.parent_id or "", SweepSpecs(cfg), searcher)
     m = TASKS[cfg.task.name].metric
     reporter = tune.CLIReporter(
         metric_columns={"step": "step", f"source/{m}/avg": "source", f"zero_shot/{m}/avg": "zero-shot",
@@ -222,24 +253,14 @@ def _tuner(cfg: SweepConfig, method: str, storage: Path, resume: bool, tracker: 
 
 
 def _trial_name(trial: Any) -> str:
-    return f"{trial.config.get('method', 'trial')}_{trial.trial_id}"
-
-
-def search_metric(cfg: SweepConfig) -> str:
-    return cfg.search.metric.format(metric=TASKS[cfg.task.name].metric)
+    return f"{trial.config.get('method') or trial.config.get('config', 'trial')}_{trial.trial_id}"
 
 
 def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
         tracking_uri: str | None = None) -> SweepOutcome:
     """Run (or resume) every method's study; print the best trial per method and how to open MLflow."""
     run_dir = cfg.run_dir
-    storage = run_dir / "ray"
-    if storage.exists() and not resume:
-        raise SweepError(f"the run folder {run_dir} already holds sweep '{cfg.name}'. Fix: continue it with "
-                         "--resume, or start a new one with another name (--set name=...) or output_dir.")
-    if resume and not storage.exists():
-        raise SweepError(f"nothing to resume: {storage} does not exist. Fix: drop --resume to start the sweep.")
-    storage.mkdir(parents=True, exist_ok=True)
+    storage = _ray_storage(run_dir, cfg.name, resume)
     (run_dir / "sweep.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
     uri = resolve_uri(tracking_uri, cfg.tracking.uri)
@@ -294,6 +315,71 @@ def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
             print(f"lfmlf: {lost} trial run(s) were lost when the sweep was interrupted before Tune saved them; "
                   "Tune re-ran those trials, and their old MLflow runs are marked KILLED.", flush=True)
     _print_summary(cfg, outcome, metric)
+    return outcome
+
+
+def _ray_storage(run_dir: Path, name: str, resume: bool) -> Path:
+    """The run folder's Ray results; refuses to start twice in one folder, or to resume nothing."""
+    storage = run_dir / "ray"
+    if storage.exists() and not resume:
+        raise SweepError(f"the run folder {run_dir} already holds '{name}'. Fix: continue it with "
+                         "--resume, or start a new one with another name (--set name=...) or output_dir.")
+    if resume and not storage.exists():
+        raise SweepError(f"nothing to resume: {storage} does not exist. Fix: drop --resume to start afresh.")
+    storage.mkdir(parents=True, exist_ok=True)
+    return storage
+
+
+def rerun(configs: dict[str, SweepConfig], seeds: list[int], *, run_dir: Path, resume: bool = False,
+          address: str | None = None, tracking_uri: str | None = None) -> SweepOutcome:
+    """Run every single-method configuration (``lfmlf best`` output, or any one-method sweep file) once per
+    seed, in parallel on Ray, under one MLflow parent run (``lfmlf.role`` = rerun)."""
+    first = next(iter(configs.values()))
+    name = run_dir.name
+    storage = _ray_storage(run_dir, name, resume)
+    uri = resolve_uri(tracking_uri, first.tracking.uri)
+    tracker = SweepTracker(uri, first.tracking.experiment)
+    sweeps = sorted({str((c.selection or {}).get("sweep_run_id", "")) for c in configs.values()} - {""})
+    params = {"configs": ",".join(configs), "seeds": ",".join(map(str, seeds)), "task": first.task.name,
+              **{f"selection.{k}": str((c.selection or {}).get("rule", "given")) for k, c in configs.items()}}
+    parent = tracker.start_sweep(name, str(run_dir), params, {"lfmlf.sweep_run_id": ",".join(sweeps),
+                                 "lfmlf.git_sha": _git_sha()}, resume, role="rerun")
+    for key, c in configs.items():
+        tracker.log_text(parent, yaml.safe_dump(c.model_dump(mode="json", exclude={"source"}), sort_keys=False),
+                         f"configs/{key}.yaml")
+    start_ray(first.model_copy(update={"output_dir": str(run_dir)}), address)
+    specs = RerunSpecs(configs)
+    path = storage / "rerun"
+    fn = tune.with_resources(tune.with_parameters(trainable, specs=specs),
+                             {"cpu": first.resources.cpu, "gpu": first.resources.gpu})
+    if resume and tune.Tuner.can_restore(str(path)):
+        tuner = tune.Tuner.restore(str(path), trainable=fn, resume_unfinished=True, resume_errored=True)
+    else:
+        m = TASKS[first.task.name].metric
+        reporter = tune.CLIReporter(metric_columns={"step": "step", f"zero_shot/{m}/avg": "zero-shot"},
+                                    parameter_columns=["config", "seed"], max_report_frequency=20)
+        tuner = tune.Tuner(
+            fn, param_space={"config": tune.grid_search(list(configs)), "seed": tune.grid_search(list(seeds))},
+            tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=first.search.max_concurrent,
+                                        reuse_actors=False, trial_name_creator=_trial_name,
+                                        trial_dirname_creator=_trial_name),
+            run_config=tune.RunConfig(name="rerun", storage_path=str(storage), verbose=1, progress_reporter=reporter,
+                                      callbacks=[TrackingCallback(uri, first.tracking.experiment, parent, specs)],
+                                      failure_config=tune.FailureConfig(max_failures=first.ray.max_failures),
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+    outcome = SweepOutcome(run_dir=run_dir, tracking_uri=uri, parent_run_id=parent)
+    status = "FINISHED"
+    try:
+        grid = tuner.fit()
+        outcome.errors["rerun"] = len(grid.errors)
+        outcome.best = {f"{r.config['config']}/seed{r.config['seed']}": {"metric": None} for r in grid if not r.error}
+    except BaseException:
+        status = "KILLED"
+        raise
+    finally:
+        tracker.finish_sweep(status)
+    print(f"\n=== rerun {name}: {len(outcome.best)} of {len(configs) * len(seeds)} runs finished "
+          f"({outcome.errors['rerun']} failed); MLflow parent run {parent} in {uri}")
     return outcome
 
 

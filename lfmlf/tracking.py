@@ -50,21 +50,26 @@ class SweepTracker:
 
     # ------------------------------------------------------------------ sweep
     def start_sweep(self, name: str, sweep_dir: str, params: Mapping[str, str], tags: Mapping[str, str],
-                    resume: bool) -> str:
-        """Create the sweep's parent run, or on resume find it again (by its run folder) and reopen it."""
+                    resume: bool, role: str = "sweep") -> str:
+        """Create the sweep's (or rerun's) parent run, or on resume find it again (by its run folder) and
+        reopen it."""
         if resume:
-            found = self._search(f"tags.`lfmlf.sweep_dir` = '{sweep_dir}' and tags.`lfmlf.role` = 'sweep'")
+            found = self._search(f"tags.`lfmlf.sweep_dir` = '{sweep_dir}' and tags.`lfmlf.role` = '{role}'")
             if found:
                 self.attach(found[0].info.run_id)
                 self.client.update_run(found[0].info.run_id, status="RUNNING")
                 return found[0].info.run_id
+        return self.create_parent(name, role, params, {"lfmlf.sweep_dir": sweep_dir, **tags})
+
+    def create_parent(self, name: str, role: str, params: Mapping[str, str], tags: Mapping[str, str]) -> str:
+        """A new top-level run (``lfmlf.role`` = sweep, rerun or train) that trial runs nest under."""
         from mlflow.entities import Param, RunTag
 
-        run = self.client.create_run(self.experiment_id, run_name=name,
-                                     tags={"lfmlf.role": "sweep", "lfmlf.sweep_dir": sweep_dir, **tags})
+        all_tags = {"lfmlf.role": role, **tags}
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
         self.parent_id = run.info.run_id
         self.client.log_batch(self.parent_id, params=[Param(k, _clip(v)) for k, v in params.items()],
-                              tags=[RunTag(k, v) for k, v in tags.items()])
+                              tags=[RunTag(k, v) for k, v in all_tags.items()])
         return self.parent_id
 
     def finish_sweep(self, status: str, metrics: Mapping[str, float] | None = None) -> int:
@@ -151,3 +156,79 @@ def _tag(key: str, value: str):
 def _clip(value: object) -> str:
     text = str(value)
     return text if len(text) <= 6000 else text[:5997] + "..."
+
+
+# ------------------------------------------------------------------------------------------ reading back
+class RunStore:
+    """Reads sweeps, reruns and their runs back from MLflow as plain records (for best, report)."""
+
+    def __init__(self, uri: str, experiment: str) -> None:
+        _quiet()
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = exp.experiment_id if exp else None
+
+    def _search(self, filter_string: str, order_by: list[str] | None = None) -> list:
+        if self.experiment_id is None:
+            return []
+        return self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=5000,
+                                       order_by=order_by or ["attributes.start_time DESC"])
+
+    def sweep_run(self, sweep_dir: str) -> str | None:
+        """The newest sweep run of a run folder."""
+        found = self._search(f"tags.`lfmlf.sweep_dir` = '{sweep_dir}' and tags.`lfmlf.role` = 'sweep'")
+        return found[0].info.run_id if found else None
+
+    def reruns_of(self, sweep_run_id: str) -> list[str]:
+        """Rerun parents made from this sweep's best configurations, newest first."""
+        return [r.info.run_id for r in self._search(
+            f"tags.`lfmlf.role` = 'rerun' and tags.`lfmlf.sweep_run_id` = '{sweep_run_id}'")]
+
+    def tags(self, run_id: str) -> dict[str, str]:
+        return dict(self.client.get_run(run_id).data.tags)
+
+    def params(self, run_id: str) -> dict[str, str]:
+        return dict(self.client.get_run(run_id).data.params)
+
+    def children(self, parent_id: str, histories: tuple[str, ...] = ()):  # -> list[RunRecord]
+        """Every child run as a RunRecord; ``histories``: metric-name prefixes whose step histories to fetch."""
+        from lfmlf.report import RunRecord
+
+        out = []
+        for run in self._search(f"tags.`mlflow.parentRunId` = '{parent_id}'", ["attributes.start_time ASC"]):
+            d = run.data
+            hist = {k: sorted((m.step, m.value) for m in self.client.get_metric_history(run.info.run_id, k))
+                    for k in d.metrics if histories and k.startswith(histories)}
+            seed = d.tags.get("lfmlf.seed")
+            out.append(RunRecord(run_id=run.info.run_id, status=run.info.status, method=d.params.get("method", "?"),
+                                 source_set=d.params.get("source_set", ""), seed=int(seed) if seed else None,
+                                 metrics=dict(d.metrics), params=dict(d.params), tags=dict(d.tags), history=hist,
+                                 url=self.run_url(run.info.run_id)))
+        return out
+
+    def text(self, run_id: str, name: str) -> str:
+        """A text artifact of a run (e.g. trial_config.yaml)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            return Path(self.client.download_artifacts(run_id, name, d)).read_text(encoding="utf-8")
+
+    def log_files(self, run_id: str, paths: list[Path], folder: str) -> None:
+        for p in paths:
+            self.client.log_artifact(run_id, str(p), folder)
+
+    def run_url(self, run_id: str) -> str:
+        """The run's page in an MLflow UI at its default address (runs are linked from report tables)."""
+        return f"http://127.0.0.1:5000/#/experiments/{self.experiment_id}/runs/{run_id}"
+
+
+def start_run(uri: str, experiment: str, name: str, role: str, params: Mapping[str, str],
+              tags: Mapping[str, str]) -> SweepTracker:
+    """A top-level run of another kind than a sweep (``train``, ``rerun``); returns a tracker whose parent
+    is that run, so trial runs can nest under it."""
+    tracker = SweepTracker(uri, experiment)
+    tracker.create_parent(name, role, params, tags)
+    return tracker

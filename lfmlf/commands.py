@@ -1,0 +1,135 @@
+"""From sweep to paper: ``lfmlf best``, ``lfmlf train`` and ``lfmlf report`` (``lfmlf rerun`` is Ray's, in
+:mod:`lfmlf.sweep`). MLflow runs are the source of truth; they are read through
+:class:`lfmlf.tracking.RunStore`, so this module imports neither MLflow nor Ray.
+
+A *configuration file* is a sweep file with exactly one method, no search space and one source set:
+``lfmlf best`` writes one per method (with a ``selection`` block saying where it came from and by which
+rule), and ``lfmlf train`` and ``lfmlf rerun`` accept it (or any sweep file that fits that shape).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lfmlf.config import SweepConfig, TrialSpec, load_sweep, trial_spec
+from lfmlf.errors import SweepError
+from lfmlf.search import search_metric
+
+
+# ----------------------------------------------------------------------------------------------- best
+def best(cfg: SweepConfig, tracking_uri: str | None = None, out_dir: Path | None = None,
+         metric: str | None = None) -> dict[str, Path]:
+    """Write each method's best trial of a sweep as a configuration file; returns method -> path."""
+    from lfmlf.tracking import RunStore, resolve_uri
+
+    uri = resolve_uri(tracking_uri, cfg.tracking.uri)
+    store = RunStore(uri, cfg.tracking.experiment)
+    sweep_id = store.sweep_run(str(cfg.run_dir))
+    if sweep_id is None:
+        raise SweepError(f"no sweep run of {cfg.run_dir} in MLflow store {uri}. Fix: run `lfmlf sweep "
+                         f"{cfg.source or 'SWEEP.yaml'}` first, or pass the --tracking-uri it used.")
+    metric = metric or search_metric(cfg)
+    sign = 1.0 if cfg.search.mode == "max" else -1.0
+    runs = store.children(sweep_id)
+    out_dir = Path(out_dir or cfg.run_dir / "best")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for method in cfg.methods:
+        mine = [r for r in runs if r.method == method]
+        usable = [r for r in mine if r.status == "FINISHED" and math.isfinite(r.metrics.get(metric, math.nan))]
+        if not usable:
+            print(f"  {method:8s} no finished trial with {metric} ({len(mine)} trial run(s)); nothing written")
+            continue
+        top = max(usable, key=lambda r: sign * r.metrics[metric])
+        spec = TrialSpec.model_validate(yaml.safe_load(store.text(top.run_id, "trial_config.yaml")))
+        rule = (f"{cfg.search.mode} of {metric} (source-language dev, at each trial's selected checkpoint) over "
+                f"the {len(usable)} finished of {len(mine)} trials of the '{method}' study (budget "
+                f"{cfg.search.num_samples} trials per method)")
+        selection = {"rule": rule, "metric": metric, "value": top.metrics[metric], "sweep": cfg.name,
+                     "sweep_run_id": sweep_id, "trial_run_id": top.run_id,
+                     "tune_trial_id": top.tags.get("lfmlf.tune_trial_id", ""),
+                     "optuna_trial": top.tags.get("lfmlf.optuna_trial", ""), "budget": cfg.search.num_samples,
+                     "tracking_uri": uri}
+        path = out_dir / f"{method}.yaml"
+        path.write_text(_header(selection) + yaml.safe_dump(configuration(cfg, spec, selection), sort_keys=False,
+                                                            allow_unicode=True), encoding="utf-8")
+        written[method] = path
+        print(f"  {method:8s} {metric} = {top.metrics[metric]:.4f}  (run {top.run_id})  -> {path}")
+    if not written:
+        raise SweepError(f"sweep '{cfg.name}' has no finished trial to pick from. Fix: check its runs in MLflow "
+                         f"({uri}); failed trials keep their error as the tag lfmlf.error.")
+    return written
+
+
+def configuration(cfg: SweepConfig, spec: TrialSpec, selection: dict[str, Any]) -> dict[str, Any]:
+    """A one-method, one-source-set configuration file for a trial of ``cfg`` (paths already absolute)."""
+    dump = spec.model_dump(mode="json")
+    return {
+        "name": f"{cfg.name}-{spec.method}",
+        "task": dump["task"], "model": dump["model"],
+        "languages": {"sources": list(spec.sources), "targets": list(spec.targets)},
+        "train": dump["train"], "unlabelled": dump["unlabelled"], "probe": dump["probe"],
+        "methods": {spec.method: {"params": dict(spec.method_params)}},
+        "search": {"num_samples": 1, "max_concurrent": cfg.search.max_concurrent, "metric": cfg.search.metric,
+                   "mode": cfg.search.mode, "scheduler": {"name": "none"}},
+        "resources": cfg.resources.model_dump(mode="json"), "tracking": cfg.tracking.model_dump(mode="json"),
+        "ray": cfg.ray.model_dump(mode="json"),
+        "selection": selection,
+    }
+
+
+def _header(selection: dict[str, Any]) -> str:
+    return (f"# Written by `lfmlf best` from sweep '{selection['sweep']}' (MLflow run {selection['sweep_run_id']}).\n"
+            f"# Selected: {selection['rule']}.\n"
+            "# Run it:  lfmlf train THIS.yaml   |   lfmlf rerun THIS.yaml [OTHER.yaml ...] --seeds 3\n")
+
+
+def load_configuration(path: str | Path, overrides: list[str] | None = None) -> SweepConfig:
+    """A configuration file for ``train``/``rerun``: a sweep file with exactly one method."""
+    cfg = load_sweep(path, overrides or [])
+    if len(cfg.methods) != 1:
+        raise SweepError(f"{path}: lists {len(cfg.methods)} methods ({', '.join(cfg.methods)}); a configuration "
+                         "for train/rerun has exactly one. Fix: use a file written by `lfmlf best`, or keep one "
+                         "method under 'methods'.")
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------------- train
+def train(cfg: SweepConfig, tracking_uri: str | None = None, seed: int | None = None) -> dict[str, float]:
+    """Run one configuration in this process (no Ray, no search), tracked as one MLflow run (role train)
+    with the same params, tags and metrics as a trial run. Returns the last evaluation's metrics."""
+    from lfmlf.loop import fit
+    from lfmlf.tracking import resolve_uri, start_run
+
+    method = next(iter(cfg.methods))
+    spec = trial_spec(cfg, {"method": method, **({"seed": seed} if seed is not None else {})})
+    uri = resolve_uri(tracking_uri, cfg.tracking.uri)
+    selection = {f"lfmlf.selected.{k}": str(v) for k, v in (cfg.selection or {}).items() if k.endswith("run_id")}
+    tracker = start_run(uri, cfg.tracking.experiment, f"train-{cfg.name}-seed{spec.train.seed}", "train",
+                        spec.flat_params(), {"lfmlf.method": method, "lfmlf.source_set": "+".join(spec.sources),
+                                             "lfmlf.seed": str(spec.train.seed), **selection,
+                                             **{f"lfmlf.source.{s}": "true" for s in spec.sources}})
+    run_id = tracker.parent_id or ""
+    tracker.log_text(run_id, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), "trial_config.yaml")
+    metrics: dict[str, float] = {}
+    status = "FAILED"
+    try:
+        for evaluation in fit(spec):
+            metrics = evaluation.metrics
+            tracker.log_metrics(run_id, {k: v for k, v in metrics.items() if "/" in k}, step=evaluation.step)
+            print(f"step {evaluation.step}: " + "  ".join(f"{k} {metrics[k]:.4f}" for k in sorted(metrics)
+                                                         if k.endswith("/avg") and not k.startswith("best/")))
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        final = {k: v for k, v in metrics.items() if k.startswith(("best/", "zero_shot/", "source/", "forgetting/"))}
+        tracker.log_text(run_id, json.dumps(final, indent=2, sort_keys=True), "final_metrics.json")
+        tracker.finish_sweep(status)
+    print(f"MLflow run {run_id} in {uri}")
+    return metrics
