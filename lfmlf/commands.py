@@ -35,6 +35,7 @@ def best(cfg: SweepConfig, tracking_uri: str | None = None, out_dir: Path | None
     metric = metric or search_metric(cfg)
     sign = 1.0 if cfg.search.mode == "max" else -1.0
     runs = store.children(sweep_id)
+    budget = _budget(store, sweep_id, cfg)
     out_dir = Path(out_dir or cfg.run_dir / "best")
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
@@ -48,11 +49,11 @@ def best(cfg: SweepConfig, tracking_uri: str | None = None, out_dir: Path | None
         spec = TrialSpec.model_validate(yaml.safe_load(store.text(top.run_id, "trial_config.yaml")))
         rule = (f"{cfg.search.mode} of {metric} (source-language dev, at each trial's selected checkpoint) over "
                 f"the {len(usable)} finished of {len(mine)} trials of the '{method}' study (budget "
-                f"{cfg.search.num_samples} trials per method)")
+                f"{budget.get(method, '?')} trials)")
         selection = {"rule": rule, "metric": metric, "value": top.metrics[metric], "sweep": cfg.name,
                      "sweep_run_id": sweep_id, "trial_run_id": top.run_id,
                      "tune_trial_id": top.tags.get("lfmlf.tune_trial_id", ""),
-                     "optuna_trial": top.tags.get("lfmlf.optuna_trial", ""), "budget": cfg.search.num_samples,
+                     "optuna_trial": top.tags.get("lfmlf.optuna_trial", ""), "budget": budget.get(method),
                      "tracking_uri": uri}
         path = out_dir / f"{method}.yaml"
         path.write_text(_header(selection) + yaml.safe_dump(configuration(cfg, spec, selection), sort_keys=False,
@@ -133,3 +134,87 @@ def train(cfg: SweepConfig, tracking_uri: str | None = None, seed: int | None = 
         tracker.finish_sweep(status)
     print(f"MLflow run {run_id} in {uri}")
     return metrics
+
+
+# ----------------------------------------------------------------------------------------------- report
+def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | None = None,
+           out_dir: Path | None = None) -> list[Path]:
+    """Tables (Markdown, LaTeX, CSV) and plots of a sweep and its rerun, written to ``out_dir`` and logged
+    to MLflow (on the rerun's run, else the sweep's) under ``report/``. The table comes from the rerun
+    (mean ± std over seeds); without a rerun, from each method's best sweep trial (one seed, said so)."""
+    from lfmlf import plots
+    from lfmlf.report import build_table, write_report
+    from lfmlf.search import study_summary
+    from lfmlf.tasks import TASKS
+    from lfmlf.tracking import RunStore, resolve_uri
+
+    uri = resolve_uri(tracking_uri, cfg.tracking.uri)
+    store = RunStore(uri, cfg.tracking.experiment)
+    sweep_id = store.sweep_run(str(cfg.run_dir))
+    if sweep_id is None:
+        raise SweepError(f"no sweep run of {cfg.run_dir} in MLflow store {uri}. Fix: run `lfmlf sweep` first, "
+                         "or pass the --tracking-uri it used.")
+    metric = TASKS[cfg.task.name].metric
+    sweep_runs = store.children(sweep_id, histories=("lfmlf/lambda/",))
+    rerun_id = rerun_id or next(iter(store.reruns_of(sweep_id)), None)
+    budget = _budget(store, sweep_id, cfg)
+    selection = search_metric(cfg)
+    if rerun_id is not None:
+        table_runs = store.children(rerun_id, histories=("lfmlf/lambda/",))
+        seeds = sorted({r.seed for r in table_runs if r.seed is not None})
+        rule = (f"each method's best trial by {selection} (source-language dev) in its Optuna study, re-run with {len(seeds)} seeds (rerun {rerun_id})")
+    else:
+        table_runs = _best_trials(sweep_runs, selection, cfg.search.mode)
+        rule = (f"each method's best trial by {selection} (source-language dev) in its Optuna study; "
+                "one seed (no rerun found: `lfmlf rerun` the files of `lfmlf best` for mean ± std)")
+    table = build_table(table_runs, task_metric=metric, targets=list(cfg.languages.targets), budget=budget,
+                        selection_rule=rule)
+    importances = {}
+    tags = store.tags(sweep_id)
+    for m in cfg.methods:
+        name = tags.get(f"lfmlf.optuna_study.{m}")
+        if name and tags.get("lfmlf.optuna_storage"):
+            try:
+                importances[m] = study_summary(tags["lfmlf.optuna_storage"], name)["importances"]
+            except KeyError:
+                print(f"lfmlf: Optuna study {name} not found in {tags['lfmlf.optuna_storage']}; no importances for {m}")
+    out = Path(out_dir or cfg.run_dir / "report")
+    files = write_report(table, out, importances)
+    pngs = [plots.language_bars(table, out / "languages.png"),
+            plots.forgetting_vs_zero_shot(sweep_runs, out / "forgetting_vs_zero_shot.png", metric),
+            plots.source_set_heatmap(sweep_runs, out / "source_sets.png", metric, list(cfg.languages.targets)),
+            plots.multipliers_over_steps(table_runs if rerun_id else sweep_runs, out / "lfmlf_multipliers.png")]
+    skipped = {"forgetting_vs_zero_shot.png": "no run logged a forgetting probe (add a `probe` section)",
+               "lfmlf_multipliers.png": "no LF-MLF run with multipliers"}
+    written = files + [p for p in pngs if p is not None]
+    store.log_files(rerun_id or sweep_id, written, "report")
+    print(f"Report of '{cfg.name}' ({'rerun ' + rerun_id if rerun_id else 'sweep best trials'}) in {out}:")
+    for p in written:
+        print(f"  {p}")
+    for name, why in skipped.items():
+        if not (out / name).exists():
+            print(f"  (no {name}: {why})")
+    if table.left_out:
+        print(f"Left out of the table ({len(table.left_out)}):")
+        for line in table.left_out:
+            print(f"  {line}")
+    return written
+
+
+def _budget(store, sweep_id: str, cfg: SweepConfig) -> dict[str, int]:
+    """Trials per method as the sweep recorded them (``--set search.num_samples`` may have changed it)."""
+    params = store.params(sweep_id)
+    return {m: int(params.get(f"budget.{m}", cfg.search.num_samples)) for m in cfg.methods}
+
+
+def _best_trials(runs: list, metric: str, mode: str) -> list:
+    """Each method's best FINISHED trial by ``metric`` (the table's rows when there is no rerun); the other
+    runs are not rows, so failed or early-stopped trials are simply not picked."""
+    sign = 1.0 if mode == "max" else -1.0
+    out = []
+    for method in dict.fromkeys(r.method for r in runs):
+        usable = [r for r in runs if r.method == method and r.status == "FINISHED"
+                  and math.isfinite(r.metrics.get(metric, math.nan))]
+        if usable:
+            out.append(max(usable, key=lambda r: sign * r.metrics[metric]))
+    return out

@@ -164,6 +164,7 @@ class RunStore:
 
     def __init__(self, uri: str, experiment: str) -> None:
         _quiet()
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         from mlflow.tracking import MlflowClient
 
         self.uri = uri

@@ -1,0 +1,285 @@
+"""Figures for a sweep report: per-language bars, forgetting vs zero-shot (Pareto), source-set heatmap, QP multipliers.
+
+Every function writes one PNG (dpi 120) and returns its path, or returns ``None`` and writes nothing when
+there is nothing to plot (no rows, no run with the metric, no multiplier history). Figures are built as
+``matplotlib.figure.Figure`` objects rendered by the Agg canvas directly: no pyplot, so no global figure
+registry to leak, no GUI backend, nothing to close. No mlflow/ray/optuna imports: the inputs are
+:class:`lfmlf.report.RunRecord` lists and :class:`lfmlf.report.Table` values.
+
+Which runs are used: ``FINISHED`` runs only. Runs stopped early by ASHA (tag ``lfmlf.stopped_early=true``)
+are drawn hollow in the forgetting plot but never on its Pareto front (less training also means less
+forgetting, which would put them on the front for the wrong reason), are left out of the heatmap means
+unless ``include_stopped_early=True``, and do count in the multiplier curves (a trajectory is still a
+trajectory).
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from lfmlf.report import TARGET_AVG, RunRecord, Table
+
+__all__ = [
+    "DPI",
+    "forgetting_vs_zero_shot",
+    "is_blank",
+    "language_bars",
+    "multipliers_over_steps",
+    "pareto_front",
+    "pareto_runs",
+    "source_set_heatmap",
+]
+
+DPI = 120
+LAMBDA_PREFIX = "lfmlf/lambda/"
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: Path | str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, format="png", bbox_inches="tight")
+    return path
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
+
+
+def _colours(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+# ------------------------------------------------------------------------------------------- bars
+
+def language_bars(table: Table, path: Path | str) -> Path | None:
+    """Grouped bars: one group per target language plus the target average, one bar per table row,
+    error bars = sample std (none where n < 2). Values scaled like the table (``table.scale``)."""
+    groups = list(table.targets) + [TARGET_AVG]
+    if not table.rows:
+        return None
+    fig = _figure(max(5.0, 1.0 + len(groups) * (0.35 * len(table.rows) + 0.5)), 4.0)
+    ax = fig.add_subplot(1, 1, 1)
+    k = len(table.rows)
+    width = 0.8 / k
+    for i, (row, colour) in enumerate(zip(table.rows, _colours(k))):
+        xs = [g + (i - (k - 1) / 2) * width for g in range(len(groups))]
+        ys = [table.means[row][c] * table.scale for c in groups]       # NaN (empty cell): no bar
+        err = [table.stds[row][c] * table.scale for c in groups]        # NaN (n < 2): no error bar
+        ax.bar(xs, ys, width=width, yerr=err, capsize=3, color=colour, label=row, edgecolor="black", linewidth=0.4)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(groups)
+    scaled = f" (×{table.scale:g})" if table.scale != 1 else ""
+    ax.set_xlabel("target language")
+    ax.set_ylabel(f"zero-shot {table.task_metric}{scaled}")
+    ax.set_title(f"Zero-shot {table.task_metric} per target language (mean ± std over runs)")
+    ax.legend(fontsize="small", loc="best")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+# ------------------------------------------------------------------------------------- Pareto
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the non-dominated points of ``(zero_shot, forgetting)`` pairs, maximising zero-shot and
+    minimising forgetting, sorted by forgetting then zero-shot. A point is dominated when another is at
+    least as good in both and strictly better in one; exact duplicates of a front point stay on the front."""
+    front = []
+    for i, (z, f) in enumerate(points):
+        dominated = any((z2 >= z and f2 <= f) and (z2 > z or f2 < f) for j, (z2, f2) in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: (points[i][1], points[i][0]))
+
+
+def _scatter_runs(runs: list[RunRecord], zkey: str, fkey: str) -> list[RunRecord]:
+    return [r for r in runs if r.status == "FINISHED" and _finite(r.metrics.get(zkey)) and _finite(r.metrics.get(fkey))]
+
+
+def pareto_runs(runs: list[RunRecord], task_metric: str, forgetting_key: str = "best/forgetting/retrieval_drop/avg",
+                prefix: str = "best/") -> list[RunRecord]:
+    """The runs on the Pareto front of :func:`forgetting_vs_zero_shot` (FINISHED, not stopped early, both
+    metrics finite), sorted by forgetting."""
+    zkey = f"{prefix}zero_shot/{task_metric}/avg"
+    full = [r for r in _scatter_runs(runs, zkey, forgetting_key) if not r.stopped_early]
+    return [full[i] for i in pareto_front([(r.metrics[zkey], r.metrics[forgetting_key]) for r in full])]
+
+
+def forgetting_vs_zero_shot(runs: list[RunRecord], path: Path | str, task_metric: str,
+                            forgetting_key: str = "best/forgetting/retrieval_drop/avg",
+                            prefix: str = "best/") -> Path | None:
+    """Scatter of sweep trials: x = forgetting drop (lower is better), y = zero-shot average, colour = method.
+
+    Uses FINISHED runs having both metrics; early-stopped trials are drawn hollow and kept off the Pareto
+    front, which is computed over the completed ones (highlighted with a black edge and joined by a
+    step line). Returns None and writes nothing when no run has ``forgetting_key`` (probe off).
+    """
+    zkey = f"{prefix}zero_shot/{task_metric}/avg"
+    pts = _scatter_runs(runs, zkey, forgetting_key)
+    if not pts:
+        return None
+    front = pareto_runs(runs, task_metric, forgetting_key, prefix)
+    fig = _figure(6.0, 4.5)
+    ax = fig.add_subplot(1, 1, 1)
+    methods = sorted({r.method for r in pts})
+    for method, colour in zip(methods, _colours(len(methods))):
+        done = [r for r in pts if r.method == method and not r.stopped_early]
+        cut = [r for r in pts if r.method == method and r.stopped_early]
+        if done:
+            ax.scatter([r.metrics[forgetting_key] for r in done], [r.metrics[zkey] for r in done], color=colour,
+                       label=method, s=30, alpha=0.8)
+        if cut:
+            ax.scatter([r.metrics[forgetting_key] for r in cut], [r.metrics[zkey] for r in cut], facecolors="none",
+                       edgecolors=[colour], label=f"{method} (stopped early)", s=30)
+    if front:
+        xs = [r.metrics[forgetting_key] for r in front]
+        ys = [r.metrics[zkey] for r in front]
+        ax.step(xs, ys, where="post", color="black", linewidth=1.0, linestyle="--", label="Pareto front")
+        ax.scatter(xs, ys, s=90, facecolors="none", edgecolors="black", linewidths=1.5)
+        for r in front:
+            colour = _colours(len(methods))[methods.index(r.method)]
+            ax.scatter([r.metrics[forgetting_key]], [r.metrics[zkey]], color=colour, s=30, zorder=3)
+    ax.set_xlabel(f"forgetting: {forgetting_key} (lower is better)")
+    ax.set_ylabel(f"zero-shot: {zkey} (higher is better)")
+    ax.set_title(f"Forgetting vs zero-shot {task_metric} per trial")
+    ax.legend(fontsize="small", loc="best")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+# ------------------------------------------------------------------------------------- heatmap
+
+def source_set_heatmap(runs: list[RunRecord], path: Path | str, task_metric: str, targets: list[str],
+                       prefix: str = "best/", method: str | None = None,
+                       include_stopped_early: bool = False) -> Path | None:
+    """Rows = source sets, columns = target languages + avg; cell = mean zero-shot score over the
+    FINISHED trials with that source set (of ``method`` only, if given; all methods pooled otherwise).
+    Values annotated; cells without data grey. Returns None when no run qualifies."""
+    import numpy as np
+
+    use = [r for r in runs if r.status == "FINISHED" and (include_stopped_early or not r.stopped_early)
+           and (method is None or r.method == method)]
+    if not use:
+        return None
+    cols = list(targets) + ["avg"]
+    keys = [f"{prefix}zero_shot/{task_metric}/{c}" for c in cols]
+    sets = sorted({r.source_set for r in use}, key=lambda s: (s.count("+"), s))
+    data = np.full((len(sets), len(cols)), np.nan)
+    counts = []
+    for i, s in enumerate(sets):
+        group = [r for r in use if r.source_set == s]
+        counts.append(len(group))
+        for j, k in enumerate(keys):
+            vals = [float(r.metrics[k]) for r in group if _finite(r.metrics.get(k))]
+            if vals:
+                data[i, j] = sum(vals) / len(vals)
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"].with_extremes(bad="lightgrey")
+    fig = _figure(1.2 * len(cols) + 3.0, 0.45 * len(sets) + 1.8)
+    ax = fig.add_subplot(1, 1, 1)
+    masked = np.ma.masked_invalid(data)
+    finite = data[np.isfinite(data)]
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if vmin == vmax:
+        vmin, vmax = vmin - 0.5, vmax + 0.5
+    im = ax.imshow(masked, cmap=cmap, aspect="auto", vmin=vmin, vmax=vmax)
+    mid = (vmin + vmax) / 2
+    for i in range(len(sets)):
+        for j in range(len(cols)):
+            v = data[i, j]
+            text = f"{v:.3f}" if math.isfinite(v) else "n/a"
+            colour = "black" if not math.isfinite(v) or v > mid else "white"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
+    ax.set_xticks(range(len(cols)))
+    ax.set_xticklabels(cols)
+    ax.set_yticks(range(len(sets)))
+    ax.set_yticklabels([f"{s} (n={n})" for s, n in zip(sets, counts)])
+    ax.set_xlabel("target language")
+    ax.set_ylabel("source set")
+    who = f"{method} trials" if method else "all trials"
+    ax.set_title(f"Zero-shot {task_metric} by source set ({who}, mean)")
+    fig.colorbar(im, ax=ax, label=f"zero-shot {task_metric}")
+    return _save(fig, path)
+
+
+# ------------------------------------------------------------------------------------- multipliers
+
+def multipliers_over_steps(runs: list[RunRecord], path: Path | str) -> Path | None:
+    """QP multipliers ``lfmlf/lambda/<lang>`` against the step: one panel per (method, source set), one line
+    per source language = mean over that group's runs at each step (shaded min–max band when the group has
+    several runs). FINISHED runs only (early-stopped ones included). Returns None when no run has such a
+    history."""
+    groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+    for r in runs:
+        if r.status == "FINISHED" and any(k.startswith(LAMBDA_PREFIX) and v for k, v in r.history.items()):
+            groups[(r.method, r.source_set)].append(r)
+    if not groups:
+        return None
+    names = sorted(groups)
+    ncols = min(3, len(names))
+    nrows = math.ceil(len(names) / ncols)
+    fig = _figure(4.5 * ncols, 3.3 * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
+    for idx, (method, sset) in enumerate(names):
+        ax = axes[idx // ncols][idx % ncols]
+        members = groups[(method, sset)]
+        langs = sorted({k[len(LAMBDA_PREFIX):] for r in members for k in r.history if k.startswith(LAMBDA_PREFIX)})
+        for lang, colour in zip(langs, _colours(len(langs))):
+            by_step: dict[int, list[float]] = defaultdict(list)
+            for r in members:
+                for step, v in r.history.get(LAMBDA_PREFIX + lang, []):
+                    if _finite(v):
+                        by_step[int(step)].append(float(v))
+            steps = sorted(by_step)
+            if not steps:
+                continue
+            mean = [sum(by_step[s]) / len(by_step[s]) for s in steps]
+            ax.plot(steps, mean, color=colour, label=lang, linewidth=1.2)
+            if len(members) > 1:
+                ax.fill_between(steps, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps],
+                                color=colour, alpha=0.15, linewidth=0)
+        runs_note = f"mean of {len(members)} runs" if len(members) > 1 else "1 run"
+        ax.set_title(f"{method}, sources {sset} ({runs_note})", fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel("QP multiplier λ")
+        ax.legend(fontsize="small", title="source", title_fontsize="small")
+        ax.grid(alpha=0.3)
+    for idx in range(len(names), nrows * ncols):
+        axes[idx // ncols][idx % ncols].set_visible(False)
+    fig.suptitle("LF-MLF constraint multipliers per source language")
+    return _save(fig, path)
+
+
+# ------------------------------------------------------------------------------------- test helper
+
+def is_blank(path: Path | str, tolerance: float = 0.002) -> bool:
+    """True when (almost) every pixel of the PNG has the same colour: fewer than ``tolerance`` of the
+    pixels differ (by more than 1/255 in any channel) from the most common colour."""
+    import numpy as np
+    from matplotlib.image import imread
+
+    img = np.asarray(imread(str(path)), dtype=float)
+    if img.ndim == 2:
+        img = img[..., None]
+    px = img.reshape(-1, img.shape[-1])
+    q = np.round(px * 255).astype(np.int64)
+    packed = np.zeros(len(q), dtype=np.int64)
+    for c in range(q.shape[1]):                     # one integer per colour: a fast 1-D np.unique
+        packed = packed * 256 + q[:, c]
+    values, counts = np.unique(packed, return_counts=True)
+    common = q[np.flatnonzero(packed == values[np.argmax(counts)])[0]]
+    differs = np.any(np.abs(q - common) > 1, axis=1)
+    return float(differs.mean()) < tolerance

@@ -1,0 +1,516 @@
+"""Result tables from finished runs: mean ± std per method, significance vs a baseline, Markdown/LaTeX/CSV.
+
+Works on plain :class:`RunRecord` values (the caller fetches them from MLflow); this module imports
+neither mlflow, ray nor optuna. scipy is imported only when a significance test runs.
+
+Decisions (also written into every table's notes, so a reader of the report sees them):
+
+* **Which runs count.** Only runs with MLflow status ``FINISHED``. Among those, runs tagged
+  ``lfmlf.stopped_early = "true"`` (ASHA cut the trial before ``train.max_steps``) are left out too:
+  their ``best/*`` scores come from a shorter training and would drag a mean towards whatever the
+  scheduler disliked. Reruns have no scheduler, so they are never tagged and always count. Every run
+  left out is listed in :attr:`Table.left_out` with the reason.
+* **Rows.** One per method; a method whose counted runs have more than one source set gets one row per
+  (method, source set), labelled ``"method (de+en)"``. The baseline comes first, then the other methods
+  alphabetically, source sets sorted within a method.
+* **Cells.** Mean and sample standard deviation (``ddof=1``) over the runs of the row that have the metric;
+  with one run the std is NaN (shown as "–"). A missing or non-finite value leaves the run out of that
+  cell only (noted in ``left_out``); a cell no run has stays empty. The target average is the logged
+  ``zero_shot/<metric>/avg`` (over all the run's targets), not recomputed from ``targets``.
+* **Best.** Highest mean per column, lowest for the forgetting column (a retrieval *drop*); ties are all
+  marked.
+* **Significance.** Each row against the baseline row: the baseline method's row with the same source set
+  when one exists, else (only if neither row is split by source set) the baseline method's single row.
+  Pairs are (seed, target language) with the same seed in both rows (runs of one seed are averaged first;
+  runs without a seed cannot be paired); the test is scipy's two-sided Wilcoxon signed-rank test,
+  ``zero_method="wilcox"`` (zero differences dropped, the textbook version; scipy's default), ``method="auto"``.
+  No test with fewer than 2 non-zero differences (all-zero differences: identical scores). The dagger goes
+  on the row's *target avg* cell, since the test pools all target languages. Pairs of one seed share a
+  model and are not independent, so read p as a screening signal, not a guarantee.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "FORGETTING",
+    "SOURCE_AVG",
+    "TARGET_AVG",
+    "RunRecord",
+    "Table",
+    "build_table",
+    "latex_escape",
+    "paired_differences",
+    "to_csv",
+    "to_latex",
+    "to_markdown",
+    "write_report",
+]
+
+TARGET_AVG = "target avg"
+SOURCE_AVG = "source avg"
+FORGETTING = "forgetting"
+STOPPED_EARLY_TAG = "lfmlf.stopped_early"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One MLflow run, as plain values."""
+
+    run_id: str
+    status: str                  # MLflow status: FINISHED | FAILED | KILLED | RUNNING
+    method: str                  # e.g. "mlf", "lfmlf"
+    source_set: str              # canonical "de+en+es"
+    seed: int | None             # train seed (reruns); None for sweep trials
+    metrics: dict[str, float]    # last logged values, e.g. "best/zero_shot/f1/fr"
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    url: str = ""
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.tags.get(STOPPED_EARLY_TAG, "").strip().lower() == "true"
+
+    def describe(self) -> str:
+        """``run abc123 (lfmlf, de+en, seed 2)``, the form used in left-out notes."""
+        seed = f", seed {self.seed}" if self.seed is not None else ""
+        return f"run {self.run_id} ({self.method}, {self.source_set}{seed})"
+
+
+@dataclass
+class Table:
+    """A results table: rows (methods or method × source set) by columns (metrics), plus provenance.
+
+    ``means``/``stds``/``n`` are ``[row][column]``; values are raw metric values (unscaled, full precision),
+    NaN where the cell is empty (mean) or undefined (std with n < 2). ``pvalues[row]`` is the Wilcoxon p
+    value against ``baseline_of[row]`` (None: baseline itself or no test; ``notes`` says why).
+    """
+
+    rows: list[str]
+    columns: list[str]
+    keys: dict[str, str]                      # column -> metric key
+    lower_is_better: dict[str, bool]          # column -> True for the forgetting drop
+    means: dict[str, dict[str, float]]
+    stds: dict[str, dict[str, float]]
+    n: dict[str, dict[str, int]]
+    pvalues: dict[str, float | None]
+    n_pairs: dict[str, int]
+    significant: dict[str, bool]              # row -> p < alpha (dagger on the target-avg cell)
+    best: dict[str, tuple[str, ...]]          # column -> best row(s); empty when the column is empty
+    left_out: list[str]
+    notes: list[str]
+    caption: str
+    row_method: dict[str, str]
+    row_source_sets: dict[str, list[str]]     # source sets of the runs in the row (one unless unsplit & mixed)
+    row_runs: dict[str, list[RunRecord]]
+    baseline: str
+    baseline_of: dict[str, str | None]        # row -> baseline row it is tested against
+    task_metric: str
+    targets: list[str]
+    alpha: float = 0.05
+    dagger_column: str = TARGET_AVG
+    scale: float = 100.0                      # display only: cells are shown as value * scale
+    digits: int = 1
+
+    def row_n(self, row: str) -> int:
+        """Number of runs counted in a row."""
+        return len(self.row_runs[row])
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
+    m = math.fsum(values) / len(values)
+    if len(values) < 2:
+        return m, math.nan
+    var = math.fsum((v - m) ** 2 for v in values) / (len(values) - 1)
+    return m, math.sqrt(var)
+
+
+def build_table(runs: list[RunRecord], *, task_metric: str, targets: list[str], baseline: str = "mlf",
+                forgetting_key: str | None = "best/forgetting/retrieval_drop/avg", prefix: str = "best/",
+                alpha: float = 0.05, budget: dict[str, int] | None = None, selection_rule: str | None = None,
+                scale: float = 100.0, digits: int = 1) -> Table:
+    """Aggregate runs into a :class:`Table` (see the module docstring for every rule).
+
+    ``budget`` (method -> number of trials) and ``selection_rule`` (how each method's configuration was
+    chosen) go into the caption; ``scale``/``digits`` only affect how the renderers print numbers.
+    """
+    left_out: list[str] = []
+    notes: list[str] = []
+    used: list[RunRecord] = []
+    for r in runs:
+        if r.status != "FINISHED":
+            left_out.append(f"{r.describe()}: {r.status}")
+        elif r.stopped_early:
+            left_out.append(f"{r.describe()}: stopped early by ASHA")
+        else:
+            used.append(r)
+
+    # ---- columns
+    keys: dict[str, str] = {lang: f"{prefix}zero_shot/{task_metric}/{lang}" for lang in targets}
+    keys[TARGET_AVG] = f"{prefix}zero_shot/{task_metric}/avg"
+    keys[SOURCE_AVG] = f"{prefix}source/{task_metric}/avg"
+    if forgetting_key and any(forgetting_key in r.metrics for r in used):
+        keys[FORGETTING] = forgetting_key
+    columns = list(keys)
+    lower = {c: c == FORGETTING for c in columns}
+
+    # ---- rows
+    by_method: dict[str, list[RunRecord]] = defaultdict(list)
+    for r in used:
+        by_method[r.method].append(r)
+    methods = sorted(by_method, key=lambda m: (m != baseline, m))
+    rows: list[str] = []
+    row_runs: dict[str, list[RunRecord]] = {}
+    row_method: dict[str, str] = {}
+    row_sets: dict[str, list[str]] = {}
+    split_methods: set[str] = set()
+    for m in methods:
+        sets = sorted({r.source_set for r in by_method[m]})
+        if len(sets) > 1:
+            split_methods.add(m)
+            for s in sets:
+                label = f"{m} ({s})"
+                rows.append(label)
+                row_runs[label] = [r for r in by_method[m] if r.source_set == s]
+                row_method[label] = m
+                row_sets[label] = [s]
+        else:
+            rows.append(m)
+            row_runs[m] = list(by_method[m])
+            row_method[m] = m
+            row_sets[m] = sets
+    if split_methods:
+        notes.append("Rows split by source set for: " + ", ".join(sorted(split_methods)) + ".")
+
+    # ---- cells
+    means: dict[str, dict[str, float]] = {}
+    stds: dict[str, dict[str, float]] = {}
+    ns: dict[str, dict[str, int]] = {}
+    for row in rows:
+        means[row], stds[row], ns[row] = {}, {}, {}
+        for col in columns:
+            key = keys[col]
+            vals: list[float] = []
+            missing: list[str] = []
+            for r in row_runs[row]:
+                v = r.metrics.get(key)
+                if _finite(v):
+                    vals.append(float(v))  # type: ignore[arg-type]
+                else:
+                    missing.append(r.describe() + ("" if v is None else f" (value {v})"))
+            means[row][col], stds[row][col] = _mean_std(vals)
+            ns[row][col] = len(vals)
+            if not vals:
+                left_out.append(f"row {row}: no run has {key} (cell left empty)")
+            elif missing:
+                left_out.append(f"row {row}: {key} missing or non-finite in " + "; ".join(missing)
+                                + f" (cell over n={len(vals)})")
+
+    # ---- best per column
+    best: dict[str, tuple[str, ...]] = {}
+    for col in columns:
+        cands = [(means[row][col], row) for row in rows if math.isfinite(means[row][col])]
+        if not cands:
+            best[col] = ()
+            continue
+        target = min(v for v, _ in cands) if lower[col] else max(v for v, _ in cands)
+        best[col] = tuple(row for v, row in cands if v == target)
+
+    # ---- significance
+    pvalues: dict[str, float | None] = {row: None for row in rows}
+    n_pairs: dict[str, int] = {row: 0 for row in rows}
+    significant: dict[str, bool] = {row: False for row in rows}
+    baseline_of: dict[str, str | None] = {row: None for row in rows}
+    base_rows = [row for row in rows if row_method[row] == baseline]
+    test_notes: list[str] = []
+    if not base_rows:
+        test_notes.append(f"No significance tests: baseline method {baseline!r} has no counted run.")
+    else:
+        for row in rows:
+            if row_method[row] == baseline:
+                continue
+            ref = _reference_row(row, base_rows, row_sets, row_method, split_methods)
+            if ref is None:
+                test_notes.append(f"{row}: no test (no {baseline} row with the same source set).")
+                continue
+            baseline_of[row] = ref
+            p, npairs, why = _wilcoxon(row_runs[row], row_runs[ref], [keys[t] for t in targets])
+            n_pairs[row] = npairs
+            pvalues[row] = p
+            if p is None:
+                test_notes.append(f"{row} vs {ref}: no test ({why}).")
+            else:
+                significant[row] = p < alpha
+                extra = f"; {why}" if why else ""
+                low = "; with fewer than 6 pairs p cannot go below 0.05" if npairs < 6 else ""
+                test_notes.append(f"{row} vs {ref}: n={npairs} pairs, p={p:.3g}{extra}{low}.")
+        notes.append(
+            f"† on {TARGET_AVG}: two-sided Wilcoxon signed-rank test (scipy.stats.wilcoxon, zero_method='wilcox': "
+            f"zero differences dropped) vs the {baseline} row (same source set when rows are split), paired over "
+            f"(seed, target language) with the same seed; p < {alpha:g}. Pairs of one seed share a model, so they "
+            f"are not independent: read p as a screening signal.")
+    notes.extend(test_notes)
+    if any(r.seed is None for r in used):
+        notes.append("Runs without a seed (sweep trials) are averaged but cannot be paired for the test.")
+    notes.append("Runs left out: not FINISHED, or stopped early by ASHA (tag lfmlf.stopped_early=true; "
+                 "their scores come from shorter training). Reruns have no scheduler and always count.")
+    notes.append(f"Target avg is the logged {keys[TARGET_AVG]} (over all target languages of the run).")
+    if FORGETTING in keys:
+        notes.append(f"Forgetting = {keys[FORGETTING]} (retrieval accuracy lost vs the pre-trained encoder; "
+                     "lower is better, best = lowest).")
+
+    caption = _caption(task_metric, targets, baseline, alpha, budget, selection_rule, scale,
+                       FORGETTING in keys)
+    return Table(rows=rows, columns=columns, keys=keys, lower_is_better=lower, means=means, stds=stds, n=ns,
+                 pvalues=pvalues, n_pairs=n_pairs, significant=significant, best=best, left_out=left_out,
+                 notes=notes, caption=caption, row_method=row_method, row_source_sets=row_sets,
+                 row_runs=row_runs, baseline=baseline, baseline_of=baseline_of, task_metric=task_metric,
+                 targets=list(targets), alpha=alpha, scale=scale, digits=digits)
+
+
+def _reference_row(row: str, base_rows: list[str], row_sets: dict[str, list[str]], row_method: dict[str, str],
+                   split: set[str]) -> str | None:
+    same = [b for b in base_rows if row_sets[b] == row_sets[row]]
+    if same:
+        return same[0]
+    if len(base_rows) == 1 and row_method[row] not in split:
+        return base_rows[0]
+    return None
+
+
+def _per_seed(runs: list[RunRecord], keys: list[str]) -> dict[int, dict[str, float]]:
+    """seed -> key -> mean over the runs of that seed having a finite value."""
+    acc: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        if r.seed is None:
+            continue
+        for k in keys:
+            v = r.metrics.get(k)
+            if _finite(v):
+                acc[r.seed][k].append(float(v))  # type: ignore[arg-type]
+    return {s: {k: math.fsum(v) / len(v) for k, v in d.items()} for s, d in acc.items()}
+
+
+def paired_differences(runs: list[RunRecord], base_runs: list[RunRecord], keys: list[str]) -> list[float]:
+    """Differences row − baseline over (seed, key) pairs present in both, ordered by seed then key."""
+    a, b = _per_seed(runs, keys), _per_seed(base_runs, keys)
+    return [a[s][k] - b[s][k] for s in sorted(set(a) & set(b)) for k in keys if k in a[s] and k in b[s]]
+
+
+def _wilcoxon(runs: list[RunRecord], base_runs: list[RunRecord], keys: list[str]) -> tuple[float | None, int, str]:
+    d = paired_differences(runs, base_runs, keys)
+    nonzero = [x for x in d if x != 0.0]
+    if len(d) < 2:
+        return None, len(d), f"{len(d)} pair(s) with a common seed; at least 2 needed"
+    if not nonzero:
+        return None, len(d), f"all {len(d)} differences are zero (identical scores)"
+    if len(nonzero) < 2:
+        return None, len(d), "fewer than 2 non-zero differences"
+    from scipy.stats import wilcoxon
+
+    res = wilcoxon(d, zero_method="wilcox", alternative="two-sided", method="auto")
+    why = f"{len(d) - len(nonzero)} zero difference(s) dropped" if len(nonzero) < len(d) else ""
+    return float(res.pvalue), len(d), why
+
+
+def _caption(task_metric: str, targets: list[str], baseline: str, alpha: float, budget: dict[str, int] | None,
+             selection_rule: str | None, scale: float, forgetting: bool) -> str:
+    scaled = f" (×{scale:g})" if scale != 1 else ""
+    parts = [(f"Zero-shot {task_metric}{scaled} on {', '.join(targets)}, their average, and the source-language "
+             f"average; mean ± sample std over runs (seeds), n = runs.")]
+    best = "Best per column in bold"
+    parts.append(best + (" (lowest for the forgetting drop)." if forgetting else "."))
+    parts.append(f"† p < {alpha:g} on the target average: two-sided Wilcoxon signed-rank test vs {baseline}, "
+                 f"paired over (seed, target language).")
+    parts.append(f"Selection: {selection_rule}." if selection_rule else "Selection rule: not stated.")
+    if budget:
+        parts.append("Trial budget: " + ", ".join(f"{m} {n}" for m, n in budget.items()) + "."
+                     + ("" if len(set(budget.values())) <= 1 else " Budgets differ across methods."))
+    return " ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------- rendering
+
+def _fmt(table: Table, x: float) -> str:
+    return f"{x * table.scale:.{table.digits}f}"
+
+
+def _cell_text(table: Table, row: str, col: str, pm: str, dash: str) -> str | None:
+    """'85.2 ± 0.4' (n=1: '85.2 ± –'), ' (n=k)' when fewer runs than the row; None for an empty cell."""
+    m, s, n = table.means[row][col], table.stds[row][col], table.n[row][col]
+    if n == 0 or not math.isfinite(m):
+        return None
+    text = f"{_fmt(table, m)}{pm}{_fmt(table, s) if math.isfinite(s) else dash}"
+    if n < table.row_n(row):
+        text += f" (n={n})"
+    return text
+
+
+def _dagger(table: Table, row: str, col: str) -> bool:
+    return col == table.dagger_column and table.significant.get(row, False)
+
+
+def _col_header(table: Table, col: str, down: str) -> str:
+    return f"{col} {down}" if table.lower_is_better[col] else col
+
+
+def _md_escape(s: str) -> str:
+    return s.replace("|", "\\|")
+
+
+def to_markdown(table: Table) -> str:
+    """A GitHub-flavoured Markdown table with the caption, notes, runs (links) and left-out runs."""
+    out = []
+    head = ["method", "sources", "n"] + [_md_escape(_col_header(table, c, "↓")) for c in table.columns]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + "|".join(["---", "---", "--:"] + ["--:"] * len(table.columns)) + "|")
+    for row in table.rows:
+        urls = [r.url for r in table.row_runs[row] if r.url]
+        label = _md_escape(table.row_method[row])
+        if len(table.row_runs[row]) == 1 and urls:
+            label = f"[{label}]({urls[0]})"
+        cells = [label, _md_escape(", ".join(table.row_source_sets[row])), str(table.row_n(row))]
+        for col in table.columns:
+            text = _cell_text(table, row, col, " ± ", "–")
+            if text is None:
+                cells.append("")
+                continue
+            if row in table.best[col]:
+                text = f"**{text}**"
+            if _dagger(table, row, col):
+                text += " †"
+            cells.append(text)
+        out.append("| " + " | ".join(cells) + " |")
+    out += ["", f"*{_md_escape(table.caption)}*"]
+    linked = [row for row in table.rows if any(r.url for r in table.row_runs[row])]
+    if linked:
+        out += ["", "Runs:", ""]
+        for row in linked:
+            links = [f"[{_run_name(r)}]({r.url})" for r in table.row_runs[row] if r.url]
+            out.append(f"- {_md_escape(row)}: " + ", ".join(links))
+    if table.notes:
+        out += ["", "Notes:", ""] + [f"- {n}" for n in table.notes]
+    pv = [row for row in table.rows if table.pvalues[row] is not None]
+    if pv:
+        out += ["", "p-values (vs baseline):", ""]
+        out += [f"- {row}: p = {table.pvalues[row]:.4g} (n = {table.n_pairs[row]} pairs)"
+                + (" †" if table.significant[row] else "") for row in pv]
+    out += ["", "Left out:", ""] + ([f"- {x}" for x in table.left_out] or ["- nothing"])
+    return "\n".join(out) + "\n"
+
+
+def _run_name(r: RunRecord) -> str:
+    return f"seed {r.seed}" if r.seed is not None else r.run_id[:8]
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "±": r"$\pm$", "–": "--", "×": r"$\times$", "†": r"$^\dagger$", "↓": r"$\downarrow$",
+                  "<": r"$<$", ">": r"$>$"}
+
+
+def latex_escape(s: str) -> str:
+    """Escape LaTeX specials (``_ % & # $ { } ~ ^ \\``) and map ± – × † ↓ to LaTeX."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in s)
+
+
+def to_latex(table: Table) -> str:
+    """A ``table`` environment with a booktabs tabular, the caption under it and notes as ``%`` comments."""
+    ncol = len(table.columns)
+    lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{ll" + "r" * (ncol + 1) + "}", r"\toprule"]
+    head = ["Method", "Sources", "$n$"] + [latex_escape(_col_header(table, c, "↓")) for c in table.columns]
+    lines.append(" & ".join(head) + r" \\")
+    lines.append(r"\midrule")
+    for row in table.rows:
+        cells = [latex_escape(table.row_method[row]), latex_escape(", ".join(table.row_source_sets[row])),
+                 str(table.row_n(row))]
+        for col in table.columns:
+            m, s, n = table.means[row][col], table.stds[row][col], table.n[row][col]
+            if n == 0 or not math.isfinite(m):
+                cells.append("")
+                continue
+            mean = _fmt(table, m)
+            if row in table.best[col]:
+                mean = rf"\textbf{{{mean}}}"
+            std = _fmt(table, s) if math.isfinite(s) else "--"
+            text = f"{mean} $\\pm$ {std}"
+            if n < table.row_n(row):
+                text += f" ($n{{=}}{n}$)"
+            if _dagger(table, row, col):
+                text += r"$^\dagger$"
+            cells.append(text)
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{latex_escape(table.caption)}}}", r"\end{table}"]
+    comments = [f"% note: {n}" for n in table.notes] + [f"% left out: {x}" for x in table.left_out]
+    return "\n".join(lines + [latex_escape_comment(c) for c in comments]) + "\n"
+
+
+def latex_escape_comment(line: str) -> str:
+    """Keep a ``%`` comment on one line (newlines would end it)."""
+    return line.replace("\n", " ")
+
+
+CSV_FIELDS = ["row", "column", "mean", "std", "n", "p_value", "best"]
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None or not math.isfinite(x) else repr(float(x))
+
+
+def to_csv(table: Table) -> str:
+    """Long format ``row,column,mean,std,n,p_value,best``: raw (unscaled) values at full precision
+    (``repr``: parses back to the identical float), empty for NaN/none; ``p_value`` on the target-avg line
+    of each tested row; ``best`` is 1 or 0."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_FIELDS)
+    for row in table.rows:
+        for col in table.columns:
+            p = table.pvalues[row] if col == table.dagger_column else None
+            w.writerow([row, col, _num(table.means[row][col]), _num(table.stds[row][col]), table.n[row][col],
+                        _num(p), int(row in table.best[col])])
+    return buf.getvalue()
+
+
+def _importance_md(importances: dict[str, dict[str, float]]) -> list[str]:
+    out = ["", "## Parameter importance (fANOVA)", ""]
+    for method in sorted(importances):
+        imp = importances[method]
+        out += [f"### {method}", ""]
+        shown = {k: v for k, v in imp.items() if _finite(v)}
+        if not shown:
+            out += ["not computed (needs at least 2 complete trials with different parameters)", ""]
+            continue
+        out += ["| parameter | importance |", "|---|--:|"]
+        out += [f"| {_md_escape(k)} | {v:.3f} |" for k, v in sorted(shown.items(), key=lambda kv: -kv[1])]
+        out.append("")
+    return out
+
+
+def write_report(table: Table, out_dir: Path, importances: dict[str, dict[str, float]] | None = None) -> list[Path]:
+    """Write ``report.md``, ``report.tex`` and ``report.csv`` into ``out_dir`` (created); return their paths.
+
+    ``importances`` (method -> parameter -> fANOVA importance, as from ``lfmlf.search``) adds a
+    "Parameter importance (fANOVA)" section to the Markdown.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = "# Results\n\n" + to_markdown(table)
+    if importances:
+        md += "\n".join(_importance_md(importances)) + "\n"
+    paths = [out_dir / "report.md", out_dir / "report.tex", out_dir / "report.csv"]
+    for path, text in zip(paths, (md, to_latex(table), to_csv(table))):
+        path.write_text(text, encoding="utf-8")
+    return paths

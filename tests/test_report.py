@@ -1,0 +1,271 @@
+"""Result tables: aggregation, left-out runs, row splitting, Wilcoxon significance, Markdown/LaTeX/CSV output."""
+from __future__ import annotations
+
+import ast
+import csv
+import io
+import math
+import re
+from pathlib import Path
+
+import pytest
+from scipy.stats import wilcoxon
+
+from lfmlf.report import (
+    FORGETTING,
+    SOURCE_AVG,
+    TARGET_AVG,
+    RunRecord,
+    build_table,
+    to_csv,
+    to_latex,
+    to_markdown,
+    write_report,
+)
+
+FKEY = "best/forgetting/retrieval_drop/avg"
+
+
+def metrics(scores: dict[str, float], source: float, forgetting: float | None = None) -> dict[str, float]:
+    m = {f"best/zero_shot/f1/{lang}": v for lang, v in scores.items()}
+    m["best/zero_shot/f1/avg"] = sum(scores.values()) / len(scores)
+    m["best/source/f1/avg"] = source
+    if forgetting is not None:
+        m[FKEY] = forgetting
+    return m
+
+
+def run(rid: str, method: str, seed: int | None, scores: dict[str, float], source: float = 0.8,
+        forgetting: float | None = None, status: str = "FINISHED", source_set: str = "de+en", **kw) -> RunRecord:
+    return RunRecord(rid, status, method, source_set, seed, metrics(scores, source, forgetting), **kw)
+
+
+def two_by_two() -> list[RunRecord]:
+    """2 methods x 2 seeds x 2 targets; hand-computed expectations in the tests."""
+    return [
+        run("m0", "mlf", 0, {"fr": 0.60, "it": 0.50}, 0.80, 0.10, url="http://mlflow/m0"),
+        run("m1", "mlf", 1, {"fr": 0.64, "it": 0.54}, 0.82, 0.12, url="http://mlflow/m1"),
+        run("l0", "lfmlf", 0, {"fr": 0.70, "it": 0.52}, 0.79, 0.05),
+        run("l1", "lfmlf", 1, {"fr": 0.66, "it": 0.56}, 0.81, 0.07),
+    ]
+
+
+def table(runs, **kw):
+    return build_table(runs, task_metric="f1", targets=["fr", "it"], **kw)
+
+
+def test_means_stds_and_n_by_hand():
+    t = table(two_by_two())
+    assert t.rows == ["mlf", "lfmlf"]                       # baseline first
+    assert t.columns == ["fr", "it", TARGET_AVG, SOURCE_AVG, FORGETTING]
+    assert t.keys["fr"] == "best/zero_shot/f1/fr" and t.keys[FORGETTING] == FKEY
+    assert t.means["mlf"]["fr"] == pytest.approx(0.62)
+    assert t.stds["mlf"]["fr"] == pytest.approx(math.sqrt(2 * 0.02 ** 2 / 1))   # ddof=1
+    assert t.means["lfmlf"]["fr"] == pytest.approx(0.68)
+    assert t.means["lfmlf"][FORGETTING] == pytest.approx(0.06)
+    assert t.stds["lfmlf"][SOURCE_AVG] == pytest.approx(math.sqrt(2 * 0.01 ** 2))
+    assert t.n["mlf"]["fr"] == 2 and t.row_n("lfmlf") == 2
+    assert t.left_out == []
+
+
+def test_best_is_max_except_forgetting_is_min():
+    t = table(two_by_two())
+    assert t.best["fr"] == ("lfmlf",)
+    assert t.best[SOURCE_AVG] == ("mlf",)          # 0.81 > 0.80: max
+    assert t.best[FORGETTING] == ("lfmlf",)        # 0.06 < 0.11: min, although the max is mlf's
+    assert t.lower_is_better[FORGETTING] and not t.lower_is_better[SOURCE_AVG]
+
+
+def test_single_run_std_is_nan_and_shown_as_dash():
+    t = table([run("m0", "mlf", 0, {"fr": 0.6, "it": 0.5})])
+    assert t.n["mlf"]["fr"] == 1 and math.isnan(t.stds["mlf"]["fr"])
+    assert "60.0 ± –" in to_markdown(t)
+    assert FORGETTING not in t.columns            # no run has the forgetting metric: no column
+
+
+def test_left_out_runs_with_reasons():
+    junk = {"fr": 0.99, "it": 0.99}
+    runs = two_by_two() + [
+        run("f2", "lfmlf", 2, junk, status="FAILED"),
+        run("k3", "lfmlf", 3, junk, status="KILLED"),
+        run("r4", "mlf", 4, junk, status="RUNNING"),
+        run("e5", "lfmlf", 5, junk, tags={"lfmlf.stopped_early": "true"}),
+        run("ok6", "lfmlf", None, {"fr": 0.68, "it": 0.54}, 0.80, 0.06, tags={"lfmlf.stopped_early": "false"}),
+    ]
+    t = table(runs)
+    assert "run f2 (lfmlf, de+en, seed 2): FAILED" in t.left_out
+    assert "run k3 (lfmlf, de+en, seed 3): KILLED" in t.left_out
+    assert "run r4 (mlf, de+en, seed 4): RUNNING" in t.left_out
+    assert "run e5 (lfmlf, de+en, seed 5): stopped early by ASHA" in t.left_out
+    assert not any("ok6" in x for x in t.left_out)
+    assert t.row_n("lfmlf") == 3 and t.row_n("mlf") == 2
+    assert t.means["lfmlf"]["fr"] == pytest.approx((0.70 + 0.66 + 0.68) / 3)   # junk 0.99 never counted
+    md = to_markdown(t)
+    assert "stopped early by ASHA" in md and "FAILED" in md
+
+
+def test_missing_metric_empty_cell_and_note():
+    runs = two_by_two() + [run("x0", "ewc", 0, {"fr": 0.6, "it": 0.5}), run("x1", "ewc", 1, {"fr": 0.62, "it": 0.52})]
+    del runs[1].metrics["best/zero_shot/f1/it"]      # one mlf run lacks "it"
+    t = table(runs)
+    assert t.n["mlf"]["it"] == 1 and t.means["mlf"]["it"] == pytest.approx(0.50)
+    assert any(x.startswith("row mlf: best/zero_shot/f1/it missing") and "run m1" in x for x in t.left_out)
+    assert t.n["ewc"][FORGETTING] == 0 and math.isnan(t.means["ewc"][FORGETTING])
+    assert f"row ewc: no run has {FKEY} (cell left empty)" in t.left_out
+    ewc_line = next(line for line in to_markdown(t).splitlines() if line.startswith("| ewc"))
+    assert ewc_line.rstrip().endswith("|  |")              # empty forgetting cell
+    assert "(n=1)" in next(line for line in to_markdown(t).splitlines() if line.startswith("| mlf"))
+
+
+def test_method_with_two_source_sets_is_split_and_tested_per_source_set():
+    runs = two_by_two() + [run("s0", "lfmlf", 0, {"fr": 0.5, "it": 0.4}, source_set="en+es"),
+                           run("s1", "lfmlf", 1, {"fr": 0.52, "it": 0.41}, source_set="en+es")]
+    t = table(runs)
+    assert t.rows == ["mlf", "lfmlf (de+en)", "lfmlf (en+es)"]
+    assert t.means["lfmlf (de+en)"]["fr"] == pytest.approx(0.68)
+    assert t.means["lfmlf (en+es)"]["fr"] == pytest.approx(0.51)
+    assert t.baseline_of["lfmlf (de+en)"] == "mlf"          # mlf's single row has de+en
+    assert t.baseline_of["lfmlf (en+es)"] is None and t.pvalues["lfmlf (en+es)"] is None
+    assert any("lfmlf (en+es): no test" in n for n in t.notes)
+    assert t.row_source_sets["lfmlf (en+es)"] == ["en+es"]
+
+
+def three_seeds_four_langs(delta: list[float]) -> tuple[list[RunRecord], list[float]]:
+    langs = ["fr", "it", "pt", "ro"]
+    runs, diffs, k = [], [], 0
+    for seed in range(3):
+        base = {lang: 0.5 + 0.01 * i + 0.003 * seed for i, lang in enumerate(langs)}
+        better = {}
+        for lang in langs:
+            better[lang] = base[lang] + delta[k]
+            diffs.append(better[lang] - base[lang])
+            k += 1
+        runs += [run(f"m{seed}", "mlf", seed, base), run(f"l{seed}", "lfmlf", seed, better)]
+    return runs, diffs
+
+
+def test_wilcoxon_matches_scipy_and_dagger_only_when_significant():
+    delta = [0.01 * (i + 1) for i in range(12)]            # all better: exact p = 2 / 2**12
+    runs, diffs = three_seeds_four_langs(delta)
+    t = build_table(runs, task_metric="f1", targets=["fr", "it", "pt", "ro"])
+    expected = wilcoxon(diffs, zero_method="wilcox", alternative="two-sided").pvalue
+    assert t.pvalues["lfmlf"] == pytest.approx(expected, rel=1e-12)
+    assert t.pvalues["lfmlf"] == pytest.approx(2 / 2 ** 12)
+    assert t.n_pairs["lfmlf"] == 12 and t.significant["lfmlf"] and t.pvalues["mlf"] is None
+    md = to_markdown(t)
+    row = next(line for line in md.splitlines() if line.startswith("| lfmlf"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    avg_cell = cells[3 + t.columns.index(TARGET_AVG)]
+    assert avg_cell.endswith("†") and sum(c.endswith("†") for c in cells) == 1
+    assert "Wilcoxon signed-rank" in md and "n=12 pairs" in md
+
+    # mixed signs: not significant, no dagger anywhere in the table; p still scipy's
+    mixed = [0.01, -0.02, 0.03, -0.01, 0.02, -0.03, 0.015, -0.005, 0.0, 0.025, -0.02, 0.01]
+    runs, diffs = three_seeds_four_langs(mixed)
+    t = build_table(runs, task_metric="f1", targets=["fr", "it", "pt", "ro"])
+    assert t.pvalues["lfmlf"] == pytest.approx(wilcoxon(diffs, zero_method="wilcox").pvalue, rel=1e-12)
+    assert t.pvalues["lfmlf"] >= 0.05 and not t.significant["lfmlf"]
+    table_lines = [line for line in to_markdown(t).splitlines() if line.startswith("| ")]
+    assert not any("†" in line for line in table_lines)
+    assert "$^\\dagger$" not in to_latex(t).split("\\bottomrule")[0]
+
+
+def test_alpha_is_respected():
+    runs, _diffs = three_seeds_four_langs([0.01 * (i + 1) for i in range(12)])
+    t = build_table(runs, task_metric="f1", targets=["fr", "it", "pt", "ro"], alpha=1e-4)
+    assert t.pvalues["lfmlf"] > 1e-4 and not t.significant["lfmlf"]
+
+
+def test_no_test_for_zero_differences_or_too_few_pairs():
+    same = [run("m0", "mlf", 0, {"fr": 0.6, "it": 0.5}), run("m1", "mlf", 1, {"fr": 0.6, "it": 0.5}),
+            run("l0", "lfmlf", 0, {"fr": 0.6, "it": 0.5}), run("l1", "lfmlf", 1, {"fr": 0.6, "it": 0.5})]
+    t = table(same)
+    assert t.pvalues["lfmlf"] is None and not t.significant["lfmlf"]
+    assert any("all 4 differences are zero" in n for n in t.notes)
+
+    unpaired = [run("m0", "mlf", 0, {"fr": 0.6, "it": 0.5}), run("l5", "lfmlf", 5, {"fr": 0.7, "it": 0.6})]
+    t = table(unpaired)
+    assert t.pvalues["lfmlf"] is None and t.n_pairs["lfmlf"] == 0
+    assert any("0 pair(s) with a common seed" in n for n in t.notes)
+
+    t = table([run("l0", "lfmlf", 0, {"fr": 0.7, "it": 0.6})])      # no baseline at all
+    assert any("baseline method 'mlf' has no counted run" in n for n in t.notes)
+
+
+def test_markdown_bold_links_and_caption():
+    t = table(two_by_two(), budget={"mlf": 8, "lfmlf": 8},
+              selection_rule="best source-language dev score (best/source/f1/avg) of each study")
+    md = to_markdown(t)
+    lf = next(line for line in md.splitlines() if line.startswith("| lfmlf"))
+    assert "**68.0 ± 2.8**" in lf and "**6.0 ± 1.4**" in lf    # best fr (max) and forgetting (min)
+    ml = next(line for line in md.splitlines() if line.startswith("| mlf"))
+    assert "**81.0 ± 1.4**" in ml and "**62.0" not in ml
+    assert "forgetting ↓" in md
+    assert "[seed 0](http://mlflow/m0)" in md and "[seed 1](http://mlflow/m1)" in md
+    assert "Trial budget: mlf 8, lfmlf 8." in t.caption and "best source-language dev score" in t.caption
+    assert f"*{t.caption}*" in md and md.index("| lfmlf") < md.index(t.caption)   # caption under the table
+
+    single = table([run("m0", "mlf", 0, {"fr": 0.6, "it": 0.5}, url="http://mlflow/m0")])
+    assert "| [mlf](http://mlflow/m0) |" in to_markdown(single)
+
+
+def test_latex_booktabs_bold_dagger_and_escaping():
+    runs, _ = three_seeds_four_langs([0.01 * (i + 1) for i in range(12)])
+    runs += [run("x0", "mtl_mlm", 0, {"fr": 0.1, "it": 0.1, "pt": 0.1, "ro": 0.1})]
+    t = build_table(runs, task_metric="f1", targets=["fr", "it", "pt", "ro"],
+                    selection_rule="top 10% by best/source/f1/avg", budget={"mlf": 8, "lfmlf": 8})
+    tex = to_latex(t)
+    for piece in ("\\begin{tabular}", "\\toprule", "\\midrule", "\\bottomrule", "\\caption{", "\\textbf{",
+                  "$^\\dagger$", "mtl\\_mlm", "10\\%", "best/source/f1/avg".replace("_", "\\_")):
+        assert piece in tex, piece
+    body = [line for line in tex.splitlines() if not line.startswith("%")]
+    for line in body:
+        assert not re.search(r"(?<!\\)[_%]", line), line            # every _ and % escaped
+    assert tex.index("\\end{tabular}") < tex.index("\\caption{")     # caption under the table
+
+
+def test_csv_long_format_matches_table_exactly():
+    t = table(two_by_two() + [run("x0", "ewc", 0, {"fr": 0.3, "it": 0.2})])
+    rows = list(csv.DictReader(io.StringIO(to_csv(t))))
+    assert list(rows[0]) == ["row", "column", "mean", "std", "n", "p_value", "best"]
+    assert len(rows) == len(t.rows) * len(t.columns)
+    for r in rows:
+        mean = t.means[r["row"]][r["column"]]
+        if math.isnan(mean):
+            assert r["mean"] == ""
+        else:
+            assert float(r["mean"]) == mean                      # full precision round trip
+        std = t.stds[r["row"]][r["column"]]
+        assert (r["std"] == "") if math.isnan(std) else float(r["std"]) == std
+        assert int(r["n"]) == t.n[r["row"]][r["column"]]
+        assert int(r["best"]) == (r["row"] in t.best[r["column"]])
+    p = next(r for r in rows if r["row"] == "lfmlf" and r["column"] == TARGET_AVG)["p_value"]
+    assert float(p) == t.pvalues["lfmlf"]
+    # recompute one mean from the records
+    fr = next(r for r in rows if r["row"] == "mlf" and r["column"] == "fr")
+    assert float(fr["mean"]) == pytest.approx((0.60 + 0.64) / 2, abs=1e-15)
+
+
+def test_write_report_files_and_importance(tmp_path: Path):
+    t = table(two_by_two())
+    paths = write_report(t, tmp_path / "out", importances={"lfmlf": {"lr": 0.7, "slack": 0.3},
+                                                          "mlf": {"(not computed)": float("nan")}})
+    assert [p.name for p in paths] == ["report.md", "report.tex", "report.csv"]
+    assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
+    md = paths[0].read_text()
+    assert "Parameter importance (fANOVA)" in md and "| lr | 0.700 |" in md and "not computed" in md
+    assert md.index("| lr |") < md.index("| slack |")
+    assert paths[2].read_text() == to_csv(t)
+    assert "Parameter importance" not in write_report(t, tmp_path / "plain")[0].read_text()
+
+
+@pytest.mark.parametrize("module", ["report.py", "plots.py"])
+def test_no_tracking_or_tuning_imports(module: str):
+    tree = ast.parse((Path(__file__).resolve().parents[1] / "lfmlf" / module).read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".")[0])
+    assert not names & {"mlflow", "ray", "optuna"}
