@@ -143,7 +143,7 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
     to MLflow (on the rerun's run, else the sweep's) under ``report/``. The table comes from the rerun
     (mean ± std over seeds); without a rerun, from each method's best sweep trial (one seed, said so)."""
     from lfmlf import plots
-    from lfmlf.report import build_table, write_report
+    from lfmlf.report import build_table, sweep_left_out, write_report
     from lfmlf.search import study_summary
     from lfmlf.tasks import TASKS
     from lfmlf.tracking import RunStore, resolve_uri
@@ -179,7 +179,8 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
             except KeyError:
                 print(f"lfmlf: Optuna study {name} not found in {tags['lfmlf.optuna_storage']}; no importances for {m}")
     out = Path(out_dir or cfg.run_dir / "report")
-    files = write_report(table, out, importances)
+    excluded = sweep_left_out(sweep_runs)
+    files = write_report(table, out, importances, excluded)
     pngs = [plots.language_bars(table, out / "languages.png"),
             plots.forgetting_vs_zero_shot(sweep_runs, out / "forgetting_vs_zero_shot.png", metric),
             plots.source_set_heatmap(sweep_runs, out / "source_sets.png", metric, list(cfg.languages.targets)),
@@ -194,10 +195,11 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
     for name, why in skipped.items():
         if not (out / name).exists():
             print(f"  (no {name}: {why})")
-    if table.left_out:
-        print(f"Left out of the table ({len(table.left_out)}):")
-        for line in table.left_out:
-            print(f"  {line}")
+    for title, lines in (("Left out of the table", table.left_out), ("Sweep trials left out of the plots", excluded)):
+        if lines:
+            print(f"{title} ({len(lines)}):")
+            for line in lines:
+                print(f"  {line}")
     return written
 
 

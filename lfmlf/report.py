@@ -499,17 +499,33 @@ def _importance_md(importances: dict[str, dict[str, float]]) -> list[str]:
     return out
 
 
-def write_report(table: Table, out_dir: Path, importances: dict[str, dict[str, float]] | None = None) -> list[Path]:
+def sweep_left_out(runs: list[RunRecord]) -> list[str]:
+    """Sweep trials the plots leave out, each with its reason (not FINISHED, or stopped early by ASHA)."""
+    out = []
+    for r in runs:
+        if r.status != "FINISHED":
+            out.append(f"{r.describe()}: {r.status}")
+        elif r.stopped_early:
+            out.append(f"{r.describe()}: stopped early by ASHA")
+    return out
+
+
+def write_report(table: Table, out_dir: Path, importances: dict[str, dict[str, float]] | None = None,
+                 sweep_excluded: list[str] | None = None) -> list[Path]:
     """Write ``report.md``, ``report.tex`` and ``report.csv`` into ``out_dir`` (created); return their paths.
 
     ``importances`` (method -> parameter -> fANOVA importance, as from ``lfmlf.search``) adds a
-    "Parameter importance (fANOVA)" section to the Markdown.
+    "Parameter importance (fANOVA)" section to the Markdown; ``sweep_excluded`` (from
+    :func:`sweep_left_out`) a list of the sweep trials the plots leave out.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md = "# Results\n\n" + to_markdown(table)
     if importances:
         md += "\n".join(_importance_md(importances)) + "\n"
+    if sweep_excluded is not None:
+        md += (f"\n## Sweep trials left out of the plots ({len(sweep_excluded)})\n\n"
+               + ("\n".join(f"- {line}" for line in sweep_excluded) or "- none") + "\n")
     paths = [out_dir / "report.md", out_dir / "report.tex", out_dir / "report.csv"]
     for path, text in zip(paths, (md, to_latex(table), to_csv(table))):
         path.write_text(text, encoding="utf-8")
