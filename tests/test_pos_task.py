@@ -206,12 +206,15 @@ def test_hub_format_reads_a_universal_dependencies_style_dataset(offline, tmp_pa
 
     repo = tmp_path / "ud_standin"
     # the hub keeps multi-word tokens as rows tagged "_" next to their words: "zum" = "zu" + "dem"
-    rows = [(["Ich", "gehe", "zum", "zu", "dem", "Markt", "."], ["PRON", "VERB", "_", "ADP", "DET", "NOUN", "PUNCT"]),
+    rows = [(["Ich", "gehe", "zum", "zu", "dem", "Markt", "."],
+             ["PRON", "VERB", "_", "ADP", "DET", "NOUN", "PUNCT"]),
             (["Drei", "Hunde", "bellen"], ["NUM", "NOUN", "VERB"])]
-    labelled = Features({"tokens": Sequence(Value("string")), "upos": Sequence(ClassLabel(names=list(UD_HUB_UPOS)))})
+    labelled = Features({"tokens": Sequence(Value("string")),
+                         "upos": Sequence(ClassLabel(names=list(UD_HUB_UPOS)))})
     plain = Features({"tokens": Sequence(Value("string")), "upos": Sequence(Value("string"))})
-    for config, split, feats, data in (("de_fix", "validation", labelled, rows), ("de_fix", "test", labelled, rows[1:]),
-                                       ("fr_str", "test", plain, rows[1:])):
+    parts = (("de_fix", "validation", labelled, rows), ("de_fix", "test", labelled, rows[1:]),
+             ("fr_str", "test", plain, rows[1:]))
+    for config, split, feats, data in parts:
         (repo / config).mkdir(parents=True, exist_ok=True)
         upos = [[UD_HUB_UPOS.index(t) for t in tags] if feats is labelled else tags for _, tags in data]
         Dataset.from_dict({"tokens": [t for t, _ in data], "upos": upos}, features=feats).to_parquet(
@@ -221,7 +224,8 @@ def test_hub_format_reads_a_universal_dependencies_style_dataset(offline, tmp_pa
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
 
-    task = PosTask(_cfg(format="hub", hub_path=str(repo), options={"treebanks": {"de": "de_fix", "fr": "fr_str"}}))
+    task = PosTask(_cfg(format="hub", hub_path=str(repo),
+                        options={"treebanks": {"de": "de_fix", "fr": "fr_str"}}))
     assert task.treebank("de") == "de_fix" and PosTask(_cfg(format="hub")).treebank("de") == "de_gsd"
     dev = task.load("de", "dev")
     assert dev == [TaggedSentence(("Ich", "gehe", "zu", "dem", "Markt", "."),
@@ -244,7 +248,8 @@ def test_real_xtreme_udpos_and_pud_through_the_task():
     _real("xtreme/udpos/train-en.tsv")
     _real("ud_pud/de_pud-ud-test.conllu")
     task = PosTask(_cfg(format="udpos", data_dir=str(DATA),
-                        files={"en": SplitFiles(train="xtreme/udpos/train-en.tsv", dev="xtreme/udpos/dev-en.tsv"),
+                        files={"en": SplitFiles(train="xtreme/udpos/train-en.tsv",
+                                                dev="xtreme/udpos/dev-en.tsv"),
                                "de": SplitFiles(test="ud_pud/de_pud-ud-test.conllu")}))
     PosTask.check_data(task.cfg, ["en"], ["de"])
     train = task.load("en", "train")
@@ -256,20 +261,27 @@ def test_real_xtreme_udpos_and_pud_through_the_task():
 
 # ------------------------------------------------------------------------------------------ tiny models
 def _train(task, model: TaskModel, lang: str, steps: int, batch_size: int, lr: float) -> None:
+    """Plain AdamW steps on one language; one thread (faster for a tiny model, robust on shared cores)."""
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     examples = list(task.train_examples(lang))
     g = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(steps):
-        idx = torch.randint(len(examples), (batch_size,), generator=g).tolist()
-        loss, _ = task.loss(model, task.collate([examples[i] for i in idx]))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model.train()
+        for _ in range(steps):
+            idx = torch.randint(len(examples), (batch_size,), generator=g).tolist()
+            loss, _ = task.loss(model, task.collate([examples[i] for i in idx]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_tiny_model_prepare_loss_evaluate():
-    task = PosTask(_cfg(format="synthetic", synthetic=SyntheticData(train=40, dev=12, test=12), max_length=32))
+    task = PosTask(_cfg(format="synthetic", synthetic=SyntheticData(train=40, dev=12, test=12),
+                        max_length=32))
     model = _prepare_tiny(task, ["en", "de"], ["fr"], pool=["en", "de", "fr"])
     loss, hidden = task.loss(model, task.collate(task.train_examples("en")[:8]))
     assert math.isfinite(loss.item()) and hidden.shape[0] == 8
@@ -280,10 +292,11 @@ def test_tiny_model_prepare_loss_evaluate():
 
 
 def test_short_training_beats_the_untrained_model():
-    task = PosTask(_cfg(format="synthetic", synthetic=SyntheticData(train=400, dev=60, test=60), max_length=32))
+    task = PosTask(_cfg(format="synthetic", synthetic=SyntheticData(train=300, dev=60, test=60),
+                        max_length=32))
     model = _prepare_tiny(task, ["en"], ["de"], pool=["en", "de"])
     before = task.evaluate(model, "en", "dev", 64, CPU)["acc"]
-    _train(task, model, "en", steps=80, batch_size=16, lr=2e-3)
+    _train(task, model, "en", steps=60, batch_size=8, lr=3e-3)   # reached 0.98 from 0.05
     after = task.evaluate(model, "en", "dev", 64, CPU)["acc"]
     assert after > 0.8 and after > before + 0.3, (before, after)
 
@@ -294,9 +307,10 @@ def test_runs_in_the_training_loop(monkeypatch):
     from lfmlf.tasks import TASKS
 
     monkeypatch.setitem(TASKS, "pos", PosTask)   # the registry entry is the integrator's one-line change
-    spec = TrialSpec(sweep="test", method="mlf", sources=("de", "en"), targets=("fr",), pool=("de", "en", "fr"),
+    task = _cfg(format="synthetic", synthetic=SyntheticData(train=30, dev=10, test=10), max_length=32)
+    spec = TrialSpec(sweep="test", method="mlf", sources=("de", "en"), targets=("fr",),
+                     pool=("de", "en", "fr"), task=task,
                      train=TrainConfig(lr=1e-3, max_steps=4, eval_every=4, batch_size=8, seed=0),
-                     task=_cfg(format="synthetic", synthetic=SyntheticData(train=30, dev=10, test=10), max_length=32),
                      model=ModelConfig(name_or_path="tiny"))
     m = list(fit(spec))[-1].metrics
     for key in ("zero_shot/acc/fr", "source/acc/de", "source/acc/avg", "best/source/acc/avg"):
@@ -306,8 +320,8 @@ def test_runs_in_the_training_loop(monkeypatch):
 # ------------------------------------------------------------------------------------------ slow
 @pytest.mark.slow
 def test_real_encoder_en_upos_transfers_zero_shot_to_pud(encoder_dir, monkeypatch):
-    """e5-small (6 layers), word embeddings frozen, trained on 4000 XTREME English sentences for 125 steps
-    of 32 -> UPOS accuracy on 300 PUD sentences each: de/es/fr >= 0.80, zh >= 0.50."""
+    """e5-small (6 layers), word embeddings frozen, trained on 2400 XTREME English sentences for 150 steps
+    of 16 -> UPOS accuracy on 300 PUD sentences each: de/es/fr >= 0.80, zh >= 0.50."""
     from lfmlf.config import TrainConfig, TrialSpec
     from lfmlf.loop import fit
     from lfmlf.tasks import TASKS
@@ -319,17 +333,18 @@ def test_real_encoder_en_upos_transfers_zero_shot_to_pud(encoder_dir, monkeypatc
     targets = ("de", "es", "fr", "zh")
     files = {"en": SplitFiles(train="xtreme/udpos/train-en.tsv", dev="xtreme/udpos/dev-en.tsv"),
              **{lang: SplitFiles(test=f"ud_pud/{lang}_pud-ud-test.conllu") for lang in targets}}
-    task = _cfg(format="udpos", data_dir=str(DATA), files=files, max_length=128, max_train_sentences=4000,
+    task = _cfg(format="udpos", data_dir=str(DATA), files=files, max_length=128, max_train_sentences=2400,
                 max_eval_sentences=300)
     PosTask.check_data(task, ["en"], targets)
     spec = TrialSpec(sweep="slow-pos", method="mlf", sources=("en",), targets=targets, pool=("en", *targets),
-                     train=TrainConfig(lr=1e-4, max_steps=125, eval_every=125, batch_size=32, eval_batch_size=64,
-                                       warmup_ratio=0.1, seed=0),
+                     train=TrainConfig(lr=1e-4, max_steps=150, eval_every=150, batch_size=16,
+                                       eval_batch_size=64, warmup_ratio=0.1, seed=0),
                      task=task, model=ModelConfig(name_or_path=str(encoder_dir), freeze_embeddings=True))
     started = time.perf_counter()
     m = list(fit(spec))[-1].metrics
     print(f"\nslow POS: {time.perf_counter() - started:.0f} s; "
-          + ", ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in m.items() if k.startswith(("zero_shot/acc/", "source/acc/"))))
+          + ", ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in m.items()
+                      if k.startswith(("zero_shot/acc/", "source/acc/"))))
     for lang in ("de", "es", "fr"):
         assert m[f"zero_shot/acc/{lang}"] >= 0.80, (lang, m[f"zero_shot/acc/{lang}"])
     assert m["zero_shot/acc/zh"] >= 0.50

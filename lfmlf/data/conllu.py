@@ -91,9 +91,9 @@ def read_conllu(path: str | Path, column: str = "upos",
         if len(fields) != 10:
             hint = (" (the line has no tab: columns must be TAB-separated, not spaces)" if len(fields) == 1
                     else "")
-            raise _fail(p, lineno, f"expected 10 tab-separated CoNLL-U columns, got {len(fields)}{hint}", line,
-                        "fix or remove the line; a sentence is comment lines, one 10-column line per word, "
-                        "then a blank line")
+            what = f"expected 10 tab-separated CoNLL-U columns, got {len(fields)}{hint}"
+            raise _fail(p, lineno, what, line, "fix or remove the line; a sentence is comment lines, one "
+                        "10-column line per word, then a blank line")
         idx = fields[0].strip()
         if "-" in idx or "." in idx:
             lo, sep, hi = idx.replace(".", "-").partition("-")

@@ -173,8 +173,8 @@ def load_xnli_hub(
 
     what = f"XNLI dataset {path!r}, language {lang!r}, split {split!r}"
     ds = _load_split(path, lang, split, what,
-                     "check the language code (an XNLI config such as 'en', 'de') and the network; on offline "
-                     "machines use local TSV files (format: xnli with files: ...)", cache_dir)
+                     "check the language code (an XNLI config such as 'en', 'de') and the network; on "
+                     "offline machines use local TSV files (format: xnli with files: ...)", cache_dir)
     _columns(ds, {"premise", "hypothesis", "label"}, what)
     names = _class_names(ds.features, "label", sequence=False) or list(NLI_LABELS)
     out = []

@@ -46,7 +46,8 @@ from functools import lru_cache
 
 from lfmlf.data.base import DataError, TaggedSentence
 
-__all__ = ["NER_TAGS", "LanguageProfile", "language_profile", "synthetic_ner", "synthetic_nli", "synthetic_pos"]
+__all__ = ["NER_TAGS", "LanguageProfile", "language_profile", "synthetic_ner", "synthetic_nli",
+           "synthetic_pos"]
 
 #: The label set, in WikiAnn's order.
 NER_TAGS: tuple[str, ...] = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
@@ -595,13 +596,16 @@ def synthetic_nli(langs: Sequence[str], split: str, n: int, seed: int = 0) -> di
     deterministic in ``(seed, lang, split)``; a toy for offline quickstarts and tests, not a benchmark.
 
     Premises are sentences of :func:`synthetic_ner`; each premise comes with three hypotheses (in a
-    shuffled order; the last premise may have fewer), like XNLI:
+    shuffled order; the last premise may have fewer), like XNLI. All three start from the premise without
+    its adverbs and adjectives (*Ana visited the old village yesterday* -> *Ana visited the village*):
 
-    * ``entailment``: the premise without its adverbs and adjectives (*Ana visited the old village
-      yesterday* -> *Ana visited the village*);
-    * ``contradiction``: that sentence with the language's own negation particle before (or after) the
+    * ``entailment``: that sentence;
+    * ``contradiction``: that sentence with the language's own negation particle before (or after) its
       first verb;
-    * ``neutral``: another sentence of the language (the next premise's entailed form).
+    * ``neutral``: that sentence with a time adverb the premise does not have (*... the village again*):
+      new information, neither implied nor excluded.
+
+    The cues are single words of each language, so a small model learns them in a few dozen steps.
     """
     from lfmlf.data.xnli import NliPair
 
@@ -609,22 +613,20 @@ def synthetic_nli(langs: Sequence[str], split: str, n: int, seed: int = 0) -> di
         langs = [langs]
     m = -(-n // 3)
     out: dict[str, list] = {}
-    for lang, sents in synthetic_pos(langs, split, m + 1, seed).items():
+    for lang, sents in synthetic_pos(langs, split, m, seed).items():
+        L = language_profile(lang)
         neg, before = _negation(lang)
         rng = random.Random(_h("nli", seed, lang, _SPLITS[split]))
-
-        def core(s: TaggedSentence) -> list[str]:
-            return [w for w, t in zip(s.tokens, s.tags) if t not in ("ADV", "ADJ")]
-
         pairs = []
-        for i in range(m):
-            premise = sents[i]
-            kept = core(premise)
-            tags = [t for t in premise.tags if t not in ("ADV", "ADJ")]
-            verb = tags.index("VERB")
-            negated = kept[:verb] + [neg] + kept[verb:] if before else kept[:verb + 1] + [neg] + kept[verb + 1:]
-            other = core(sents[i + 1])
-            hyps = [(kept, "entailment"), (negated, "contradiction"), (other, "neutral")]
+        for premise in sents:
+            kept = [(w, t) for w, t in zip(premise.tokens, premise.tags) if t not in ("ADV", "ADJ")]
+            words = [w for w, _ in kept]
+            verb = [t for _, t in kept].index("VERB") + (0 if before else 1)
+            negated = words[:verb] + [neg] + words[verb:]
+            lower = {w.lower() for w in premise.tokens}
+            adverb = _pick(rng, [a for a in (L.lexicon[c] for c in _CONCEPTS["adv"]) if a not in lower])
+            added = [adverb] + words if L.adverb_first else words[:-1] + [adverb] + words[-1:]
+            hyps = [(words, "entailment"), (negated, "contradiction"), (added, "neutral")]
             rng.shuffle(hyps)
             text = " ".join(premise.tokens)
             pairs.extend(NliPair(text, " ".join(h), label) for h, label in hyps)

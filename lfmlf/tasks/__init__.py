@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from lfmlf.tasks.base import Task
 from lfmlf.tasks.ner import NerTask
+from lfmlf.tasks.nli import NliTask
+from lfmlf.tasks.pos import PosTask
 from lfmlf.tasks.qa import QaTask
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (NerTask, QaTask)}
+TASKS: dict[str, type[Task]] = {t.name: t for t in (NerTask, PosTask, NliTask, QaTask)}
 
 __all__ = ["TASKS", "Task"]

@@ -41,6 +41,11 @@ class NliOptions(TaskOptions):
         "both taken from one file (its train file if task.files.<lang>.train is set, else its dev file). "
         "None: train and dev are read from their own files."))
     split_seed: int = Field(0, description="Seed of the held-out premise draw (split_dev).")
+    held_out_targets: bool = Field(True, description=(
+        "With split_dev: evaluate target languages only on the held-out premise positions of their file. "
+        "XNLI's languages are translations of the same pairs in the same order, so every other premise was "
+        "trained on (in a source language); scoring it would not be zero-shot. Set false for target files "
+        "that are not parallel to the sources'."))
 
 
 class NliTask(Task):
@@ -51,7 +56,8 @@ class NliTask(Task):
     * ``xnli``: TSV files in ``task.files`` (``premise <TAB> hypothesis <TAB> label``, no header, as in
       XTREME's ``dev-<lang>.tsv``; see :func:`lfmlf.data.xnli.read_xnli`).
     * ``hub``: ``datasets.load_dataset(hub_path, lang)``, ``hub_path`` default ``facebook/xnli`` (splits
-      train, validation = dev, test).
+      train, validation = dev, test; its train split is MultiNLI machine-translated, 393k pairs per
+      language: cap it with ``max_train_sentences``).
     * ``synthetic``: :func:`lfmlf.data.synthetic.synthetic_nli`, sizes from ``task.synthetic``.
 
     Training on a dev set (``options.split_dev``). Public XNLI has labelled dev and test sets in every
@@ -63,8 +69,9 @@ class NliTask(Task):
     hypotheses, the rest to train, so no premise is in both (XNLI has three hypotheses per premise; a
     random split by pair would put the same premise in both and inflate dev scores). The draw is over
     premise positions, so in XNLI's parallel files the same premises are held out in every language.
-    *Target* languages are unaffected: they are evaluated on their whole ``target_split`` file (set
-    ``task.target_split: dev`` for XNLI's dev files). ``max_train_sentences`` / ``max_eval_sentences``
+    *Target* languages are evaluated on the same held-out premise positions of their ``target_split``
+    file (``held_out_targets``, default true): their other pairs are translations of pairs some source
+    trained on. Set ``held_out_targets: false`` when the target files are not parallel to the sources'. ``max_train_sentences`` / ``max_eval_sentences``
     cap the pairs after the split. Example::
 
         task:
@@ -112,10 +119,10 @@ class NliTask(Task):
             pool = cls._pool_split(cfg, lang)
             files = cfg.files.get(lang)
             if cfg.data_dir is not None and (files is None or getattr(files, pool) is None):
-                raise ValueError(f"key 'task.files.{lang}.dev' is missing: with task.options.split_dev, "
-                                 f"source language '{lang}' takes its train and dev sets from its dev file (or "
-                                 f"its train file if given). Fix: add task.files.{lang}.dev, or drop '{lang}' "
-                                 "from the languages.")
+                raise ValueError(
+                    f"key 'task.files.{lang}.dev' is missing: with task.options.split_dev, source language "
+                    f"'{lang}' takes its train and dev sets from its dev file (or its train file if given). "
+                    f"Fix: add task.files.{lang}.dev, or drop '{lang}' from the languages.")
             need.append((lang, pool))
         need += [(lang, cfg.target_split) for lang in targets]
         check_split_files(cfg, need)
@@ -124,7 +131,8 @@ class NliTask(Task):
         return self.options.split_dev is not None and split in ("train", "dev") and lang in self._sources
 
     def data_files(self, lang: str, split: str) -> list[Path]:
-        return super().data_files(lang, self._pool_split(self.cfg, lang) if self._carved(lang, split) else split)
+        stored = self._pool_split(self.cfg, lang) if self._carved(lang, split) else split
+        return super().data_files(lang, stored)
 
     def _read(self, lang: str, split: str) -> list[NliPair]:
         """Every pair of a language's split as stored (file, hub, generator): no carving, no caps."""
@@ -146,6 +154,11 @@ class NliTask(Task):
             self._stored[key] = pairs
         return self._stored[key]
 
+    def _held_out_target(self, lang: str, split: str) -> bool:
+        o = self.options
+        return (o.split_dev is not None and o.held_out_targets and lang not in self._sources
+                and split == self.cfg.target_split)
+
     def _carve(self, lang: str, part: str) -> list[NliPair]:
         """The train or dev part of a language's pool under split_dev."""
         assert self.options.split_dev is not None
@@ -157,7 +170,12 @@ class NliTask(Task):
         """Pairs of a language's split (a source's train/dev carved from one pool under split_dev), capped."""
         key = (lang, split)
         if key not in self._raw:
-            pairs = self._carve(lang, split) if self._carved(lang, split) else self._read(lang, split)
+            if self._carved(lang, split):
+                pairs = self._carve(lang, split)
+            elif self._held_out_target(lang, split):   # translations of training pairs stay out
+                pairs = split_by_premise(self._read(lang, split), self.options.split_dev, self.options.split_seed)[1]
+            else:
+                pairs = self._read(lang, split)
             if not pairs:
                 raise DataError(f"task 'nli': no pairs for language '{lang}', split '{split}' (format "
                                 f"'{self.cfg.format}'). Fix: check the data source of that split.")
@@ -196,7 +214,8 @@ class NliTask(Task):
     def _encode(self, lang: str, split: str) -> list[Example]:
         key = (lang, split)
         if key not in self._encoded:
-            view = "carved" if self._carved(lang, split) else "whole"   # a source's dev != a target's dev
+            view = ("carved" if self._carved(lang, split)   # a source's dev != a target's dev
+                    else "held-out" if self._held_out_target(lang, split) else "whole")
             examples, truncated = self.cached(lang, split, lambda: self._encode_uncached(lang, split), view)
             self._encoded[key] = examples
             self.truncated_pairs[key] = truncated

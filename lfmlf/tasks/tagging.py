@@ -16,6 +16,7 @@ formats read local files (``file_formats``, checked by :meth:`TaggingTask.check_
 from __future__ import annotations
 
 from abc import abstractmethod
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Sequence
 
@@ -33,7 +34,8 @@ IGNORE = -100
 SPLITS = ("train", "dev", "test")
 
 
-def align_labels(word_ids: Sequence[int | None], pieces: Sequence[str], word_labels: Sequence[int]) -> list[int]:
+def align_labels(word_ids: Sequence[int | None], pieces: Sequence[str],
+                 word_labels: Sequence[int]) -> list[int]:
     """Per-piece labels: each word's label on its first piece that is not a bare ``▁``, -100 elsewhere."""
     labels = [IGNORE] * len(word_ids)
     positions: dict[int, list[int]] = {}
@@ -145,7 +147,8 @@ class TaggingTask(Task):
         key = (lang, split)
         if key in self._encoded:
             return self._encoded[key]
-        examples, truncated = self.cached(lang, split, lambda: self._encode_uncached(lang, split), self.labels)
+        build = partial(self._encode_uncached, lang, split)
+        examples, truncated = self.cached(lang, split, build, self.labels)
         self.truncated_words[key] = truncated
         self._encoded[key] = examples
         return examples
