@@ -77,6 +77,7 @@ class TaggingTask(Task):
         super().__init__(cfg)
         self._raw: dict[tuple[str, str], list[TaggedSentence]] = {}
         self._encoded: dict[tuple[str, str], list[Example]] = {}
+        self._gold: dict[tuple[str, str], list[list[str]]] = {}
         self.labels: list[str] = []
         self.pad_id = 0
         self.truncated_words: dict[tuple[str, str], int] = {}
@@ -148,12 +149,18 @@ class TaggingTask(Task):
         if key in self._encoded:
             return self._encoded[key]
         build = partial(self._encode_uncached, lang, split)
-        examples, truncated = self.cached(lang, split, build, self.labels)
+        examples, truncated, gold = self.cached(lang, split, build, self.labels)
         self.truncated_words[key] = truncated
+        self._gold[key] = gold
         self._encoded[key] = examples
         return examples
 
-    def _encode_uncached(self, lang: str, split: str) -> tuple[list[Example], int]:
+    def gold(self, lang: str, split: str) -> list[list[str]]:
+        """The gold tags of a split, one list per sentence (cached with the encoding: no re-read)."""
+        self._encode(lang, split)
+        return self._gold[(lang, split)]
+
+    def _encode_uncached(self, lang: str, split: str) -> tuple[list[Example], int, list[list[str]]]:
         sents = self.load(lang, split)
         enc = self.tokenizer([list(s.tokens) for s in sents], is_split_into_words=True, truncation=True,
                              max_length=self.cfg.max_length)
@@ -166,7 +173,7 @@ class TaggingTask(Task):
             labels = align_labels(word_ids, pieces, word_labels)
             truncated += len(s.tokens) - len({w for w in word_ids if w is not None})
             examples.append({"input_ids": list(ids), "labels": labels})
-        return examples, truncated
+        return examples, truncated, [list(s.tags) for s in sents]
 
     def train_examples(self, lang: str) -> Sequence[Example]:
         return self._encoded[(lang, "train")]
@@ -188,7 +195,7 @@ class TaggingTask(Task):
         """One predicted tag per word of every sentence of a language's split (truncated words get
         ``truncated_tag``)."""
         examples = self._encode(lang, split)
-        sents = self.load(lang, split)
+        gold = self.gold(lang, split)
         was_training = model.training
         model.eval()
         preds: list[list[str]] = []
@@ -200,7 +207,7 @@ class TaggingTask(Task):
             for row, ex in enumerate(chunk):
                 positions = [p for p, lab in enumerate(ex["labels"]) if lab != IGNORE]
                 words = [self.labels[int(best[row, p])] for p in positions]
-                n_words = len(sents[start + row].tokens)
+                n_words = len(gold[start + row])
                 preds.append(words + [self.truncated_tag] * (n_words - len(words)))
         model.train(was_training)
         return preds
@@ -208,5 +215,4 @@ class TaggingTask(Task):
     def evaluate(self, model: nn.Module, lang: str, split: str, batch_size: int,
                  device: torch.device) -> dict[str, float]:
         preds = self.predict(model, lang, split, batch_size, device)
-        gold = [list(s.tags) for s in self.load(lang, split)]
-        return self.score(gold, preds)
+        return self.score(self.gold(lang, split), preds)
