@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class DataError(ValueError):
@@ -18,3 +19,22 @@ class TaggedSentence:
     def __post_init__(self) -> None:
         if len(self.tokens) != len(self.tags):
             raise DataError(f"{len(self.tokens)} tokens but {len(self.tags)} tags in {self.tokens[:5]}...")
+
+
+def read_text_lines(path: str | Path, kind: str, suffix: str = "") -> list[str]:
+    """The lines of a UTF-8 data file (a BOM and CRLF endings are accepted). A missing file, a folder, or
+    bytes that are not UTF-8 raise DataError naming the file and the fix. ``kind`` names the format in
+    messages ("CoNLL-U"), ``suffix`` the expected file extension (".conllu")."""
+    p = Path(path)
+    try:
+        with p.open("r", encoding="utf-8-sig", newline=None) as fh:
+            return fh.read().split("\n")
+    except FileNotFoundError:
+        raise DataError(f"{kind} file not found: {p}. Fix: check task.data_dir and task.files") from None
+    except IsADirectoryError:
+        raise DataError(f"{p} is a directory, expected a {kind} {suffix} file. Fix: check task.files") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{p}: not valid UTF-8 ({e.reason} at byte {e.start}). Fix: convert the file to "
+                        "UTF-8") from None
+    except OSError as e:
+        raise DataError(f"cannot read {kind} file {p}: {e}") from None

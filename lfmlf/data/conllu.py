@@ -16,7 +16,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from lfmlf.data.base import DataError, TaggedSentence
+from lfmlf.data.base import DataError, TaggedSentence, read_text_lines
 
 __all__ = ["UPOS_TAGS", "UdSentence", "read_conllu", "sniff_layout"]
 
@@ -52,18 +52,7 @@ def read_conllu(path: str | Path, column: str = "upos",
         raise ValueError(f"unknown CoNLL-U column {column!r}: use one of {', '.join(_COLUMNS)}")
     col = _COLUMNS[column]
     p = Path(path)
-    try:
-        with p.open("r", encoding="utf-8-sig", newline=None) as fh:
-            lines = fh.read().split("\n")
-    except FileNotFoundError:
-        raise DataError(f"CoNLL-U file not found: {p}. Fix: check task.data_dir and task.files") from None
-    except IsADirectoryError:
-        raise DataError(f"{p} is a directory, expected a .conllu file. Fix: check task.files") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{p}: not valid UTF-8 ({e.reason} at byte {e.start}). Fix: convert the file to "
-                        "UTF-8") from None
-    except OSError as e:
-        raise DataError(f"cannot read CoNLL-U file {p}: {e}") from None
+    lines = read_text_lines(p, "CoNLL-U", ".conllu")
 
     sentences: list[UdSentence] = []
     tokens: list[str] = []

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lfmlf.data.base import DataError
+from lfmlf.data.base import DataError, read_text_lines
 
 __all__ = ["NLI_LABELS", "NliPair", "normalise_label", "read_xnli", "split_by_premise"]
 
@@ -46,18 +46,7 @@ def normalise_label(label: str) -> str | None:
 def read_xnli(path: str | Path) -> list[NliPair]:
     """Every pair of an XNLI TSV file (see the module docstring for the layouts)."""
     p = Path(path)
-    try:
-        with p.open("r", encoding="utf-8-sig", newline=None) as fh:
-            lines = fh.read().split("\n")
-    except FileNotFoundError:
-        raise DataError(f"XNLI file not found: {p}. Fix: check task.data_dir and task.files") from None
-    except IsADirectoryError:
-        raise DataError(f"{p} is a directory, expected an XNLI .tsv file. Fix: check task.files") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{p}: not valid UTF-8 ({e.reason} at byte {e.start}). Fix: convert the file to "
-                        "UTF-8") from None
-    except OSError as e:
-        raise DataError(f"cannot read XNLI file {p}: {e}") from None
+    lines = read_text_lines(p, "XNLI", ".tsv")
 
     cols = {"premise": 0, "hypothesis": 1, "label": 2}
     width = 3

@@ -121,3 +121,22 @@ class Task(ABC):
     def evaluate(self, model: nn.Module, lang: str, split: str, batch_size: int,
                  device: torch.device) -> dict[str, float]:
         """Called at every evaluation: scores of ``model`` on a language's split, ``self.metric`` among them."""
+
+
+def check_split_files(cfg: TaskConfig, need: Sequence[tuple[str, str]]) -> None:
+    """Raise ValueError naming ``task.data_dir`` or ``task.files.<lang>.<split>`` and the fix unless every
+    needed (language, split) has a file that exists (the files are not read)."""
+    if cfg.data_dir is None:
+        raise ValueError(f"key 'task.data_dir' is required with format '{cfg.format}'. Fix: set it to the "
+                         "folder holding the files (relative paths are relative to the sweep file).")
+    for lang, split in need:
+        files = cfg.files.get(lang)
+        name = getattr(files, split) if files is not None else None
+        key = f"task.files.{lang}.{split}"
+        if name is None:
+            raise ValueError(f"key '{key}' is missing: language '{lang}' needs a {split} file. "
+                             f"Fix: add it under task.files.{lang}, or drop '{lang}' from the languages.")
+        path = Path(cfg.data_dir) / name
+        if not path.is_file():
+            raise ValueError(f"key '{key}': file {path} does not exist. Fix: check task.data_dir "
+                             f"({cfg.data_dir}) and the file name.")

@@ -17,8 +17,7 @@ from torch import Tensor, nn
 from lfmlf.config import TaskConfig
 from lfmlf.data.base import DataError
 from lfmlf.data.xnli import NLI_LABELS, NliPair, split_by_premise
-from lfmlf.tasks.base import Example, Task, TaskOptions
-from lfmlf.tasks.tagging import check_split_files
+from lfmlf.tasks.base import Example, Task, TaskOptions, check_split_files
 
 __all__ = ["FirstTokenHead", "NliTask"]
 

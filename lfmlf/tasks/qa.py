@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from lfmlf.config import TaskConfig
 from lfmlf.data.base import DataError
 from lfmlf.data.squad import SYNTHETIC_QA_LANGS, QaExample, load_squad_hub, read_squad, synthetic_qa
-from lfmlf.tasks.base import Example, Task, TaskOptions
+from lfmlf.tasks.base import Example, Task, TaskOptions, check_split_files
 from lfmlf.tasks.qa_metrics import qa_scores
 
 __all__ = ["DEFAULT_HUB_PATH", "QaOptions", "QaTask", "answer_positions", "best_spans", "encode_qa"]
@@ -180,20 +180,7 @@ class QaTask(Task):
             return
         if cfg.format != "squad":
             return  # hub data is checked when it is loaded
-        if cfg.data_dir is None:
-            raise ValueError("key 'task.data_dir' is required with format 'squad'. Fix: set it to the folder "
-                             "holding the SQuAD JSON files (relative paths are relative to the sweep file).")
-        for lang, split in need:
-            files = cfg.files.get(lang)
-            name = getattr(files, split) if files is not None else None
-            key = f"task.files.{lang}.{split}"
-            if name is None:
-                raise ValueError(f"key '{key}' is missing: language '{lang}' needs a {split} file. "
-                                 f"Fix: add it under task.files.{lang}, or drop '{lang}' from the languages.")
-            path = Path(cfg.data_dir) / name
-            if not path.is_file():
-                raise ValueError(f"key '{key}': file {path} does not exist. Fix: check task.data_dir "
-                                 f"({cfg.data_dir}) and the file name.")
+        check_split_files(cfg, need)
 
     def load(self, lang: str, split: str) -> list[QaExample]:
         """Questions of a language's split from files, the hub or the generator, capped by

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from lfmlf.config import TaskConfig
 from lfmlf.data.base import DataError, TaggedSentence
-from lfmlf.tasks.base import Example, Task
+from lfmlf.tasks.base import Example, Task, check_split_files
 
 __all__ = ["IGNORE", "SPLITS", "TaggingTask", "align_labels", "check_split_files"]
 
@@ -45,25 +45,6 @@ def align_labels(word_ids: Sequence[int | None], pieces: Sequence[str],
     for w, ps in positions.items():
         labels[next((p for p in ps if pieces[p] != "\u2581"), ps[0])] = word_labels[w]
     return labels
-
-
-def check_split_files(cfg: TaskConfig, need: Sequence[tuple[str, str]]) -> None:
-    """Raise ValueError naming ``task.data_dir`` or ``task.files.<lang>.<split>`` and the fix unless every
-    needed (language, split) has a file that exists (the files are not read)."""
-    if cfg.data_dir is None:
-        raise ValueError(f"key 'task.data_dir' is required with format '{cfg.format}'. Fix: set it to the "
-                         "folder holding the files (relative paths are relative to the sweep file).")
-    for lang, split in need:
-        files = cfg.files.get(lang)
-        name = getattr(files, split) if files is not None else None
-        key = f"task.files.{lang}.{split}"
-        if name is None:
-            raise ValueError(f"key '{key}' is missing: language '{lang}' needs a {split} file. "
-                             f"Fix: add it under task.files.{lang}, or drop '{lang}' from the languages.")
-        path = Path(cfg.data_dir) / name
-        if not path.is_file():
-            raise ValueError(f"key '{key}': file {path} does not exist. Fix: check task.data_dir "
-                             f"({cfg.data_dir}) and the file name.")
 
 
 class TaggingTask(Task):
