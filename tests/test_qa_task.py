@@ -79,7 +79,7 @@ def test_tydi_dev_files_without_gold_answers_say_so():
 
 
 def test_missing_file_and_malformed_json_name_the_file_and_fix():
-    with pytest.raises(DataError, match=r"nope\.json: no such QA file.*Fix:"):
+    with pytest.raises(DataError, match=r"SQuAD JSON file not found: .*nope\.json.*Fix:"):
         read_squad(FIXTURES / "nope.json")
     with pytest.raises(DataError) as ei:
         read_squad(FIXTURES / "malformed.json")

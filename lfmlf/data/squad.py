@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lfmlf.data.base import DataError
+from lfmlf.data.base import DataError, read_text_lines
 
 __all__ = ["SYNTHETIC_QA_LANGS", "QaExample", "load_squad_hub", "read_squad", "synthetic_qa"]
 
@@ -100,15 +100,7 @@ def _parse(doc: Any, name: str) -> list[QaExample]:
 def read_squad(path: str | Path) -> list[QaExample]:
     """Every question of a SQuAD v1.1 JSON file, in file order."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(f"{p}: no such QA file. Fix: check task.data_dir and task.files.") from None
-    except IsADirectoryError:
-        raise DataError(f"{p} is a directory, expected a SQuAD JSON file. Fix: check task.files.") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{p}: not valid UTF-8 ({e.reason} at byte {e.start}). "
-                        f"Fix: re-save it as UTF-8.") from None
+    text = "\n".join(read_text_lines(p, "SQuAD JSON", ".json"))
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:

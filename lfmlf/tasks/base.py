@@ -123,6 +123,12 @@ class Task(ABC):
         """Called at every evaluation: scores of ``model`` on a language's split, ``self.metric`` among them."""
 
 
+def splits_needed(cfg: TaskConfig, sources: Sequence[str], targets: Sequence[str]) -> list[tuple[str, str]]:
+    """The (language, split) pairs a trial reads: every source's train and dev, every target's target split."""
+    return ([(lang, "train") for lang in sources] + [(lang, "dev") for lang in sources]
+            + [(lang, cfg.target_split) for lang in targets])
+
+
 def check_split_files(cfg: TaskConfig, need: Sequence[tuple[str, str]]) -> None:
     """Raise ValueError naming ``task.data_dir`` or ``task.files.<lang>.<split>`` and the fix unless every
     needed (language, split) has a file that exists (the files are not read)."""

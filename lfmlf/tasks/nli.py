@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from lfmlf.config import TaskConfig
 from lfmlf.data.base import DataError
 from lfmlf.data.xnli import NLI_LABELS, NliPair, split_by_premise
-from lfmlf.tasks.base import Example, Task, TaskOptions, check_split_files
+from lfmlf.tasks.base import Example, Task, TaskOptions, check_split_files, splits_needed
 
 __all__ = ["FirstTokenHead", "NliTask"]
 
@@ -204,11 +204,8 @@ class NliTask(Task):
         self.pad_id = tokenizer.pad_token_id
         self._sources = frozenset(sources)
         self._raw.clear()   # load() before prepare() did not know which languages are sources
-        for lang in sources:
-            self._encode(lang, "train")
-            self._encode(lang, "dev")
-        for lang in targets:
-            self._encode(lang, self.cfg.target_split)
+        for lang, split in splits_needed(self.cfg, sources, targets):
+            self._encode(lang, split)
 
     def _encode(self, lang: str, split: str) -> list[Example]:
         key = (lang, split)

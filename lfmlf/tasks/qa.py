@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from lfmlf.config import TaskConfig
 from lfmlf.data.base import DataError
 from lfmlf.data.squad import SYNTHETIC_QA_LANGS, QaExample, load_squad_hub, read_squad, synthetic_qa
-from lfmlf.tasks.base import Example, Task, TaskOptions, check_split_files
+from lfmlf.tasks.base import Example, Task, TaskOptions, check_split_files, splits_needed
 from lfmlf.tasks.qa_metrics import qa_scores
 
 __all__ = ["DEFAULT_HUB_PATH", "QaOptions", "QaTask", "answer_positions", "best_spans", "encode_qa"]
@@ -169,8 +169,7 @@ class QaTask(Task):
     # ------------------------------------------------------------------ data
     @classmethod
     def check_data(cls, cfg: TaskConfig, sources: Sequence[str], targets: Sequence[str]) -> None:
-        need = [(lang, "train") for lang in sources] + [(lang, "dev") for lang in sources]
-        need += [(lang, cfg.target_split) for lang in targets]
+        need = splits_needed(cfg, sources, targets)
         if cfg.format == "synthetic":
             missing = sorted({lang for lang, _ in need} - set(SYNTHETIC_QA_LANGS))
             if missing:
@@ -235,11 +234,8 @@ class QaTask(Task):
                              f"(AutoTokenizer(..., use_fast=True)).")
         self.tokenizer = tokenizer
         self.pad_id = tokenizer.pad_token_id
-        for lang in sources:
-            self._encode(lang, "train")
-            self._encode(lang, "dev")
-        for lang in targets:
-            self._encode(lang, self.cfg.target_split)
+        for lang, split in splits_needed(self.cfg, sources, targets):
+            self._encode(lang, split)
 
     def _encode(self, lang: str, split: str) -> dict[str, list[Any]]:
         key = (lang, split)

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from lfmlf.config import TaskConfig
 from lfmlf.data.base import DataError, TaggedSentence
-from lfmlf.tasks.base import Example, Task, check_split_files
+from lfmlf.tasks.base import Example, Task, check_split_files, splits_needed
 
 __all__ = ["IGNORE", "SPLITS", "TaggingTask", "align_labels", "check_split_files"]
 
@@ -83,8 +83,7 @@ class TaggingTask(Task):
     def check_data(cls, cfg: TaskConfig, sources: Sequence[str], targets: Sequence[str]) -> None:
         if cfg.format not in cls.file_formats:
             return  # synthetic data exists for every language; hub data is checked when it is loaded
-        need = [(lang, "train") for lang in sources] + [(lang, "dev") for lang in sources]
-        need += [(lang, cfg.target_split) for lang in targets]
+        need = splits_needed(cfg, sources, targets)
         check_split_files(cfg, need)
 
     def file(self, lang: str, split: str) -> Path:
@@ -119,11 +118,8 @@ class TaggingTask(Task):
         self.pad_id = tokenizer.pad_token_id
         self.labels = self.label_set(sources)
         self.label_id = {t: i for i, t in enumerate(self.labels)}
-        for lang in sources:
-            self._encode(lang, "train")
-            self._encode(lang, "dev")
-        for lang in targets:
-            self._encode(lang, self.cfg.target_split)
+        for lang, split in splits_needed(self.cfg, sources, targets):
+            self._encode(lang, split)
 
     def _encode(self, lang: str, split: str) -> list[Example]:
         key = (lang, split)
