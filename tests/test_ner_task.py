@@ -88,6 +88,15 @@ def test_entity_f1_of_perfect_and_empty_predictions():
     assert task.labels[0] == "O"
 
 
+def test_entity_f1_matches_a_hand_count():
+    """Gold entities: PER(0-1), LOC(3) in sentence 1, ORG(0-1) in sentence 2 -> 3. Predicted: PER(0) only
+    (a boundary error: wrong), LOC(3) right, ORG(0-1) right, and a spurious PER in sentence 3 -> 4.
+    Correct 2: precision 2/4, recall 2/3, F1 = 2PR/(P+R) = (2 * 1/2 * 2/3) / (1/2 + 2/3) = 4/7."""
+    gold = [list(s.tags) for s in SENTS]
+    pred = [["B-PER", "O", "O", "B-LOC", "O"], ["B-ORG", "I-ORG", "O", "O"], ["B-PER", "O"]]
+    assert _task(SENTS).score(gold, pred) == {"f1": pytest.approx(4 / 7)}
+
+
 def test_truncated_words_are_predicted_O_and_counted():
     long = [TaggedSentence(tuple(["w"] * 30 + ["Porto"]), tuple(["O"] * 30 + ["B-LOC"])), SENTS[0]]
     task = _task(long, max_length=12)
