@@ -41,16 +41,16 @@ def _rerun(args: argparse.Namespace) -> int:
 
     from lfmlf.commands import load_configuration
 
+    if args.seeds < 1:
+        from lfmlf.errors import SweepError
+
+        raise SweepError(f"--seeds {args.seeds}: a rerun needs at least one seed. Fix: pass --seeds 2 or more.")
     configs = {}
     for path in args.configs:
         key = Path(path).stem
         if key in configs:
             key = f"{key}-{len(configs)}"
         configs[key] = load_configuration(path, args.set)
-    if args.seeds < 1:
-        from lfmlf.errors import SweepError
-
-        raise SweepError(f"--seeds {args.seeds}: a rerun needs at least one seed. Fix: pass --seeds 2 or more.")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     first = next(iter(configs.values()))
     run_dir = Path(args.out or Path(first.run_dir).parent / f"rerun-{args.name or first.name}").resolve()

@@ -217,3 +217,22 @@ def test_subprocess_bad_input_exits_2_without_traceback(cli_process) -> None:
     assert str(cli_process.path) in err and "'train.lrr'" in err and "Fix: did you mean 'lr'?" in err
     assert out == ""
     assert not (cli_process.cwd / "runs").exists() and not (cli_process.cwd / "mlflow.db").exists()
+
+
+# ------------------------------------------------------------------ sweep -> paper commands: bad input
+def test_paper_commands_refuse_bad_input_with_a_fix(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    repo = Path(__file__).resolve().parents[1]
+    sweep = str(repo / "sweeps" / "quickstart.yaml")
+    # best / report before the sweep ran: nothing in MLflow
+    for command in ("best", "report"):
+        assert main([command, sweep, "--set", f"output_dir={tmp_path}/run", "--tracking-uri", uri]) == 2
+        err = capsys.readouterr().err
+        assert "no sweep run" in err and "Fix:" in err and "lfmlf sweep" in err
+    # train / rerun need a one-method configuration
+    assert main(["train", sweep, "--tracking-uri", uri]) == 2
+    assert "a configuration for train/rerun has exactly one" in capsys.readouterr().err
+    assert main(["rerun", sweep, "--seeds", "2", "--tracking-uri", uri]) == 2
+    assert "exactly one" in capsys.readouterr().err
+    assert main(["rerun", sweep, "--seeds", "0", "--tracking-uri", uri]) == 2
+    assert "at least one seed" in capsys.readouterr().err
