@@ -12,7 +12,7 @@ import resource
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -176,7 +176,7 @@ def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evalua
     streams = {lang: LanguageStream(task.train_examples(lang), tc.seed, lang) for lang in spec.sources}
     weights = language_weights({k: len(s.examples) for k, s in streams.items()}, tc.sampler, tc.temperature)
     batch_rng = torch.Generator().manual_seed(tc.seed)
-    step, best = 0, {"score": -math.inf, "metrics": {}}
+    step, best, last = 0, {"score": -math.inf, "metrics": {}}, {}
 
     # --- resume: trainable weights, optimizer, schedule, data positions, RNGs, method counters
     if state is not None:
@@ -190,15 +190,20 @@ def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evalua
         method.load_state_dict(state["method"])
         if unlabelled is not None:
             unlabelled.restore(state["unlabelled"])
-        step, best = state["step"], state["best"]
+        step, best, last = state["step"], state["best"], state.get("metrics", {})
 
     def snapshot() -> dict[str, Any]:
         return {"step": step, "trainable": model.trainable_state(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "streams": {k: s.state() for k, s in streams.items()},
                 "batch_rng": batch_rng.get_state(), "torch_rng": torch.get_rng_state(),
-                "method": method.state_dict(), "best": best,
+                "method": method.state_dict(), "best": best, "metrics": last,
                 "unlabelled": unlabelled.state() if unlabelled is not None else None,
                 "spec": spec.model_dump(mode="json")}
+
+    # --- a trial killed after its last evaluation but before its end was recorded: report that again
+    if step >= tc.max_steps and last:
+        yield Evaluation(step=step, metrics=last, state=snapshot)
+        return
 
     # --- train
     window: dict[str, list[float]] = defaultdict(list)
@@ -255,6 +260,7 @@ def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evalua
                             "perf/steps_per_s": steps_in_window / elapsed if elapsed > 0 else 0.0,
                             "perf/peak_mem_mb": peak_memory_mb(device),
                             **{f"perf/data_{k}": float(v) for k, v in task.prep_stats.items()}})
+            last = metrics
             yield Evaluation(step=step, metrics=metrics, state=snapshot)
             window.clear()
             started, steps_in_window = time.perf_counter(), 0

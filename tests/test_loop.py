@@ -56,6 +56,16 @@ def test_resume_from_the_checkpoint_dict_reproduces_the_uninterrupted_run(method
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+def test_resuming_a_finished_trial_reports_its_last_evaluation_again():
+    """A trial killed after its last evaluation but before Tune recorded its end resumes from a checkpoint at
+    max_steps: it must report that evaluation again (without training), or the search never gets its score."""
+    spec = tiny_spec("mlf")
+    final = _run(spec)[-1]
+    again = list(fit(spec, final.state()))
+    assert [e.step for e in again] == [6]
+    assert again[0].metrics == final.metrics
+
+
 def test_checkpoint_holds_only_trainable_weights_and_what_resume_needs():
     spec = tiny_spec("mlf", model={"freeze_embeddings": True})
     state = next(iter(fit(spec))).state()

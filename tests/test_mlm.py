@@ -16,7 +16,7 @@ from lfmlf.loop import build, build_unlabelled, fit
 from lfmlf.methods.base import StepObjectives
 from lfmlf.models import MissingMlmHead, has_mlm_head, load_encoder, train_tokenizer
 from lfmlf.tasks.base import collate
-from tests.conftest import REPO, tiny_spec
+from tests.conftest import tiny_spec
 
 TEXTS = ["der Hund läuft schnell nach Hause", "the dog runs home quickly", "el perro corre a casa",
          "le chien court vite à la maison"] * 20

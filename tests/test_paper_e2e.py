@@ -1,6 +1,7 @@
-"""From sweep to paper, end to end through the CLI on the offline quickstart: sweep -> best -> rerun (2
-seeds) -> report, and train. The report's numbers are recomputed from MLflow's runs; its plots must exist
-and not be blank; a failed trial in the sweep is left out and said so."""
+"""From sweep to paper, end to end through the CLI on the offline quickstart: the README's quickstart sweep
+(checked as the README promises) -> best -> rerun (2 seeds) -> report, and train. The report's numbers are
+recomputed from MLflow's runs; its plots must exist and not be blank; a failed trial in the sweep is left
+out and said so."""
 from __future__ import annotations
 
 import csv
@@ -8,12 +9,12 @@ import math
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.test_sweep_e2e import check_quickstart_tracking
 
 pytestmark = pytest.mark.slow
 
@@ -32,8 +33,8 @@ def test_sweep_best_rerun_report_and_train(tmp_path):
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     sweep = ["sweeps/quickstart.yaml", "--set", f"output_dir={tmp_path}/run", "--tracking-uri", uri]
-    _cli(["sweep", *sweep, "--set", "search.num_samples=3", "--set", "train.max_steps=40",
-          "--set", "train.eval_every=20", "--set", "search.scheduler.name=none"])
+    check_quickstart_tracking(uri, _cli(["sweep", *sweep]).stdout)   # the README's quickstart, as it is
+    short = ["--set", "train.max_steps=40", "--set", "train.eval_every=20"]   # reruns and train: shorter
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("lfmlf").experiment_id
     parent = client.search_runs([exp], "tags.`lfmlf.role` = 'sweep'")[0]
@@ -53,14 +54,14 @@ def test_sweep_best_rerun_report_and_train(tmp_path):
         mine = [t for t in trials if t.data.params["method"] == method and t.info.status == "FINISHED"]
         top = max(mine, key=lambda t: t.data.metrics["best/source/f1/avg"])
         assert cfg["selection"]["trial_run_id"] == top.info.run_id
-        assert cfg["selection"]["budget"] == 3 and "best/source/f1/avg" in cfg["selection"]["rule"]
+        assert cfg["selection"]["budget"] == 4 and "best/source/f1/avg" in cfg["selection"]["rule"]
         assert list(cfg["methods"]) == [method]
         assert "+".join(sorted(cfg["languages"]["sources"])) == top.data.params["source_set"]
         assert cfg["train"]["lr"] == pytest.approx(float(top.data.params["lr"]))
 
     # rerun: both configurations x 2 seeds under one parent run
     best = [str(tmp_path / "run" / "best" / f"{m}.yaml") for m in ("mlf", "lfmlf")]
-    _cli(["rerun", *best, "--seeds", "2", "--out", str(tmp_path / "rerun"), "--tracking-uri", uri])
+    _cli(["rerun", *best, "--seeds", "2", "--out", str(tmp_path / "rerun"), "--tracking-uri", uri, *short])
     rerun = client.search_runs([exp], "tags.`lfmlf.role` = 'rerun'")
     assert len(rerun) == 1 and rerun[0].data.tags["lfmlf.sweep_run_id"] == parent.info.run_id
     runs = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{rerun[0].info.run_id}'")
@@ -90,7 +91,7 @@ def test_sweep_best_rerun_report_and_train(tmp_path):
     assert {"report/report.md", "report/report.tex", "report/report.csv", "report/languages.png"} <= logged
 
     # train: one configuration in-process, tracked like a trial
-    _cli(["train", best[0], "--seed", "7", "--tracking-uri", uri])
+    _cli(["train", best[0], "--seed", "7", "--tracking-uri", uri, *short])
     (run,) = client.search_runs([exp], "tags.`lfmlf.role` = 'train'")
     assert run.info.status == "FINISHED" and run.data.tags["lfmlf.seed"] == "7"
     assert math.isfinite(run.data.metrics["zero_shot/f1/avg"])

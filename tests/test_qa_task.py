@@ -19,7 +19,6 @@ from lfmlf.tasks.qa_metrics import normalize_answer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "qa"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-E5 = Path(__file__).resolve().parents[1] / ".cache" / "e5-6l"
 CPU = torch.device("cpu")
 
 
@@ -201,11 +200,10 @@ def test_doc_stride_larger_than_the_window_is_clamped_and_long_questions_are_cut
         encode_qa(tok, rows, max_length=5)
 
 
-@pytest.mark.skipif(not (E5 / "tokenizer.json").is_file(), reason="the e5 encoder is not built in .cache/")
-def test_windows_with_the_real_sentencepiece_tokenizer_decode_exactly():
+def test_windows_with_the_real_sentencepiece_tokenizer_decode_exactly(encoder_dir):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(E5)
+    tok = AutoTokenizer.from_pretrained(encoder_dir)
     rows = read_squad(FIXTURES / "tiny.json") + _long_examples()
     enc = encode_qa(tok, rows, max_length=40, doc_stride=6, max_question_length=12)
     seen = set()

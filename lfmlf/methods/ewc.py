@@ -19,8 +19,7 @@ RNGs), and the task's loss function.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 from pydantic import Field
