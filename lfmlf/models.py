@@ -177,13 +177,17 @@ def load_encoder(cfg: ModelConfig, texts: Iterable[str] | None = None, mlm_head:
 
 
 def has_mlm_head(path: str) -> bool | None:
-    """Whether a local model directory holds pre-trained masked-LM head weights (read from the checkpoint's
-    key names, without loading it); None when that cannot be told (a hub id, an unknown checkpoint format)."""
+    """Whether a local model directory holds pre-trained masked-LM head weights, told without loading it:
+    True when the checkpoint has head weights (``cls.``, ``lm_head.``, ... keys); False only when it has
+    none *and* its config.json names no masked-LM or pre-training architecture (a plain encoder such as
+    the e5 build); None when that cannot be told (a hub id, another checkpoint format), which leaves the
+    check to loading time."""
+    import json
     from pathlib import Path
 
-    folder = Path(path)
     if path == "tiny":
         return True
+    folder = Path(path)
     files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
     if not files:
         return None
@@ -194,6 +198,12 @@ def has_mlm_head(path: str) -> bool | None:
         with safe_open(str(f), framework="pt") as st:
             if any(k.split(".", 1)[-1].startswith(heads) or k.startswith(heads) for k in st.keys()):
                 return True
+    try:
+        architectures = json.loads((folder / "config.json").read_text()).get("architectures") or []
+    except (OSError, ValueError):
+        return None
+    if any("MaskedLM" in a or "PreTraining" in a for a in architectures):
+        return None   # a head under an unfamiliar name: loading will tell
     return False
 
 
@@ -218,4 +228,3 @@ def freeze(encoder: nn.Module, embeddings: bool, bottom_layers: int) -> None:
         for layer in layers[:bottom_layers]:
             for p in layer.parameters():
                 p.requires_grad_(False)
-

@@ -3,6 +3,7 @@ model's own pre-trained one, frozen; a model without one is a clear error naming
 unlabelled text comes from the task's source text or from plain-text files."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,11 @@ def test_a_local_model_with_an_mlm_head_loads_it(tmp_path):
 def test_a_model_without_an_mlm_head_is_a_clear_error_at_build_and_at_config_load(tmp_path):
     path = _save_local_model(tmp_path / "headless", with_head=False)
     assert has_mlm_head(str(path)) is False
+    # a config that names a masked-LM architecture: the key names cannot tell, so loading decides
+    odd = _save_local_model(tmp_path / "odd", with_head=False)
+    config = json.loads((odd / "config.json").read_text())
+    (odd / "config.json").write_text(json.dumps({**config, "architectures": ["BertForMaskedLM"]}))
+    assert has_mlm_head(str(odd)) is None
     spec = tiny_spec("mtl_mlm", model={"name_or_path": str(path)})
     with pytest.raises(MissingMlmHead, match=r"no pre-trained masked-LM head.*mtl_mlm.*Fix:.*mlf.*distill"):
         build(spec, CPU)
