@@ -160,6 +160,11 @@ def study_storage(url: str) -> "optuna.storages.BaseStorage":
     return optuna.storages.RDBStorage(url)
 
 
+def trial_finished(study: "optuna.Study", trial: "optuna.Trial") -> bool:
+    """Whether the persistent study already holds ``trial`` as finished (COMPLETE, PRUNED or FAIL)."""
+    return study._storage.get_trial(trial._trial_id).state.is_finished()  # noqa: SLF001 (Optuna's own ids)
+
+
 def fail_orphaned_trials(url: str, name: str) -> int:
     """Mark the study's trials still RUNNING as FAIL; called when every Tune trial of the study has ended,
     so these are trials whose process was killed (SIGKILL) before it could report. Returns how many."""

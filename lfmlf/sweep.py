@@ -21,11 +21,12 @@ import ray
 import torch
 import yaml
 from ray import tune
+from ray.tune.search.optuna import OptunaSearch
 
 from lfmlf.config import SweepConfig, TrialSpec, trial_spec
 from lfmlf.errors import SweepError
 from lfmlf.search import (DefineByRun, fail_orphaned_trials, load_space, make_sampler, search_metric,
-                          study_name, study_storage, study_storage_url)
+                          study_name, study_storage, study_storage_url, trial_finished)
 from lfmlf.tasks import TASKS
 from lfmlf.tracking import SweepTracker, resolve_uri
 
@@ -214,11 +215,30 @@ def _git_sha() -> str:
         return "unknown"
 
 
+class ResumableOptunaSearch(OptunaSearch):
+    """OptunaSearch over a persistent study. The study can be ahead of Tune's experiment snapshot: a driver
+    killed after Optuna recorded a trial's end, before Tune's next snapshot, resumes that trial, which
+    reports again. A finished Optuna trial cannot be updated, so those reports are not passed on (the
+    study already holds the trial's value)."""
+
+    def _finished(self, trial_id: str) -> bool:
+        ot = self._ot_trials.get(trial_id)
+        return ot is not None and trial_finished(self._ot_study, ot)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if not self._finished(trial_id):
+            super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if self._finished(trial_id):
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result, error)
+
+
 def _tuner(cfg: SweepConfig, method: str, storage: Path, resume: bool, tracker: SweepTracker,
            study: tuple[str, str]) -> tune.Tuner:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search.optuna import OptunaSearch
-
     fn = tune.with_resources(tune.with_parameters(trainable, specs=SweepSpecs(cfg)),
                              {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu})
     path = storage / method
@@ -227,8 +247,9 @@ def _tuner(cfg: SweepConfig, method: str, storage: Path, resume: bool, tracker: 
         return tune.Tuner.restore(str(path), trainable=fn, resume_unfinished=True, resume_errored=True)
     metric, mode = search_metric(cfg), cfg.search.mode
     space = DefineByRun(method, load_space(method, cfg.methods[method].space, cfg), cfg.source_sets())
-    searcher = OptunaSearch(space=space, metric=metric, mode=mode, storage=study_storage(study[0]),
-                            study_name=study[1], sampler=make_sampler(cfg.train.seed, cfg.search.n_startup_trials))
+    searcher = ResumableOptunaSearch(space=space, metric=metric, mode=mode, storage=study_storage(study[0]),
+                                     study_name=study[1],
+                                     sampler=make_sampler(cfg.train.seed, cfg.search.n_startup_trials))
     sc = cfg.search.scheduler
     max_t = -(-cfg.train.max_steps // cfg.train.eval_every)
     scheduler = (ASHAScheduler(time_attr="eval_step", metric=metric, mode=mode, max_t=max_t,
