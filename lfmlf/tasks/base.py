@@ -65,6 +65,17 @@ class Task(ABC):
         """Raise ValueError naming every bad or unknown option and the valid ones (called at config load)."""
         check_fields(cls.Options, options, "option", f"task '{cls.name}'")
 
+    def capped(self, items: Sequence[Any], lang: str, split: str, unit: str) -> list[Any]:
+        """A split's items as read, capped by ``max_train_sentences`` / ``max_eval_sentences``; no items at
+        all is a DataError naming the language, split and format (it would otherwise score 0 silently)."""
+        from lfmlf.data.base import DataError
+
+        if not items:
+            raise DataError(f"task '{self.name}': no {unit} for language '{lang}', split '{split}' (format "
+                            f"'{self.cfg.format}'). Fix: check the data source of that split.")
+        cap = self.cfg.max_train_sentences if split == "train" else self.cfg.max_eval_sentences
+        return list(items[:cap] if cap else items)
+
     def collate(self, examples: Sequence[Example]) -> dict[str, Tensor]:
         """Called for every training and evaluation batch: encoded examples -> padded tensors."""
         return collate(examples, self.pad_id)

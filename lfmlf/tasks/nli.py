@@ -15,7 +15,6 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from lfmlf.config import TaskConfig
-from lfmlf.data.base import DataError
 from lfmlf.data.xnli import NLI_LABELS, NliPair, split_by_premise
 from lfmlf.tasks.base import Example, Task, TaskOptions, check_split_files, splits_needed
 
@@ -175,11 +174,7 @@ class NliTask(Task):
                 pairs = split_by_premise(self._read(lang, split), self.options.split_dev, self.options.split_seed)[1]
             else:
                 pairs = self._read(lang, split)
-            if not pairs:
-                raise DataError(f"task 'nli': no pairs for language '{lang}', split '{split}' (format "
-                                f"'{self.cfg.format}'). Fix: check the data source of that split.")
-            cap = self.cfg.max_train_sentences if split == "train" else self.cfg.max_eval_sentences
-            self._raw[key] = list(pairs[:cap] if cap else pairs)
+            self._raw[key] = self.capped(pairs, lang, split, "pairs")
         return self._raw[key]
 
     def _has(self, lang: str, split: str) -> bool:

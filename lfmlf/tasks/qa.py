@@ -199,11 +199,7 @@ class QaTask(Task):
                                       opts.hub_splits.get(split, split))
             else:
                 rows = synthetic_qa([lang], split, getattr(cfg.synthetic, split))[lang]
-            if not rows:
-                raise DataError(f"task 'qa': no questions for language '{lang}', split '{split}' (format "
-                                f"'{cfg.format}'). Fix: check the data source of that split.")
-            cap = cfg.max_train_sentences if split == "train" else cfg.max_eval_sentences
-            self._raw[key] = list(rows[:cap] if cap else rows)
+            self._raw[key] = self.capped(rows, lang, split, "questions")
         return self._raw[key]
 
     def texts(self, langs: Sequence[str]) -> Iterable[str]:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lfmlf.config import TaskConfig
-from lfmlf.data.base import DataError, TaggedSentence
+from lfmlf.data.base import TaggedSentence
 from lfmlf.tasks.base import Example, Task, check_split_files, splits_needed
 
 __all__ = ["IGNORE", "SPLITS", "TaggingTask", "align_labels", "check_split_files"]
@@ -95,11 +95,7 @@ class TaggingTask(Task):
         key = (lang, split)
         if key not in self._raw:
             sents = self.read(lang, split)
-            if not sents:
-                raise DataError(f"task '{self.name}': no sentences for language '{lang}', split '{split}' "
-                                f"(format '{self.cfg.format}'). Fix: check the data source of that split.")
-            cap = self.cfg.max_train_sentences if split == "train" else self.cfg.max_eval_sentences
-            self._raw[key] = list(sents[:cap] if cap else sents)
+            self._raw[key] = self.capped(sents, lang, split, "sentences")
         return self._raw[key]
 
     def texts(self, langs: Sequence[str]) -> Iterable[str]:
