@@ -33,7 +33,6 @@ def best(cfg: SweepConfig, tracking_uri: str | None = None, out_dir: Path | None
         raise SweepError(f"no sweep run of {cfg.run_dir} in MLflow store {uri}. Fix: run `lfmlf sweep "
                          f"{cfg.source or 'SWEEP.yaml'}` first, or pass the --tracking-uri it used.")
     metric = metric or search_metric(cfg)
-    sign = 1.0 if cfg.search.mode == "max" else -1.0
     runs = store.children(sweep_id)
     budget = _budget(store, sweep_id, cfg)
     out_dir = Path(out_dir or cfg.run_dir / "best")
@@ -41,11 +40,11 @@ def best(cfg: SweepConfig, tracking_uri: str | None = None, out_dir: Path | None
     written: dict[str, Path] = {}
     for method in cfg.methods:
         mine = [r for r in runs if r.method == method]
-        usable = [r for r in mine if r.status == "FINISHED" and math.isfinite(r.metrics.get(metric, math.nan))]
+        usable = _usable(mine, metric)
         if not usable:
             print(f"  {method:8s} no finished trial with {metric} ({len(mine)} trial run(s)); nothing written")
             continue
-        top = max(usable, key=lambda r: sign * r.metrics[metric])
+        top = _top(usable, metric, cfg.search.mode)
         spec = TrialSpec.model_validate(yaml.safe_load(store.text(top.run_id, "trial_config.yaml")))
         rule = (f"{cfg.search.mode} of {metric} (source-language dev, at each trial's selected checkpoint) over "
                 f"the {len(usable)} finished of {len(mine)} trials of the '{method}' study (budget "
@@ -155,12 +154,14 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
         raise SweepError(f"no sweep run of {cfg.run_dir} in MLflow store {uri}. Fix: run `lfmlf sweep` first, "
                          "or pass the --tracking-uri it used.")
     metric = TASKS[cfg.task.name].metric
-    sweep_runs = store.children(sweep_id, histories=("lfmlf/lambda/",))
     rerun_id = rerun_id or next(iter(store.reruns_of(sweep_id)), None)
+    # multiplier histories (one MLflow query per metric and run) only where the multipliers plot reads them
+    lambdas = ("lfmlf/lambda/",)
+    sweep_runs = store.children(sweep_id, histories=() if rerun_id else lambdas)
     budget = _budget(store, sweep_id, cfg)
     selection = search_metric(cfg)
     if rerun_id is not None:
-        table_runs = store.children(rerun_id, histories=("lfmlf/lambda/",))
+        table_runs = store.children(rerun_id, histories=lambdas)
         seeds = sorted({r.seed for r in table_runs if r.seed is not None})
         rule = (f"each method's best trial by {selection} (source-language dev) in its Optuna study, re-run with {len(seeds)} seeds (rerun {rerun_id})")
     else:
@@ -209,14 +210,23 @@ def _budget(store, sweep_id: str, cfg: SweepConfig) -> dict[str, int]:
     return {m: int(params.get(f"budget.{m}", cfg.search.num_samples)) for m in cfg.methods}
 
 
-def _best_trials(runs: list, metric: str, mode: str) -> list:
-    """Each method's best FINISHED trial by ``metric`` (the table's rows when there is no rerun); the other
-    runs are not rows, so failed or early-stopped trials are simply not picked."""
+def _usable(runs: list, metric: str) -> list:
+    """The FINISHED runs with a finite ``metric``: what a selection may pick from."""
+    return [r for r in runs if r.status == "FINISHED" and math.isfinite(r.metrics.get(metric, math.nan))]
+
+
+def _top(runs: list, metric: str, mode: str):
+    """The run with the best ``metric`` (``mode`` max or min)."""
     sign = 1.0 if mode == "max" else -1.0
+    return max(runs, key=lambda r: sign * r.metrics[metric])
+
+
+def _best_trials(runs: list, metric: str, mode: str) -> list:
+    """Each method's best FINISHED trial by ``metric`` (the table's rows when there is no rerun), by the
+    same rule as ``best``; the other runs are not rows, so failed or early-stopped trials are not picked."""
     out = []
     for method in dict.fromkeys(r.method for r in runs):
-        usable = [r for r in runs if r.method == method and r.status == "FINISHED"
-                  and math.isfinite(r.metrics.get(metric, math.nan))]
+        usable = _usable([r for r in runs if r.method == method], metric)
         if usable:
-            out.append(max(usable, key=lambda r: sign * r.metrics[metric]))
+            out.append(_top(usable, metric, mode))
     return out

@@ -105,11 +105,9 @@ def build(spec: TrialSpec, device: torch.device) -> tuple[Task, TaskModel, Metho
 def build_unlabelled(spec: TrialSpec, task: Task, method: Method) -> UnlabelledText | None:
     """The unlabelled-text stream the method needs (None for most): the sweep's text files, else the
     task's own source-language text."""
-    need = method.needs().unlabelled
-    if need == "none":
-        return None
-    own = None if spec.unlabelled.files else {lang: list(task.texts([lang])) for lang in spec.sources}
-    return unlabelled_stream(spec.unlabelled, need, own, task.tokenizer, spec.train.seed)
+    return unlabelled_stream(spec.unlabelled, method.needs().unlabelled,
+                             lambda: {lang: list(task.texts([lang])) for lang in spec.sources},
+                             task.tokenizer, spec.train.seed)
 
 
 def build_probe(spec: TrialSpec, model: TaskModel, tokenizer: Any, device: torch.device):

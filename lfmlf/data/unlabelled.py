@@ -9,7 +9,7 @@ transformers' ``DataCollatorForLanguageModeling`` on torch's global RNG, whose s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -92,11 +92,11 @@ class UnlabelledText:
         self.rng.set_state(state["rng"])
 
 
-def unlabelled_stream(cfg: UnlabelledConfig, need: str, task_texts: Mapping[str, Sequence[str]] | None,
+def unlabelled_stream(cfg: UnlabelledConfig, need: str, task_texts: Callable[[], Mapping[str, Sequence[str]]],
                       tokenizer: Any, seed: int) -> UnlabelledText | None:
     """The stream a configuration needs (``Needs.unlabelled``): "masked" always (files, else the task's
-    source text ``task_texts``), "text" only when the sweep gives files, "none" never."""
+    source text, ``task_texts()``, read only then), "text" only when the sweep gives files, "none" never."""
     if need == "none" or (need == "text" and not cfg.files):
         return None
-    texts = file_texts(cfg) if cfg.files else dict(task_texts or {})
+    texts = file_texts(cfg) if cfg.files else dict(task_texts())
     return UnlabelledText(cfg, texts, tokenizer, seed, masked=need == "masked")
