@@ -116,3 +116,19 @@ def test_language_stream_resumes_mid_epoch():
     t = LanguageStream(examples, seed=3, lang="en")
     t.restore(s.state())
     assert s.take(9) == t.take(9)
+
+
+def test_data_cache_key_covers_the_data_code(monkeypatch):
+    """Entries written by other code are never read: the key includes the hash of lfmlf.tasks and lfmlf.data
+    (an older release cached (examples, truncated) where the tagging tasks now cache three values)."""
+    from lfmlf.loop import build
+    from lfmlf.tasks import base
+
+    spec = tiny_spec("mlf")
+    task, _, _ = build(spec, torch.device("cpu"))
+    assert task.prep_stats["cache_misses"] + task.prep_stats["cache_hits"] > 0
+    hits = build(spec, torch.device("cpu"))[0].prep_stats
+    assert hits["cache_misses"] == 0
+    base.code_fingerprint.cache_clear()
+    monkeypatch.setattr(base, "code_fingerprint", lambda: "other code")
+    assert build(spec, torch.device("cpu"))[0].prep_stats["cache_hits"] == 0

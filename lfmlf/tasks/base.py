@@ -7,6 +7,8 @@ branch on a task's name. Call order in a trial: ``check_data`` (at config load, 
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -38,6 +40,16 @@ def collate(examples: Sequence[Example], pad_id: int) -> dict[str, Tensor]:
     batch["attention_mask"] = torch.tensor([[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"]))
                                             for e in examples], dtype=torch.long)
     return batch
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """The hash of the code that reads and encodes data (every module of ``lfmlf.tasks`` and ``lfmlf.data``):
+    a cached dataset is only as good as the code that built it, so after an upgrade that changes how data
+    are read, encoded or cached, no entry written by the old code is read (it would not even unpack)."""
+    root = Path(__file__).resolve().parents[1]
+    files = sorted([*(root / "tasks").glob("*.py"), *(root / "data").glob("*.py")])
+    return fingerprint([hashlib.sha256(f.read_bytes()).hexdigest() for f in files])
 
 
 class TaskOptions(BaseModel):
@@ -95,7 +107,7 @@ class Task(ABC):
             self._tok_fp = tokenizer_fingerprint(self.tokenizer)
         settings = self.cfg.model_dump(exclude={"files", "cache_dir", "target_split"})
         key = fingerprint(self.name, settings, [file_stamp(f) for f in self.data_files(lang, split)],
-                          lang, split, self._tok_fp, list(extra))
+                          lang, split, self._tok_fp, list(extra), code_fingerprint())
         started = time.perf_counter()
         value, hit = cached(cache_root(self.cfg.cache_dir), f"data/{self.name}", key, build)
         self.prep_stats["cache_hits" if hit else "cache_misses"] += 1
