@@ -417,4 +417,5 @@ def _print_summary(cfg: SweepConfig, outcome: SweepOutcome, metric: str) -> None
     print(f"\nMLflow: runs are in {outcome.tracking_uri} (parent run {outcome.parent_run_id}).")
     print(f"Open the UI with:  mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1")
     print(f"Ray results and checkpoints: {outcome.run_dir / 'ray'}")
-    print(f"Optuna studies ({', '.join(outcome.studies[1].values())}):  optuna-dashboard {outcome.studies[0]}")
+    print(f"Optuna studies ({', '.join(outcome.studies[1].values())}) in {outcome.studies[0]}; browse them with:  "
+          f"pip install optuna-dashboard && optuna-dashboard {outcome.studies[0]}")
