@@ -9,10 +9,13 @@ import sys
 def _sweep(args: argparse.Namespace) -> int:
     from lfmlf.config import load_sweep
 
-    cfg = load_sweep(args.sweep, args.set)
+    cfg = load_sweep(args.sweep, _overrides(args))
     if args.check:
+        from lfmlf.storage import Storage, redact
+
+        Storage(cfg.storage_location).check_writable()   # writes (and deletes) one probe file; creates no folder
         print(f"{args.sweep}: valid. {len(cfg.methods)} method(s) x {cfg.search.num_samples} trials; "
-              f"{len(cfg.source_sets())} candidate source sets; run folder {cfg.run_dir}")
+              f"{len(cfg.source_sets())} candidate source sets; results in {redact(cfg.storage_location)}")
         return 0
     from lfmlf.sweep import run  # Ray and torch load only once the input is known to be good
 
@@ -24,7 +27,7 @@ def _best(args: argparse.Namespace) -> int:
     from lfmlf.commands import best
     from lfmlf.config import load_sweep
 
-    cfg = load_sweep(args.sweep, args.set)
+    cfg = load_sweep(args.sweep, _overrides(args))
     best(cfg, args.tracking_uri, args.out, args.metric)
     return 0
 
@@ -32,7 +35,7 @@ def _best(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from lfmlf.commands import load_configuration, train
 
-    train(load_configuration(args.config, args.set), args.tracking_uri, args.seed)
+    train(load_configuration(args.config, _overrides(args)), args.tracking_uri, args.seed)
     return 0
 
 
@@ -40,6 +43,7 @@ def _rerun(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lfmlf.commands import load_configuration
+    from lfmlf.storage import Storage
 
     if args.seeds < 1:
         from lfmlf.errors import SweepError
@@ -53,10 +57,10 @@ def _rerun(args: argparse.Namespace) -> int:
         configs[key] = load_configuration(path, args.set)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     first = next(iter(configs.values()))
-    run_dir = Path(args.out or Path(first.run_dir).parent / f"rerun-{args.name or first.name}").resolve()
+    location = args.output_dir or f"{Storage(first.storage_location).parent()}/rerun-{args.name or first.name}"
     from lfmlf.sweep import rerun
 
-    outcome = rerun(configs, seeds, run_dir=run_dir, resume=args.resume, address=args.address,
+    outcome = rerun(configs, seeds, location=location, resume=args.resume, address=args.address,
                     tracking_uri=args.tracking_uri)
     return 0 if outcome.best else 1
 
@@ -65,8 +69,21 @@ def _report(args: argparse.Namespace) -> int:
     from lfmlf.commands import report
     from lfmlf.config import load_sweep
 
-    report(load_sweep(args.sweep, args.set), args.tracking_uri, args.rerun, args.out)
+    report(load_sweep(args.sweep, _overrides(args)), args.tracking_uri, args.rerun, args.out)
     return 0
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` overrides, with ``--output-dir`` as ``output_dir`` (it wins)."""
+    out = list(args.set)
+    if getattr(args, "output_dir", None):
+        out.append(f"output_dir={args.output_dir}")
+    return out
+
+
+def _output_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output-dir", help="where Ray writes results and checkpoints: a folder every node sees "
+                   "(NFS) or a URI such as s3://bucket/sweeps/x (default: the YAML's output_dir, else runs/<name>)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -83,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="run (or resume) a sweep described by a YAML file")
     sweep.add_argument("sweep", help="the sweep YAML, e.g. sweeps/quickstart.yaml")
     sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep in its run folder")
-    sweep.add_argument("--address", help="address of an existing Ray cluster (default: start a local one)")
+    sweep.add_argument("--address", help="address of an existing Ray cluster (default: the YAML's ray.address, "
+                       "else start a local one)")
+    _output_dir(sweep)
     _common(sweep)
     sweep.add_argument("--check", action="store_true", help="validate the YAML and exit")
     sweep.set_defaults(func=_sweep)
@@ -92,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sweep", help="the sweep YAML the sweep ran from")
     p.add_argument("--out", help="folder for the configuration files (default: the run folder's best/)")
     p.add_argument("--metric", help="selection metric (default: the sweep's search metric, source-language dev)")
+    _output_dir(p)
     _common(p)
     p.set_defaults(func=_best)
 
@@ -106,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3, help="seeds per configuration (default 3)")
     p.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed+1, ...")
     p.add_argument("--name", help="name of the rerun (default: rerun-<first configuration's name>)")
-    p.add_argument("--out", help="run folder (default: runs/rerun-<name>)")
+    _output_dir(p)
     p.add_argument("--resume", action="store_true", help="continue an interrupted rerun")
     p.add_argument("--address", help="address of an existing Ray cluster (default: start a local one)")
     _common(p)
@@ -117,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerun", help="MLflow run id of the rerun to tabulate (default: the newest rerun of the "
                    "sweep's best configurations; without one, the sweep's best trials)")
     p.add_argument("--out", help="output folder (default: the run folder's report/)")
+    _output_dir(p)
     _common(p)
     p.set_defaults(func=_report)
     return parser

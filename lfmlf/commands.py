@@ -28,9 +28,9 @@ def best(cfg: SweepConfig, tracking_uri: str | None = None, out_dir: Path | None
 
     uri = resolve_uri(tracking_uri, cfg.tracking.uri)
     store = RunStore(uri, cfg.tracking.experiment)
-    sweep_id = store.sweep_run(str(cfg.run_dir))
+    sweep_id = store.sweep_run(cfg.storage_location)
     if sweep_id is None:
-        raise SweepError(f"no sweep run of {cfg.run_dir} in MLflow store {uri}. Fix: run `lfmlf sweep "
+        raise SweepError(f"no sweep run of {cfg.storage_location} in MLflow store {uri}. Fix: run `lfmlf sweep "
                          f"{cfg.source or 'SWEEP.yaml'}` first, or pass the --tracking-uri it used.")
     metric = metric or search_metric(cfg)
     runs = store.children(sweep_id)
@@ -70,6 +70,7 @@ def configuration(cfg: SweepConfig, spec: TrialSpec, selection: dict[str, Any]) 
     dump = spec.model_dump(mode="json")
     return {
         "name": f"{cfg.name}-{spec.method}",
+        "output_dir": cfg.storage_location,   # a rerun's results go next to the sweep's (same storage)
         "task": dump["task"], "model": dump["model"],
         "languages": {"sources": list(spec.sources), "targets": list(spec.targets)},
         "train": dump["train"], "unlabelled": dump["unlabelled"], "probe": dump["probe"],
@@ -149,9 +150,9 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
 
     uri = resolve_uri(tracking_uri, cfg.tracking.uri)
     store = RunStore(uri, cfg.tracking.experiment)
-    sweep_id = store.sweep_run(str(cfg.run_dir))
+    sweep_id = store.sweep_run(cfg.storage_location)
     if sweep_id is None:
-        raise SweepError(f"no sweep run of {cfg.run_dir} in MLflow store {uri}. Fix: run `lfmlf sweep` first, "
+        raise SweepError(f"no sweep run of {cfg.storage_location} in MLflow store {uri}. Fix: run `lfmlf sweep` first, "
                          "or pass the --tracking-uri it used.")
     metric = TASKS[cfg.task.name].metric
     rerun_id = rerun_id or next(iter(store.reruns_of(sweep_id)), None)

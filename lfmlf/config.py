@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from lfmlf.languages import LanguageError, check_language, enumerate_sets
+from lfmlf.storage import check_scheme, is_uri
 
 
 class ConfigError(ValueError):
@@ -88,12 +89,19 @@ class ProbeConfig(_Frozen):
 
 
 class TinyModel(_Frozen):
-    """A small randomly initialised BERT with a tokenizer trained on the run's own text."""
+    """A small randomly initialised encoder with a tokenizer trained on the run's own text. It can also take
+    a real model's shape with random weights, for speed and memory checks without the hub; xlm-roberta-base:
+    ``{architecture: xlm-roberta, hidden_size: 768, layers: 12, heads: 12, min_embedding_rows: 250002}``
+    (the feed-forward width is always 4 x hidden_size)."""
 
     hidden_size: int = Field(64, ge=8)
     layers: int = Field(2, ge=1)
     heads: int = Field(2, ge=1)
-    vocab_size: int = Field(2000, ge=100)
+    vocab_size: int = Field(2000, ge=100)        # of the BPE tokenizer trained on the run's text
+    architecture: Literal["bert", "xlm-roberta"] = "bert"   # BertModel or XLMRobertaModel (and its MLM head)
+    # word-embedding rows: at least this many (XLM-R has 250002), however small the tokenizer; rows past the
+    # tokenizer's vocabulary are never looked up but are trained, decayed and kept in the QP like real ones
+    min_embedding_rows: int = Field(0, ge=0)
     seed: int = 0
 
 
@@ -171,7 +179,7 @@ class TrackingConfig(_Frozen):
 
 
 class RayConfig(_Frozen):
-    address: str | None = None
+    address: str | None = None     # an existing cluster (HOST:PORT or ray://...); --address wins
     num_cpus: int | None = Field(None, ge=1)
     max_failures: int = Field(1, ge=0)
 
@@ -193,6 +201,14 @@ class SweepConfig(_Frozen):
     selection: dict[str, Any] | None = None   # provenance of a configuration written by `lfmlf best`
     source: str = ""  # the YAML file this came from (set by the loader)
 
+    @field_validator("output_dir")
+    @classmethod
+    def _storage_scheme(cls, value: str | None) -> str | None:
+        problem = value and check_scheme(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     def source_sets(self) -> list[str]:
         """Every source set the search may pick, canonical spelling."""
         lc = self.languages
@@ -200,8 +216,21 @@ class SweepConfig(_Frozen):
 
     @property
     def run_dir(self) -> Path:
-        """Where Ray results, Optuna studies and logs of this sweep live."""
-        return Path(self.output_dir or Path("runs") / self.name).resolve()
+        """The driver's local folder of this sweep: the resolved sweep file, Ray's temp files of a local
+        instance, ``best/`` and ``report/`` (and the Optuna studies when MLflow is a server). It is
+        ``output_dir`` when that is a path, else ``runs/<name>`` in the working directory."""
+        if self.output_dir and not is_uri(self.output_dir):
+            return Path(self.output_dir).expanduser().resolve()
+        return (Path("runs") / self.name).resolve()
+
+    @property
+    def storage_location(self) -> str:
+        """Where Ray writes trial results and checkpoints (``<location>/ray``): ``output_dir`` as given
+        when it is a URI (``s3://...``), else the local or shared folder :attr:`run_dir`. It also identifies
+        the sweep in MLflow (tag ``lfmlf.sweep_dir``)."""
+        if self.output_dir and is_uri(self.output_dir):
+            return self.output_dir.rstrip("/")
+        return str(self.run_dir)
 
 
 class TrialSpec(_Frozen):

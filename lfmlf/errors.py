@@ -6,10 +6,12 @@ from lfmlf.config import ConfigError
 from lfmlf.data.base import DataError
 from lfmlf.languages import LanguageError
 from lfmlf.models import ModelError
+from lfmlf.storage import StorageError
 
 
 class SweepError(RuntimeError):
     """A sweep cannot start or resume as asked (e.g. its run folder exists and --resume was not given)."""
 
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DataError, LanguageError, ModelError, SweepError)
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DataError, LanguageError, ModelError, SweepError,
+                                            StorageError)

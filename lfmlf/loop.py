@@ -257,6 +257,7 @@ def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evalua
                             "best/step": float(best["step"]), "train/lr": scheduler.get_last_lr()[0],
                             "perf/steps_per_s": steps_in_window / elapsed if elapsed > 0 else 0.0,
                             "perf/peak_mem_mb": peak_memory_mb(device),
+                            "perf/cuda": float(device.type == "cuda"),   # which device the trial trained on
                             **{f"perf/data_{k}": float(v) for k, v in task.prep_stats.items()}})
             last = metrics
             yield Evaluation(step=step, metrics=metrics, state=snapshot)

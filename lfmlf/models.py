@@ -103,28 +103,42 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):  # -> PreTrainedToke
                                    model_max_length=512)
 
 
-def _tiny_encoder(cfg: ModelConfig, vocab_size: int, pad_id: int) -> nn.Module:
-    from transformers import BertConfig, BertModel
+def _tiny_classes(architecture: str):  # -> (config class, model class, masked-LM class)
+    if architecture == "xlm-roberta":
+        from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM, XLMRobertaModel
 
+        return XLMRobertaConfig, XLMRobertaModel, XLMRobertaForMaskedLM
+    from transformers import BertConfig, BertForMaskedLM, BertModel
+
+    return BertConfig, BertModel, BertForMaskedLM
+
+
+def _tiny_encoder(cfg: ModelConfig, vocab_size: int, pad_id: int) -> nn.Module:
     t = cfg.tiny
-    config = BertConfig(vocab_size=vocab_size, hidden_size=t.hidden_size, num_hidden_layers=t.layers,
-                        num_attention_heads=t.heads, intermediate_size=4 * t.hidden_size,
-                        max_position_embeddings=512, pad_token_id=pad_id,
-                        hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
+    config_cls, model_cls, _ = _tiny_classes(t.architecture)
+    shape = dict(vocab_size=max(vocab_size, t.min_embedding_rows), hidden_size=t.hidden_size,
+                 num_hidden_layers=t.layers, num_attention_heads=t.heads, intermediate_size=4 * t.hidden_size,
+                 max_position_embeddings=512, pad_token_id=pad_id,
+                 hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
+    if t.architecture == "xlm-roberta":
+        # XLM-R's own settings: positions count from pad_id + 1 (514 rows for 512 tokens), one token type,
+        # LayerNorm eps 1e-5, <s> and </s> as in the tokenizer of train_tokenizer
+        shape.update(max_position_embeddings=512 + pad_id + 1, type_vocab_size=1, layer_norm_eps=1e-5,
+                     bos_token_id=0, eos_token_id=2)
+    config = config_cls(**shape)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(t.seed)  # theta0 is the same in every trial and on resume
-        return BertModel(config, add_pooling_layer=False)
+        return model_cls(config, add_pooling_layer=False)
 
 
-def _tiny_mlm(encoder: nn.Module, seed: int) -> nn.Module:
+def _tiny_mlm(encoder: nn.Module, cfg: ModelConfig) -> nn.Module:
     """A masked-LM model around the tiny encoder: same encoder weights as without a head (theta0 must not
     depend on the method), the head initialised from its own seed, decoder tied to the word embeddings."""
-    from transformers import BertForMaskedLM
-
+    _, _, mlm_cls = _tiny_classes(cfg.tiny.architecture)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + 1)
-        mlm = BertForMaskedLM(encoder.config)
-    mlm.bert.load_state_dict(encoder.state_dict())
+        torch.manual_seed(cfg.tiny.seed + 1)
+        mlm = mlm_cls(encoder.config)
+    mlm.base_model.load_state_dict(encoder.state_dict())
     return mlm
 
 
@@ -141,7 +155,7 @@ def load_encoder(cfg: ModelConfig, texts: Iterable[str] | None = None, mlm_head:
         tokenizer = train_tokenizer(texts, cfg.tiny.vocab_size)
         encoder = _tiny_encoder(cfg, len(tokenizer), tokenizer.pad_token_id)
         if mlm_head:
-            mlm = _tiny_mlm(encoder, cfg.tiny.seed)
+            mlm = _tiny_mlm(encoder, cfg)
             encoder = mlm.base_model
     else:
         from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer

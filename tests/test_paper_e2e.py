@@ -61,7 +61,7 @@ def test_sweep_best_rerun_report_and_train(tmp_path):
 
     # rerun: both configurations x 2 seeds under one parent run
     best = [str(tmp_path / "run" / "best" / f"{m}.yaml") for m in ("mlf", "lfmlf")]
-    _cli(["rerun", *best, "--seeds", "2", "--out", str(tmp_path / "rerun"), "--tracking-uri", uri, *short])
+    _cli(["rerun", *best, "--seeds", "2", "--output-dir", str(tmp_path / "rerun"), "--tracking-uri", uri, *short])
     rerun = client.search_runs([exp], "tags.`lfmlf.role` = 'rerun'")
     assert len(rerun) == 1 and rerun[0].data.tags["lfmlf.sweep_run_id"] == parent.info.run_id
     runs = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{rerun[0].info.run_id}'")

@@ -1,0 +1,87 @@
+"""Tune callback -> MLflow: one child run per trial under the sweep's parent run, written from the driver
+process only (through :class:`lfmlf.tracking.SweepTracker`)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ray import tune
+
+from lfmlf.sweep.trainable import RerunSpecs, SweepSpecs
+from lfmlf.tracking import SweepTracker
+
+
+class TrackingCallback(tune.Callback):
+    """Forwards Tune's trial events to MLflow: one child run per trial under the sweep's parent run, reused
+    when the trial resumes. Tune pickles callbacks into the experiment state and restores them with
+    ``Tuner.restore``, so this holds only picklable settings and opens its MLflow client lazily."""
+
+    def __init__(self, uri: str, experiment: str, parent_id: str, specs: SweepSpecs | RerunSpecs,
+                 searcher: Any = None) -> None:
+        self.uri, self.experiment, self.parent_id = uri, experiment, parent_id
+        self.specs, self.searcher = specs, searcher
+        self._tracker: SweepTracker | None = None
+        self._logged: dict[str, int] = {}   # trial id -> last step written (results repeat after a restore)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_tracker": None}
+
+    @property
+    def tracker(self) -> SweepTracker:
+        if self._tracker is None:
+            self._tracker = SweepTracker(self.uri, self.experiment)
+            self._tracker.attach(self.parent_id)
+        return self._tracker
+
+    def _optuna_number(self, trial_id: str) -> dict[str, str]:
+        if self.searcher is None:
+            return {}
+        number = self.searcher.optuna_trial(trial_id)
+        return {"lfmlf.optuna_trial": str(number) if number is not None else "unknown"}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        spec = self.specs(trial.config)
+        tags = {"lfmlf.method": spec.method, "lfmlf.source_set": "+".join(spec.sources),
+                **self._optuna_number(trial.trial_id), **self.specs.tags(trial.config),
+                "lfmlf.trial_dir": str(getattr(trial, "path", None) or trial.local_path or ""), **{f"lfmlf.source.{s}": "true" for s in spec.sources}}
+        run_id = self.tracker.trial_run(trial.trial_id, f"{spec.method}-{trial.trial_id}", spec.flat_params(), tags)
+        self.tracker.log_text(run_id, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False),
+                              "trial_config.yaml")
+        if trial.trial_id not in self._logged:
+            self._logged[trial.trial_id] = self.tracker.last_step(run_id)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        run_id = self.tracker.run_id(trial.trial_id)
+        step = int(result.get("step", 0))
+        if run_id is None or step <= self._logged.get(trial.trial_id, -1):
+            return
+        metrics = {k: v for k, v in result.items() if "/" in k and isinstance(v, (int, float))}
+        self.tracker.log_metrics(run_id, metrics, step=step)
+        self._logged[trial.trial_id] = step
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.tracker.run_id(trial.trial_id)
+        if run_id is None:
+            return
+        last = trial.last_result or {}
+        done = int(last.get("step", 0)) >= self.specs(trial.config).train.max_steps
+        self.tracker.set_tags(run_id, {"lfmlf.stopped_early": str(not done).lower()})
+        final = {k: v for k, v in last.items() if k.startswith(("best/", "zero_shot/", "source/"))}
+        self.tracker.log_text(run_id, json.dumps(final, indent=2, sort_keys=True), "final_metrics.json")
+        self.tracker.finish_trial(trial.trial_id, "FINISHED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.tracker.run_id(trial.trial_id)
+        if run_id is not None:
+            self.tracker.set_tags(run_id, {"lfmlf.error": _trial_error(trial)[-4000:]})
+        self.tracker.finish_trial(trial.trial_id, "FAILED")
+
+
+def _trial_error(trial: Any) -> str:
+    path = getattr(trial, "error_file", None)
+    if path and os.path.exists(path):
+        return Path(path).read_text(errors="replace")
+    return "the trial failed; see its error.txt in the Ray results folder"

@@ -1,0 +1,267 @@
+"""The sweep driver: one Ray Tune ``Tuner`` for every method's Optuna study, ASHA per method, MLflow.
+
+One Optuna study per method, each with the same trial budget (a fair comparison), all served by one
+``Tuner`` (:class:`~lfmlf.sweep.routing.MethodSearch` and :class:`~lfmlf.sweep.routing.MethodScheduler`),
+so every method's trials share the cluster at once. Each trial runs :func:`lfmlf.loop.fit` and reports
+every evaluation with a checkpoint; ASHA schedules on the loop's own ``eval_step`` counter (Tune's
+``training_iteration`` restarts for resumed trials). Ray writes results and checkpoints to the sweep's
+storage (``<output_dir>/ray/sweep``: a shared folder or a URI). MLflow is written from this (driver)
+process only, by a Tune callback that forwards to :class:`lfmlf.tracking.SweepTracker`.
+"""
+from __future__ import annotations
+
+import math
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ray import tune
+
+from lfmlf.config import SweepConfig
+from lfmlf.errors import SweepError
+from lfmlf.search import (DefineByRun, fail_orphaned_trials, load_space, make_sampler, search_metric,
+                          study_name, study_storage, study_storage_url)
+from lfmlf.storage import Storage, redact
+from lfmlf.sweep.callbacks import TrackingCallback
+from lfmlf.sweep.cluster import start_ray
+from lfmlf.sweep.routing import MethodScheduler, MethodSearch, ResumableOptunaSearch
+from lfmlf.sweep.trainable import RerunSpecs, SweepSpecs, trainable
+from lfmlf.tasks import TASKS
+from lfmlf.tracking import SweepTracker, resolve_uri
+
+EXPERIMENT = "sweep"   # Tune's experiment folder below <storage>/ray
+
+
+@dataclass
+class SweepOutcome:
+    run_dir: Path
+    tracking_uri: str
+    parent_run_id: str
+    storage: str = ""                                                # where Ray's results are
+    best: dict[str, dict[str, Any]] = field(default_factory=dict)   # method -> {config, metric, run_id}
+    errors: dict[str, int] = field(default_factory=dict)             # method -> failed trials
+    studies: tuple[str, dict[str, str]] = ("", {})                   # Optuna storage URL, method -> study
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.best)
+
+
+def _git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _open_storage(location: str, name: str, resume: bool) -> Storage:
+    """The sweep's storage, checked writable; refuses to start twice in one place, or to resume nothing.
+    Writes nothing but a probe file it deletes again."""
+    storage = Storage(location)
+    storage.check_writable()
+    if storage.exists("ray") and not resume:
+        raise SweepError(f"the output location {redact(location)} already holds '{name}'. Fix: continue it with "
+                         "--resume, or start a new one with another name (--set name=...) or --output-dir.")
+    if resume and not storage.exists("ray"):
+        raise SweepError(f"nothing to resume: {redact(storage.uri('ray'))} does not exist. Fix: drop --resume to "
+                         "start afresh.")
+    return storage
+
+
+def _tuner(cfg: SweepConfig, storage: Storage, resume: bool, tracker: SweepTracker,
+           optuna_url: str, studies: dict[str, str]) -> tune.Tuner:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    fn = tune.with_resources(tune.with_parameters(trainable, specs=SweepSpecs(cfg)),
+                             {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu})
+    path = storage.uri("ray", EXPERIMENT)
+    if resume and tune.Tuner.can_restore(path):
+        # the searcher, scheduler and callbacks come back from the experiment state
+        return tune.Tuner.restore(path, trainable=fn, resume_unfinished=True, resume_errored=True)
+    metric, mode = search_metric(cfg), cfg.search.mode
+    sc = cfg.search.scheduler
+    max_t = -(-cfg.train.max_steps // cfg.train.eval_every)
+    searchers, schedulers, columns = {}, {}, ["method"]
+    for method in cfg.methods:
+        space = DefineByRun(method, load_space(method, cfg.methods[method].space, cfg), cfg.source_sets())
+        searchers[method] = ResumableOptunaSearch(
+            space=space, metric=metric, mode=mode, storage=study_storage(optuna_url), study_name=studies[method],
+            sampler=make_sampler(cfg.train.seed, cfg.search.n_startup_trials))
+        schedulers[method] = (ASHAScheduler(time_attr="eval_step", metric=metric, mode=mode, max_t=max_t,
+                                            grace_period=min(sc.grace_period, max_t),
+                                            reduction_factor=sc.reduction_factor)
+                              if sc.name == "asha" else FIFOScheduler())
+        columns += [k for k in ("lr", "slack", "source_set") if k in space.space and k not in columns]
+    searcher = MethodSearch(searchers, cfg.search.num_samples, metric, mode)
+    callback = TrackingCallback(tracker.uri, cfg.tracking.experiment, tracker.parent_id or "", SweepSpecs(cfg),
+                                searcher)
+    m = TASKS[cfg.task.name].metric
+    reporter = tune.CLIReporter(
+        metric_columns={"step": "step", f"source/{m}/avg": "source", f"zero_shot/{m}/avg": "zero-shot",
+                        metric: "best source"},
+        parameter_columns=columns, max_report_frequency=20)   # no cross-method "best trial" line: not comparable
+    run_config = tune.RunConfig(
+        name=EXPERIMENT, storage_path=storage.uri("ray"), callbacks=[callback], verbose=1,
+        progress_reporter=reporter, failure_config=tune.FailureConfig(max_failures=cfg.ray.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
+    tune_config = tune.TuneConfig(search_alg=searcher, scheduler=MethodScheduler(schedulers),
+                                  num_samples=cfg.search.num_samples * len(cfg.methods),
+                                  max_concurrent_trials=cfg.search.max_concurrent, reuse_actors=False,
+                                  trial_name_creator=_trial_name, trial_dirname_creator=_trial_name)
+    return tune.Tuner(fn, tune_config=tune_config, run_config=run_config)
+
+
+def _trial_name(trial: Any) -> str:
+    return f"{trial.config.get('method') or trial.config.get('config', 'trial')}_{trial.trial_id}"
+
+
+def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
+        tracking_uri: str | None = None) -> SweepOutcome:
+    """Run (or resume) every method's study in one Tuner; print the best trial per method and how to open
+    MLflow. Storage and (on a cluster) every node are checked before anything is written."""
+    storage = _open_storage(cfg.storage_location, cfg.name, resume)
+    uri = resolve_uri(tracking_uri, cfg.tracking.uri)
+    start_ray(cfg, address or cfg.ray.address)
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "sweep.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+    tracker = SweepTracker(uri, cfg.tracking.experiment)
+    budget = {f"budget.{m}": str(cfg.search.num_samples) for m in cfg.methods}
+    params = {"task": cfg.task.name, "model": cfg.model.name_or_path, "methods": ",".join(cfg.methods),
+              "source_pool": "+".join(sorted(cfg.languages.sources)), "targets": "+".join(cfg.languages.targets),
+              "num_samples_per_method": str(cfg.search.num_samples), "search_metric": search_metric(cfg),
+              "selection": "source-dev", "storage": redact(storage.location), **budget}
+    parent = tracker.start_sweep(cfg.name, storage.location, params,
+                                 {"lfmlf.git_sha": _git_sha(), "lfmlf.sweep": cfg.name}, resume)
+    optuna_url = study_storage_url(uri, run_dir)
+    studies = {m: study_name(cfg.name, m, parent) for m in cfg.methods}
+    tracker.set_tags(parent, {"lfmlf.optuna_storage": optuna_url,
+                              **{f"lfmlf.optuna_study.{m}": n for m, n in studies.items()}})
+    tracker.log_text(parent, (run_dir / "sweep.yaml").read_text(), "sweep.yaml")
+    for method, entry in cfg.methods.items():
+        if entry.space is not None:
+            tracker.log_text(parent, yaml.safe_dump(
+                {k: v.model_dump() for k, v in load_space(method, entry.space, cfg).items()}),
+                f"search_spaces/{method}.yaml")
+
+    outcome = SweepOutcome(run_dir=run_dir, tracking_uri=uri, parent_run_id=parent, storage=storage.location,
+                           studies=(optuna_url, studies))
+    metric = search_metric(cfg)
+    status = "FINISHED"
+    print(f"\n=== {cfg.name}: {', '.join(cfg.methods)} ({cfg.search.num_samples} trials each, at most "
+          f"{cfg.search.max_concurrent} at once) ===", flush=True)
+    try:
+        grid = _tuner(cfg, storage, resume, tracker, optuna_url, studies).fit()
+        for method in cfg.methods:
+            outcome.errors[method] = sum(1 for r in grid if r.error is not None and r.config.get("method") == method)
+            orphans = fail_orphaned_trials(optuna_url, studies[method])   # every Tune trial has ended
+            if orphans:
+                print(f"lfmlf: {orphans} Optuna trial(s) of {method} were left RUNNING by a killed process; "
+                      "marked FAIL in the study.", flush=True)
+            best = _best_result(grid, method, metric, cfg.search.mode)
+            if best is not None:
+                outcome.best[method] = {"config": best.config, "metric": best.metrics.get(metric),
+                                        "zero_shot": best.metrics.get(metric.replace("source", "zero_shot")),
+                                        "trial_id": best.metrics.get("trial_id", "")}
+    except BaseException:
+        status = "KILLED"
+        raise
+    finally:
+        lost = tracker.finish_sweep(status, {f"best/{m}": b["metric"] for m, b in outcome.best.items()
+                                             if b.get("metric") is not None})
+        if lost:
+            print(f"lfmlf: {lost} trial run(s) were lost when the sweep was interrupted before Tune saved them; "
+                  "Tune re-ran those trials, and their old MLflow runs are marked KILLED.", flush=True)
+    _print_summary(cfg, outcome, metric)
+    return outcome
+
+
+def _best_result(grid: Any, method: str, metric: str, mode: str) -> Any:
+    """The method's trial with the best finite ``metric`` among those that did not fail (None if none)."""
+    usable = [r for r in grid if r.config.get("method") == method and r.error is None and r.metrics
+              and isinstance(r.metrics.get(metric), (int, float)) and math.isfinite(r.metrics[metric])]
+    if not usable:
+        return None
+    pick = max if mode == "max" else min
+    return pick(usable, key=lambda r: r.metrics[metric])
+
+
+def rerun(configs: dict[str, SweepConfig], seeds: list[int], *, location: str, resume: bool = False,
+          address: str | None = None, tracking_uri: str | None = None) -> SweepOutcome:
+    """Run every single-method configuration (``lfmlf best`` output, or any one-method sweep file) once per
+    seed, in parallel on Ray, under one MLflow parent run (``lfmlf.role`` = rerun). ``location`` is the
+    rerun's storage (a folder or a URI), like a sweep's ``output_dir``."""
+    first = next(iter(configs.values()))
+    name = location.rstrip("/").rsplit("/", 1)[-1]
+    local = first.model_copy(update={"output_dir": location, "name": name})
+    storage = _open_storage(local.storage_location, name, resume)
+    uri = resolve_uri(tracking_uri, first.tracking.uri)
+    start_ray(local, address or first.ray.address)
+    tracker = SweepTracker(uri, first.tracking.experiment)
+    sweeps = sorted({str((c.selection or {}).get("sweep_run_id", "")) for c in configs.values()} - {""})
+    params = {"configs": ",".join(configs), "seeds": ",".join(map(str, seeds)), "task": first.task.name,
+              **{f"selection.{k}": str((c.selection or {}).get("rule", "given")) for k, c in configs.items()}}
+    parent = tracker.start_sweep(name, storage.location, params, {"lfmlf.sweep_run_id": ",".join(sweeps),
+                                 "lfmlf.git_sha": _git_sha()}, resume, role="rerun")
+    for key, c in configs.items():
+        tracker.log_text(parent, yaml.safe_dump(c.model_dump(mode="json", exclude={"source"}), sort_keys=False),
+                         f"configs/{key}.yaml")
+    specs = RerunSpecs(configs)
+    path = storage.uri("ray", "rerun")
+    fn = tune.with_resources(tune.with_parameters(trainable, specs=specs),
+                             {"cpu": first.resources.cpu, "gpu": first.resources.gpu})
+    if resume and tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable=fn, resume_unfinished=True, resume_errored=True)
+    else:
+        m = TASKS[first.task.name].metric
+        reporter = tune.CLIReporter(metric_columns={"step": "step", f"zero_shot/{m}/avg": "zero-shot"},
+                                    parameter_columns=["config", "seed"], max_report_frequency=20)
+        tuner = tune.Tuner(
+            fn, param_space={"config": tune.grid_search(list(configs)), "seed": tune.grid_search(list(seeds))},
+            tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=first.search.max_concurrent,
+                                        reuse_actors=False, trial_name_creator=_trial_name,
+                                        trial_dirname_creator=_trial_name),
+            run_config=tune.RunConfig(name="rerun", storage_path=storage.uri("ray"), verbose=1,
+                                      progress_reporter=reporter,
+                                      callbacks=[TrackingCallback(uri, first.tracking.experiment, parent, specs)],
+                                      failure_config=tune.FailureConfig(max_failures=first.ray.max_failures),
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+    outcome = SweepOutcome(run_dir=local.run_dir, tracking_uri=uri, parent_run_id=parent, storage=storage.location)
+    status = "FINISHED"
+    try:
+        grid = tuner.fit()
+        outcome.errors["rerun"] = len(grid.errors)
+        outcome.best = {f"{r.config['config']}/seed{r.config['seed']}": {"metric": None} for r in grid if not r.error}
+    except BaseException:
+        status = "KILLED"
+        raise
+    finally:
+        tracker.finish_sweep(status)
+    print(f"\n=== rerun {name}: {len(outcome.best)} of {len(configs) * len(seeds)} runs finished "
+          f"({outcome.errors['rerun']} failed); MLflow parent run {parent} in {redact(uri)}")
+    return outcome
+
+
+def _print_summary(cfg: SweepConfig, outcome: SweepOutcome, metric: str) -> None:
+    print(f"\n=== {cfg.name}: best trial per method (selected on {metric}) ===")
+    for method in cfg.methods:
+        b = outcome.best.get(method)
+        failed = outcome.errors.get(method, 0)
+        if b is None:
+            print(f"  {method:8s} no finished trial ({failed} failed; see {outcome.storage}/ray/{EXPERIMENT})")
+            continue
+        shown = {k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in b["config"].items() if k != "method"}
+        zero_shot = b["zero_shot"] if isinstance(b["zero_shot"], (int, float)) else float("nan")
+        print(f"  {method:8s} {metric} = {b['metric']:.4f}   zero-shot (same checkpoint) = "
+              f"{zero_shot:.4f}   {shown}" + (f"   [{failed} failed]" if failed else ""))
+    uri = redact(outcome.tracking_uri)
+    print(f"\nMLflow: runs are in {uri} (parent run {outcome.parent_run_id}).")
+    print(f"Open the UI with:  mlflow ui --backend-store-uri {uri} --host 127.0.0.1")
+    print(f"Ray results and checkpoints: {redact(outcome.storage)}/ray/{EXPERIMENT}")
+    print(f"Optuna studies ({', '.join(outcome.studies[1].values())}) in {outcome.studies[0]}; browse them with:  "
+          f"pip install optuna-dashboard && optuna-dashboard {outcome.studies[0]}")
+    print(f"Next: lfmlf best {cfg.source or 'SWEEP.yaml'}   (each method's best configuration)")

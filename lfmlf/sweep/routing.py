@@ -1,0 +1,142 @@
+"""Every method's study in one Tune run: a searcher and a scheduler that route each trial to its method.
+
+:class:`MethodSearch` holds one :class:`ResumableOptunaSearch` (one Optuna study) per method and hands
+Tune the next trial of the method that has started the fewest, until each method has used its budget.
+:class:`MethodScheduler` holds one ASHA (or FIFO) scheduler per method and passes each trial's events to
+its own method's, so a trial is only ever compared with trials of its own method: a method is never
+stopped because another method scores higher. One ``Tuner`` serves them both, so all methods share the
+cluster's slots at once under one ``max_concurrent_trials`` limit, and no slot idles while one method's
+study drains before the next one starts.
+"""
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from lfmlf.search import trial_finished
+
+
+class ResumableOptunaSearch(OptunaSearch):
+    """OptunaSearch over a persistent study. The study can be ahead of Tune's experiment snapshot: a driver
+    killed after Optuna recorded a trial's end, before Tune's next snapshot, resumes that trial, which
+    reports again. A finished Optuna trial cannot be updated, so those reports are not passed on (the
+    study already holds the trial's value)."""
+
+    def _finished(self, trial_id: str) -> bool:
+        ot = self._ot_trials.get(trial_id)
+        return ot is not None and trial_finished(self._ot_study, ot)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if not self._finished(trial_id):
+            super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if self._finished(trial_id):
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result, error)
+
+
+class MethodSearch(Searcher):
+    """One Optuna study per method behind one Tune searcher, ``budget`` trials each.
+
+    Called by Tune: ``suggest`` when a slot is free (the method with the fewest trials so far gets it, so
+    the methods advance together), ``on_trial_result`` / ``on_trial_complete`` for every trial's reports
+    (forwarded to the study that suggested it), ``save`` / ``restore`` with the experiment state (every
+    study's searcher and the trial -> method map travel together, so a resumed sweep keeps both)."""
+
+    def __init__(self, searchers: dict[str, OptunaSearch], budget: int, metric: str, mode: str) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.searchers = searchers
+        self.budget = budget
+        self.method_of: dict[str, str] = {}
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True   # every study was built with its metric, mode and space
+
+    def started(self) -> dict[str, int]:
+        """method -> trials suggested so far."""
+        counts = dict.fromkeys(self.searchers, 0)
+        for method in self.method_of.values():
+            counts[method] += 1
+        return counts
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if trial_id in self.method_of:   # Tune asks again for a trial it already holds
+            return self.searchers[self.method_of[trial_id]].suggest(trial_id)
+        counts = self.started()
+        open_ = [m for m in self.searchers if counts[m] < self.budget]
+        if not open_:
+            return Searcher.FINISHED
+        method = min(open_, key=lambda m: counts[m])   # dicts keep the YAML's order for ties
+        config = self.searchers[method].suggest(trial_id)
+        if isinstance(config, dict):
+            self.method_of[trial_id] = method
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self.method_of:
+            self.searchers[self.method_of[trial_id]].on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self.method_of:
+            self.searchers[self.method_of[trial_id]].on_trial_complete(trial_id, result, error)
+
+    def optuna_trial(self, trial_id: str) -> int | None:
+        """The Optuna trial number of a Tune trial in its method's study (None before it is suggested)."""
+        method = self.method_of.get(trial_id)
+        ot = getattr(self.searchers.get(method or ""), "_ot_trials", {}).get(trial_id)
+        return ot.number if ot is not None else None
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+
+class MethodScheduler(FIFOScheduler):
+    """One trial scheduler per method (ASHA brackets, or FIFO); Tune's events for a trial go to the
+    scheduler of ``trial.config["method"]``. Trials start in the order the searcher created them."""
+
+    def __init__(self, schedulers: dict[str, TrialScheduler]) -> None:
+        super().__init__()
+        self.schedulers = schedulers
+
+    def _of(self, trial: Any) -> TrialScheduler:
+        return self.schedulers[trial.config["method"]]
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        return True   # each method's scheduler was built with its metric and mode
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        self._of(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        self._of(trial).on_trial_error(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        return self._of(trial).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        self._of(trial).on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        self._of(trial).on_trial_remove(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        return "\n".join(f"{m}: {s.debug_string()}" for m, s in self.schedulers.items())
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))

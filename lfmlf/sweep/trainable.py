@@ -1,0 +1,67 @@
+"""The Tune function trainable: one trial of :func:`lfmlf.loop.fit`, resumed from Tune's checkpoint and
+reporting every evaluation with a checkpoint of the full training state. Runs in the trial's Ray worker,
+which may be on another node than the driver: everything it needs arrives by value (the parsed sweep in
+``specs``), except the data files and the model directory, which every node must see (checked before a
+cluster sweep starts, :mod:`lfmlf.sweep.cluster`)."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import tune
+
+from lfmlf.config import SweepConfig, TrialSpec, trial_spec
+
+CHECKPOINT_FILE = "state.pt"
+
+
+class SweepSpecs:
+    """Tune config -> TrialSpec for a sweep: the sweep's settings with the trial's sampled values."""
+
+    def __init__(self, sweep: SweepConfig) -> None:
+        self.sweep = sweep
+
+    def __call__(self, config: dict[str, Any]) -> TrialSpec:
+        return trial_spec(self.sweep, config)
+
+    def tags(self, config: dict[str, Any]) -> dict[str, str]:
+        return {"lfmlf.sweep": self.sweep.name}
+
+
+class RerunSpecs:
+    """Tune config ``{"config": name, "seed": s}`` -> the named single-method configuration with that seed."""
+
+    def __init__(self, configs: dict[str, SweepConfig]) -> None:
+        self.configs = configs
+
+    def __call__(self, config: dict[str, Any]) -> TrialSpec:
+        cfg = self.configs[config["config"]]
+        return trial_spec(cfg, {"method": next(iter(cfg.methods)), "seed": int(config["seed"])})
+
+    def tags(self, config: dict[str, Any]) -> dict[str, str]:
+        selection = self.configs[config["config"]].selection or {}
+        return {"lfmlf.config": config["config"], "lfmlf.seed": str(config["seed"]),
+                **{f"lfmlf.selected.{k}": str(v) for k, v in selection.items() if k.endswith("run_id")}}
+
+
+def trainable(config: dict[str, Any], specs: SweepSpecs | RerunSpecs) -> None:
+    """One trial: build the spec from Tune's config, resume from Tune's checkpoint if there is one, and
+    report every evaluation with a checkpoint of the full training state."""
+    import logging
+
+    from lfmlf.loop import fit
+
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # one line per checkpoint
+    spec = specs(config)
+    torch.set_num_threads(max(1, int(spec.cpus)))  # the CPUs Ray reserved for this trial, no more
+    state = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            state = torch.load(Path(d) / CHECKPOINT_FILE, weights_only=False)
+    for evaluation in fit(spec, state):
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(evaluation.state(), Path(d) / CHECKPOINT_FILE)
+            tune.report(evaluation.metrics, checkpoint=tune.Checkpoint.from_directory(d))
