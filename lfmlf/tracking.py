@@ -124,6 +124,10 @@ class SweepTracker:
 
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
+    def tag(self, run_id: str, key: str) -> str:
+        """A tag of a run ("" when it has none)."""
+        return self.client.get_run(run_id).data.tags.get(key, "")
+
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
         from mlflow.entities import Metric
 

@@ -25,6 +25,7 @@ class TrackingCallback(tune.Callback):
         self.specs, self.searcher = specs, searcher
         self._tracker: SweepTracker | None = None
         self._logged: dict[str, int] = {}   # trial id -> last step written (results repeat after a restore)
+        self._nodes: dict[str, list[str]] = {}   # trial id -> Ray node ids it reported from, in order
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_tracker": None}
@@ -52,6 +53,8 @@ class TrackingCallback(tune.Callback):
                               "trial_config.yaml")
         if trial.trial_id not in self._logged:
             self._logged[trial.trial_id] = self.tracker.last_step(run_id)
+        if trial.trial_id not in self._nodes:   # a resumed driver keeps the nodes the trial already ran on
+            self._nodes[trial.trial_id] = [n for n in self.tracker.tag(run_id, "lfmlf.nodes").split(",") if n]
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         run_id = self.tracker.run_id(trial.trial_id)
@@ -61,6 +64,11 @@ class TrackingCallback(tune.Callback):
         metrics = {k: v for k, v in result.items() if "/" in k and isinstance(v, (int, float))}
         self.tracker.log_metrics(run_id, metrics, step=step)
         self._logged[trial.trial_id] = step
+        node = result.get("node_id")
+        if isinstance(node, str) and node not in self._nodes.setdefault(trial.trial_id, []):
+            self._nodes[trial.trial_id].append(node)   # a trial retried on another node lists both, in order
+            self.tracker.set_tags(run_id, {"lfmlf.node_id": node,
+                                           "lfmlf.nodes": ",".join(self._nodes[trial.trial_id])})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.tracker.run_id(trial.trial_id)

@@ -48,8 +48,11 @@ class RerunSpecs:
 
 def trainable(config: dict[str, Any], specs: SweepSpecs | RerunSpecs) -> None:
     """One trial: build the spec from Tune's config, resume from Tune's checkpoint if there is one, and
-    report every evaluation with a checkpoint of the full training state."""
+    report every evaluation with a checkpoint of the full training state, the step it resumed from
+    (``perf/resumed_from_step``, 0 for a fresh start) and the Ray node it runs on (``node_id``)."""
     import logging
+
+    import ray
 
     from lfmlf.loop import fit
 
@@ -61,7 +64,9 @@ def trainable(config: dict[str, Any], specs: SweepSpecs | RerunSpecs) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             state = torch.load(Path(d) / CHECKPOINT_FILE, weights_only=False)
+    where = {"perf/resumed_from_step": float(state["step"] if state else 0),
+             "node_id": ray.get_runtime_context().get_node_id()}
     for evaluation in fit(spec, state):
         with tempfile.TemporaryDirectory() as d:
             torch.save(evaluation.state(), Path(d) / CHECKPOINT_FILE)
-            tune.report(evaluation.metrics, checkpoint=tune.Checkpoint.from_directory(d))
+            tune.report({**evaluation.metrics, **where}, checkpoint=tune.Checkpoint.from_directory(d))
