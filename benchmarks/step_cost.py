@@ -3,6 +3,7 @@
 
     python benchmarks/step_cost.py                          # tiny + e5, default repeats (~4 min on 2 cores)
     python benchmarks/step_cost.py --models tiny --steps 20 --json /tmp/step_cost.json
+    python benchmarks/step_cost.py --models xlmr-random --device cuda --bf16 --configs mlf,lfmlf-l2,lfmlf-distill
 
 What is timed: exactly the body of the training loop in ``lfmlf/loop.py::fit`` ("--- train" section) for
 one optimizer step with ``grad_accum = 1``: the per-source forward (``task.loss`` on each source's own
@@ -33,6 +34,15 @@ Shapes (batch = 16 examples, K = 3 sources da/pt/sv, uniform sampler: one exampl
   e5:   the first 6 layers of multilingual-e5-small (``build_encoder.py --layers 6``), word embeddings
         frozen (10.8 M parameters in the QP), UNER da/pt/sv train, ``max_length`` 64; sub-batches padded
         to their longest sentence (mean shape printed; ``--fixed-length`` pads every sub-batch to 64).
+  xlmr-random: the ``tiny`` model shaped like xlm-roberta-base with random weights (XLMRobertaModel, 12 layers,
+        hidden 768, 12 heads, feed-forward 3072, 250002 word-embedding rows, all trainable: 278 M parameters
+        in the QP), synthetic NER data as for tiny; no hub access. Meant for ``--device cuda``.
+
+``--device cuda`` (and ``--bf16``, the loop's ``train.bf16`` autocast) time the step on the GPU: the device
+is synchronised before and after each timed step, and the memory processes also report the peak GPU
+memory (``torch.cuda.max_memory_allocated`` from a reset at the start of the process: weights, AdamW state,
+.grad, the method's K + 1 flat gradient copies and the step's activations). On the GPU the phase breakdown
+measures host time between synchronisations, so kernels queued in one phase may be counted in a later one.
 
 A phase breakdown (forward / task backward / forgetting / flatten / QP / writing .grad / clip / AdamW) is
 collected by wrapping lfmlf functions in the child process (a few perf_counter calls per step; the code
@@ -82,20 +92,26 @@ def _all_configs() -> list[tuple[str, str, dict[str, Any]]]:
 
 CONFIGS = _all_configs()
 PHASES = ["forward", "task_backward", "forgetting", "flatten", "qp_gram", "qp_solve", "qp_direction",
-          "write_grad", "signals", "method_other", "clip", "optimizer", "loop_other"]
+          "write_grad", "signals", "method_other", "clip", "optimizer", "loop_other", "gpu_sync"]
 
 
 # ================================================================================================ child
+# the random xlm-roberta-base-shaped model (``--models xlmr-random``): TinyModel fields
+XLMR_BASE_SHAPE = {"architecture": "xlm-roberta", "hidden_size": 768, "layers": 12, "heads": 12,
+                   "min_embedding_rows": 250002}
+MODELS = ("tiny", "e5", "xlmr-random")
+
+
 def make_spec(model: str, method: str, params: dict[str, Any], encoder_dir: str, batch_size: int,
-              max_length: int, total_steps: int):
+              max_length: int, total_steps: int, device: str = "cpu", bf16: bool = False):
     from lfmlf.config import ModelConfig, SplitFiles, SyntheticData, TaskConfig, TrainConfig, TrialSpec
 
-    train = TrainConfig(device="cpu", batch_size=batch_size, max_steps=total_steps, eval_every=total_steps,
-                        seed=0)
-    if model == "tiny":
+    train = TrainConfig(device=device, bf16=bf16, batch_size=batch_size, max_steps=total_steps,
+                        eval_every=total_steps, seed=0)
+    if model in ("tiny", "xlmr-random"):
         task = TaskConfig(name="ner", format="synthetic", max_length=max_length,
                           synthetic=SyntheticData(train=600, dev=20, test=20))
-        mcfg = ModelConfig(name_or_path="tiny")
+        mcfg = ModelConfig(name_or_path="tiny", tiny=XLMR_BASE_SHAPE if model == "xlmr-random" else {})
     else:
         task = TaskConfig(name="ner", format="conll", data_dir=str(DATA_DIR), max_length=max_length,
                           files={k: SplitFiles(**v) for k, v in UNER_FILES.items()},
@@ -189,7 +205,7 @@ class Trial:
 
         self.label = label
         self.spec = make_spec(job["model"], method, params, job["encoder_dir"], job["batch_size"],
-                              job["max_length"], max(total, 1))
+                              job["max_length"], max(total, 1), job.get("device", "cpu"), job.get("bf16", False))
         tc = self.spec.train
         self.device = pick_device(tc.device)
         self.task, self.model, self.method = build(self.spec, self.device)
@@ -238,6 +254,9 @@ class Trial:
         device, optimizer, spec = self.device, self.optimizer, self.spec
         unlabelled = None if self.unlabelled is None else self.unlabelled.batch(device)  # drawn untimed
         phases.reset()
+        cuda = device.type == "cuda"
+        if cuda:   # nothing queued before this step is timed with it
+            torch.cuda.synchronize(device)
         start = time.perf_counter()
         # ---- begin: body of `while step < tc.max_steps:` in loop.fit --------------------------------------
         optimizer.zero_grad(set_to_none=True)
@@ -272,6 +291,10 @@ class Trial:
         self.scheduler.step()
         phases.excl["optimizer"] += time.perf_counter() - t
         # ---- end ------------------------------------------------------------------------------------------
+        if cuda:   # the step's kernels have finished
+            t = time.perf_counter()
+            torch.cuda.synchronize(device)
+            phases.excl["gpu_sync"] += time.perf_counter() - t
         elapsed = time.perf_counter() - start
         phases.excl["loop_other"] += elapsed - sum(phases.excl.values())
         return elapsed
@@ -292,6 +315,9 @@ def run_child(job: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(job["threads"])
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cuda = job.get("device", "cpu").startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     warmup, steps, repeats = job["warmup"], job["steps"], job["repeats"]
     total = warmup + steps * repeats
     phases = Phases()
@@ -304,6 +330,7 @@ def run_child(job: dict[str, Any]) -> dict[str, Any]:
         trials.append(trial)
         info[label] = {"build_s": time.perf_counter() - t0, "rss_after_build_mb": rss_mb()[0],
                        "qp_params": int(trial.method.G.shape[1]) if hasattr(trial.method, "G") else None,
+                       "cuda_after_build_mb": torch.cuda.memory_allocated() / 2**20 if cuda else None,
                        "trainable_params": sum(p.numel() for p in trial.params)}
     plan = trials[0].plan(job, total)
     times = {t.label: [] for t in trials}
@@ -330,7 +357,9 @@ def run_child(job: dict[str, Any]) -> dict[str, Any]:
     current, peak = rss_mb()
     return {"configs": info, "tokens_per_step": statistics.mean(tokens) if tokens else 0.0,
             "mean_sub_batch_width": statistics.mean(widths) if widths else 0.0,
-            "rss_mb": current, "peak_rss_mb": peak, "loadavg": os.getloadavg()}
+            "rss_mb": current, "peak_rss_mb": peak, "loadavg": os.getloadavg(),
+            "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+            "cuda_device": torch.cuda.get_device_name() if cuda else None}
 
 
 # ================================================================================================ parent
@@ -353,7 +382,7 @@ def percentile(xs: list[float], q: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="tiny,e5", help="comma-separated subset of tiny,e5")
+    ap.add_argument("--models", default="tiny,e5", help="comma-separated subset of " + ",".join(MODELS))
     ap.add_argument("--configs", default=",".join(c[0] for c in CONFIGS),
                     help="comma-separated subset of " + ",".join(c[0] for c in CONFIGS))
     ap.add_argument("--steps", type=int, default=None,
@@ -370,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
                          "leave the environment as it is)")
     ap.add_argument("--encoder-dir", default=str(REPO / ".cache" / "e5-6l"),
                     help="6-layer e5 encoder directory (built with build_encoder.py --layers 6 if missing)")
+    ap.add_argument("--device", default="cpu", help="torch device of the children: cpu (default) or cuda")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast of the forward (the loop's train.bf16)")
     ap.add_argument("--no-memory", action="store_true", help="skip the per-configuration peak-RSS processes")
     ap.add_argument("--json", help="also write the results (all per-step times) to this file")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
@@ -380,9 +411,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    bad = [m for m in models if m not in ("tiny", "e5")]
+    bad = [m for m in models if m not in MODELS]
     if bad:
-        ap.error(f"unknown model(s) {bad}; use tiny and/or e5")
+        ap.error(f"unknown model(s) {bad}; use {', '.join(MODELS)}")
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        import torch
+
+        if not torch.cuda.is_available():
+            ap.error(f"--device {args.device}: torch.cuda.is_available() is False on this machine")
     wanted = [c.strip() for c in args.configs.split(",")]
     configs = [c for c in CONFIGS if c[0] in wanted]
     if "mlf" not in wanted:
@@ -410,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     all_configs = configs
     for model in models:
         configs = all_configs
-        if model != "tiny":   # the e5 encoder has no masked-LM head: MLM methods cannot run on it
+        if model == "e5":   # the e5 encoder has no masked-LM head: MLM methods cannot run on it
             from lfmlf.methods import METHODS
 
             skipped = [c[0] for c in configs if METHODS[c[1]](**c[2]).needs().mlm_head]
@@ -419,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"# {model}: skipped {', '.join(skipped)} (needs a masked-LM head; this encoder has none)")
         steps = args.steps or (30 if model == "tiny" else 8)
         base_job = {"model": model, "encoder_dir": args.encoder_dir, "batch_size": args.batch_size,
-                    "max_length": args.max_length, "fixed_length": args.fixed_length, "threads": args.threads}
+                    "max_length": args.max_length, "fixed_length": args.fixed_length, "threads": args.threads,
+                    "device": args.device, "bf16": args.bf16}
         t0 = time.perf_counter()
         timing = child({**base_job, "configs": configs, "warmup": args.warmup, "steps": steps,
                         "repeats": args.repeats})
@@ -431,7 +469,9 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 memory[cfg[0]] = child({**base_job, "configs": [cfg], "warmup": 2, "steps": 0,
                                         "repeats": 0})
-                print(f"# {model}: peak RSS of {cfg[0]} alone: {memory[cfg[0]]['peak_rss_mb']:.0f} MB "
+                gpu = (f", peak GPU memory {memory[cfg[0]]['peak_cuda_mb']:.0f} MB"
+                       if memory[cfg[0]]["peak_cuda_mb"] is not None else "")
+                print(f"# {model}: peak RSS of {cfg[0]} alone: {memory[cfg[0]]['peak_rss_mb']:.0f} MB{gpu} "
                       f"({time.perf_counter() - t0:.0f} s wall)", flush=True)
         shapes[model] = {k: timing[k] for k in ("tokens_per_step", "mean_sub_batch_width")}
         base_times = timing["configs"]["mlf"]["times"]
@@ -448,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
                 "paired_ratio_median": statistics.median(paired),
                 "paired_ratio_q25": percentile(paired, 0.25), "paired_ratio_q75": percentile(paired, 0.75),
                 "peak_rss_mb": memory[label]["peak_rss_mb"] if memory else None,
+                "peak_cuda_mb": memory[label]["peak_cuda_mb"] if memory else None,
+                "cuda_after_build_mb": memory[label]["configs"][label]["cuda_after_build_mb"] if memory else None,
                 **{k: c[k] for k in ("breakdown", "build_s", "qp_params", "trainable_params", "qp_fallbacks",
                                      "final_losses")},
             }
@@ -456,14 +498,17 @@ def main(argv: list[str] | None = None) -> int:
             results[model][label]["ratio"] = results[model][label]["median"] / base
     load["end"] = os.getloadavg()
 
-    # ---- report
+    # ---- report (model column as wide as the longest model name: 5 for tiny and e5)
+    w = max([5] + [len(m) for m in models])
     print()
     print(f"K = {len(SOURCES)} sources ({'/'.join(SOURCES)}), batch {args.batch_size} split into per-source "
           f"sub-batches, max_length {args.max_length}{' (every sub-batch padded to it)' if args.fixed_length else ''}"
           f", torch threads {args.threads}, OMP_WAIT_POLICY {env.get('OMP_WAIT_POLICY', 'unset')}, {args.warmup} warm-up steps, {args.repeats} repeats, configurations "
-          f"interleaved step by step; load average {load['start'][0]:.2f} -> {load['end'][0]:.2f}")
-    head = (f"{'model':5s} {'method':6s} {'forgetting':10s} {'s/step med':>10s} {'IQR':>17s} "
-            f"{'repeat medians':>24s} {'ratio':>6s} {'paired (IQR)':>18s} {'peak RSS MB':>11s}")
+          f"interleaved step by step; load average {load['start'][0]:.2f} -> {load['end'][0]:.2f}"
+          + (f"; device {args.device}" if args.device != "cpu" else "") + ("; bf16 autocast" if args.bf16 else ""))
+    head = (f"{'model':{w}s} {'method':6s} {'forgetting':10s} {'s/step med':>10s} {'IQR':>17s} "
+            f"{'repeat medians':>24s} {'ratio':>6s} {'paired (IQR)':>18s} {'peak RSS MB':>11s}"
+            + (f" {'peak GPU MB':>11s}" if cuda else ""))
     print(head)
     print("-" * len(head))
     for model, by in results.items():
@@ -473,28 +518,36 @@ def main(argv: list[str] | None = None) -> int:
             iqr = f"[{r['q25']:.4f}, {r['q75']:.4f}]"
             paired = f"{r['paired_ratio_median']:.2f} ({r['paired_ratio_q25']:.2f}-{r['paired_ratio_q75']:.2f})"
             rss = f"{r['peak_rss_mb']:11.0f}" if r["peak_rss_mb"] is not None else f"{'-':>11s}"
-            print(f"{model:5s} {r['method']:6s} {forg:10s} {r['median']:10.4f} {iqr:>17s} {reps:>24s} "
+            if cuda:
+                rss += f" {r['peak_cuda_mb']:11.0f}" if r["peak_cuda_mb"] is not None else f" {'-':>11s}"
+            print(f"{model:{w}s} {r['method']:6s} {forg:10s} {r['median']:10.4f} {iqr:>17s} {reps:>24s} "
                   f"{r['ratio']:6.2f} {paired:>18s} {rss}")
         qp = next((r["qp_params"] for r in by.values() if r["qp_params"]), 0)
-        print(f"{'':5s} ({shapes[model]['tokens_per_step']:.0f} tokens/step incl. padding, mean sub-batch width "
+        print(f"{'':{w}s} ({shapes[model]['tokens_per_step']:.0f} tokens/step incl. padding, mean sub-batch width "
               f"{shapes[model]['mean_sub_batch_width']:.1f}; trainable {by['mlf']['trainable_params'] / 1e6:.2f} M"
               f" parameters, QP over {qp / 1e6:.2f} M)")
     print("ratio = median / MLF median; paired = median (IQR) of per-step ratios to the MLF step on the same "
           "batch.\npeak RSS = ru_maxrss of a separate process that builds only that configuration and runs "
           "2 steps.")
+    if cuda:
+        print("peak GPU MB = torch.cuda.max_memory_allocated of that process (weights, AdamW state, .grad, the "
+              "method's\nK + 1 flat gradient copies, activations); each step is timed between two "
+              "torch.cuda.synchronize.")
     print()
     print("Phase breakdown, ms per step (mean over timed steps):")
     cols = [p for p in PHASES if any(r["breakdown"].get(p, 0.0) > 5e-5 for by in results.values() for r in by.values())]
-    print(f"{'model':5s} {'config':14s} " + " ".join(f"{p:>13s}" for p in cols))
+    print(f"{'model':{w}s} {'config':14s} " + " ".join(f"{p:>13s}" for p in cols))
     for model, by in results.items():
         for label, r in by.items():
-            print(f"{model:5s} {label:14s} " + " ".join(f"{1e3 * r['breakdown'].get(p, 0.0):13.1f}" for p in cols))
+            print(f"{model:{w}s} {label:14s} " + " ".join(f"{1e3 * r['breakdown'].get(p, 0.0):13.1f}" for p in cols))
     print("  forward: task.loss per source sub-batch | task_backward: autograd over the task losses (MLF: its one\n"
           "  loss.backward) | forgetting: g_F (l2: flatten theta - theta0 and its norm; distill: frozen forward +\n"
           "  autograd.grad of F) | flatten: copying gradients into G's rows | qp_gram: Q = G G^T, b = G g_F (and eps)\n"
           "  | qp_solve: solve_box_qp | qp_direction: d = -(g_F + G^T lam) (older API: inside qp_gram) | write_grad:\n"
           "  adding d and the head's plain sum to .grad | signals: Lfmlf._signals | method_other: the rest of\n"
-          "  Lfmlf.backward (e.g. isfinite(d)) | optimizer: AdamW + scheduler.")
+          "  Lfmlf.backward (e.g. isfinite(d)) | optimizer: AdamW + scheduler."
+          + ("\n  gpu_sync: waiting at the end of the step for kernels still queued (GPU time the phases above\n"
+             "  only launched)." if cuda else ""))
     if args.json:
         Path(args.json).write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "_child"},
                                                "shapes": shapes, "loadavg": load, "results": results}, indent=1))

@@ -116,15 +116,15 @@ def _tiny_classes(architecture: str):  # -> (config class, model class, masked-L
 def _tiny_encoder(cfg: ModelConfig, vocab_size: int, pad_id: int) -> nn.Module:
     t = cfg.tiny
     config_cls, model_cls, _ = _tiny_classes(t.architecture)
-    shape = dict(vocab_size=max(vocab_size, t.min_embedding_rows), hidden_size=t.hidden_size,
-                 num_hidden_layers=t.layers, num_attention_heads=t.heads, intermediate_size=4 * t.hidden_size,
-                 max_position_embeddings=512, pad_token_id=pad_id,
-                 hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
+    shape = {"vocab_size": max(vocab_size, t.min_embedding_rows), "hidden_size": t.hidden_size,
+             "num_hidden_layers": t.layers, "num_attention_heads": t.heads,
+             "intermediate_size": 4 * t.hidden_size, "max_position_embeddings": 512, "pad_token_id": pad_id,
+             "hidden_dropout_prob": cfg.dropout, "attention_probs_dropout_prob": cfg.dropout}
     if t.architecture == "xlm-roberta":
         # XLM-R's own settings: positions count from pad_id + 1 (514 rows for 512 tokens), one token type,
         # LayerNorm eps 1e-5, <s> and </s> as in the tokenizer of train_tokenizer
-        shape.update(max_position_embeddings=512 + pad_id + 1, type_vocab_size=1, layer_norm_eps=1e-5,
-                     bos_token_id=0, eos_token_id=2)
+        shape.update({"max_position_embeddings": 512 + pad_id + 1, "type_vocab_size": 1,
+                      "layer_norm_eps": 1e-5, "bos_token_id": 0, "eos_token_id": 2})
     config = config_cls(**shape)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(t.seed)  # theta0 is the same in every trial and on resume
