@@ -63,7 +63,7 @@ def trial_intervals(tracking_uri: str, experiment: str) -> list[tuple[str, float
 
     client = MlflowClient(tracking_uri=tracking_uri)
     exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], "tags.`lfmlf.role` != 'sweep'", max_results=1000)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
     return [(r.data.params.get("method", "?"), r.info.start_time / 1000, r.info.end_time / 1000)
             for r in runs if r.data.tags.get("mlflow.parentRunId") and r.info.end_time]
 
@@ -73,10 +73,14 @@ def main() -> int:
     p.add_argument("--methods", nargs="+", default=["mlf", "lfmlf", "l2sp", "pcgrad"])
     p.add_argument("--trials", type=int, default=4, help="trials per method")
     p.add_argument("--slots", type=int, default=4, help="trials at once (logical CPUs of the local Ray)")
+    p.add_argument("--max-steps", type=int, default=60, help="steps of a trial that ASHA does not stop")
+    p.add_argument("--keep", help="keep the sweep's folder here (for a look at Ray's and MLflow's records)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        out = Path(d)
+        out = Path(args.keep or d)
+        out.mkdir(parents=True, exist_ok=True)
         cfg = sweep_yaml(args.methods, args.trials, args.slots, out)
+        cfg["train"]["max_steps"] = args.max_steps
         (out / "sweep.yaml").write_text(yaml.safe_dump(cfg))
         started = time.time()
         proc = subprocess.run([sys.executable, "-m", "lfmlf.cli", "sweep", str(out / "sweep.yaml")], cwd=out,
@@ -92,7 +96,10 @@ def main() -> int:
         print(f"summed trial time {total:.0f} s, makespan {makespan:.0f} s, busy fraction {fraction:.3f} "
               f"(target >= 0.85)")
         tail = max(e for _, _, e in rows) - sorted(e for _, _, e in rows)[-args.slots]
-        print(f"tail (last {args.slots} trial ends): {tail:.0f} s")
+        starts, ends = sorted(s for _, s, _ in rows), sorted(e for _, _, e in rows)
+        handovers = [b - a for a, b in zip(ends, starts[args.slots:])]   # a slot freed -> the next trial starts
+        print(f"tail (last {args.slots} trial ends): {tail:.0f} s; mean trial {total / len(rows):.1f} s; "
+              f"hand-over (a trial ends -> the next starts) median {sorted(handovers)[len(handovers) // 2]:.1f} s")
     return 0
 
 

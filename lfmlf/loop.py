@@ -12,6 +12,7 @@ import resource
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
@@ -57,9 +58,28 @@ def build_optimizer(model: TaskModel, spec: TrialSpec) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=spec.train.lr)
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Called at the start of every trial: Tune reuses a worker process for the next trial, and a trial's
+    peak memory must not be an earlier trial's. Linux resets the process's peak RSS (VmHWM) on request."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass   # elsewhere the figure is the process's peak since it started (ru_maxrss)
+
+
 def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this trial so far: allocated CUDA memory, else the process's peak RSS."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024   # KiB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
@@ -162,6 +182,7 @@ def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evalua
     """Train one configuration; yield an Evaluation every ``eval_every`` steps (resuming from ``state``)."""
     tc = spec.train
     device = pick_device(tc.device)
+    reset_peak_memory(device)
 
     # --- build: data, model at theta0, method (snapshots theta0), optimizer, schedule
     task, model, method = build(spec, device)

@@ -132,3 +132,23 @@ def test_data_cache_key_covers_the_data_code(monkeypatch):
     base.code_fingerprint.cache_clear()
     monkeypatch.setattr(base, "code_fingerprint", lambda: "other code")
     assert build(spec, torch.device("cpu"))[0].prep_stats["cache_hits"] == 0
+
+
+def test_peak_memory_is_per_trial_in_a_reused_worker_process():
+    """Tune reuses a worker process for the next trial: an earlier trial's peak must not be reported."""
+    import sys
+
+    import torch
+
+    from lfmlf.loop import peak_memory_mb, reset_peak_memory
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the per-trial reset of the peak RSS is Linux's /proc/self/clear_refs")
+    cpu = torch.device("cpu")
+    big = bytearray(400 * 2**20)   # an earlier trial's 400 MB peak
+    big[::4096] = b"x" * len(big[::4096])
+    del big
+    before = peak_memory_mb(cpu)
+    reset_peak_memory(cpu)
+    after = peak_memory_mb(cpu)
+    assert before - after > 300, (before, after)

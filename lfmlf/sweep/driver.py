@@ -109,7 +109,7 @@ def _tuner(cfg: SweepConfig, storage: Storage, resume: bool, tracker: SweepTrack
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
     tune_config = tune.TuneConfig(search_alg=searcher, scheduler=MethodScheduler(schedulers),
                                   num_samples=cfg.search.num_samples * len(cfg.methods),
-                                  max_concurrent_trials=cfg.search.max_concurrent, reuse_actors=False,
+                                  max_concurrent_trials=cfg.search.max_concurrent, reuse_actors=True,
                                   trial_name_creator=_trial_name, trial_dirname_creator=_trial_name)
     return tune.Tuner(fn, tune_config=tune_config, run_config=run_config)
 
@@ -223,7 +223,7 @@ def rerun(configs: dict[str, SweepConfig], seeds: list[int], *, location: str, r
         tuner = tune.Tuner(
             fn, param_space={"config": tune.grid_search(list(configs)), "seed": tune.grid_search(list(seeds))},
             tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=first.search.max_concurrent,
-                                        reuse_actors=False, trial_name_creator=_trial_name,
+                                        reuse_actors=True, trial_name_creator=_trial_name,
                                         trial_dirname_creator=_trial_name),
             run_config=tune.RunConfig(name="rerun", storage_path=storage.uri("ray"), verbose=1,
                                       progress_reporter=reporter,
