@@ -51,6 +51,7 @@ class TaskConfig(_Frozen):
     data_dir: str | None = None
     files: dict[str, SplitFiles] = Field(default_factory=dict)
     hub_path: str | None = None    # hub dataset id for format 'hub' (each task has a default)
+    hub_revision: str | None = None   # a commit, tag or branch of the hub dataset (logged with every run)
     options: dict[str, Any] = Field(default_factory=dict)   # the task's own typed options (Task.Options)
     cache_dir: str | None = None   # tokenised-data cache; default $LFMLF_CACHE_DIR or ~/.cache/lfmlf
     synthetic: SyntheticData = SyntheticData()
@@ -107,6 +108,7 @@ class TinyModel(_Frozen):
 
 class ModelConfig(_Frozen):
     name_or_path: str = "tiny"
+    revision: str | None = None    # a commit, tag or branch of a hub model (logged with every run)
     tiny: TinyModel = TinyModel()
     freeze_embeddings: bool = False
     freeze_layers: int = Field(0, ge=0)

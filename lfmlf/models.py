@@ -161,11 +161,11 @@ def load_encoder(cfg: ModelConfig, texts: Iterable[str] | None = None, mlm_head:
         from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
         try:
-            tokenizer = AutoTokenizer.from_pretrained(cfg.name_or_path)
-            config = AutoConfig.from_pretrained(cfg.name_or_path, hidden_dropout_prob=cfg.dropout,
+            tokenizer = AutoTokenizer.from_pretrained(cfg.name_or_path, revision=cfg.revision)
+            config = AutoConfig.from_pretrained(cfg.name_or_path, revision=cfg.revision, hidden_dropout_prob=cfg.dropout,
                                                 attention_probs_dropout_prob=cfg.dropout)
             if mlm_head:
-                mlm, info = AutoModelForMaskedLM.from_pretrained(cfg.name_or_path, config=config,
+                mlm, info = AutoModelForMaskedLM.from_pretrained(cfg.name_or_path, revision=cfg.revision, config=config,
                                                                  dtype=torch.float32, output_loading_info=True)
                 prefix = mlm.base_model_prefix + "."
                 missing = sorted(k for k in info["missing_keys"] if not k.startswith(prefix))
@@ -174,7 +174,7 @@ def load_encoder(cfg: ModelConfig, texts: Iterable[str] | None = None, mlm_head:
                                          f"(missing weights: {', '.join(missing[:3])}...)")
                 encoder = mlm.base_model
             else:
-                encoder = AutoModel.from_pretrained(cfg.name_or_path, config=config, dtype=torch.float32,
+                encoder = AutoModel.from_pretrained(cfg.name_or_path, revision=cfg.revision, config=config, dtype=torch.float32,
                                                     add_pooling_layer=False)
         except (OSError, ValueError) as e:
             if isinstance(e, ModelError):

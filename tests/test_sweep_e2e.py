@@ -74,9 +74,11 @@ def check_quickstart_tracking(uri: str, out: str) -> None:
 
 
 def test_a_killed_sweep_resumes_without_duplicate_runs(tmp_path):
+    """With ASHA on: the rung scores recorded before the kill are still there after the resume, so no
+    trial is stopped, or let through, against an empty rung."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     args = ["sweep", "sweeps/quickstart.yaml", "--set", f"output_dir={tmp_path}/run", "--set", "name=killed",
-            "--set", "search.num_samples=3", "--set", "search.scheduler.name=none", "--tracking-uri", uri,
+            "--set", "search.num_samples=3", "--set", "search.scheduler.grace_period=1", "--tracking-uri", uri,
             "--set", "train.max_steps=60"]
     proc = _lfmlf(args, tmp_path)
     deadline = time.time() + 400
@@ -103,10 +105,15 @@ def test_a_killed_sweep_resumes_without_duplicate_runs(tmp_path):
     assert len(trial_ids) == len(set(trial_ids)), "a finished trial has two MLflow runs"
     assert len(finished) == 6, [(r.data.tags.get("lfmlf.tune_trial_id"), r.info.status) for r in children]
     assert not [r for r in children if r.info.status == "RUNNING"]
+    reached: dict[str, dict[int, set[str]]] = {"mlf": {}, "lfmlf": {}}   # method -> eval step -> trial ids
     for run in finished:   # every finished trial logged each evaluation step once
         history = _client(uri).get_metric_history(run.info.run_id, "zero_shot/f1/avg")
         steps = [m.step for m in history]
-        assert sorted(steps) == sorted(set(steps)) == [30, 60]
+        stopped = run.data.tags.get("lfmlf.stopped_early") == "true"
+        assert sorted(steps) == sorted(set(steps)) == ([30] if stopped else [30, 60])
+        for step in steps:
+            reached[run.data.params["method"]].setdefault(step // 30, set()).add(run.data.tags["lfmlf.tune_trial_id"])
+    _check_rungs(tmp_path / "run", reached)
     # the Optuna studies persist next to the MLflow store: one per method, nothing left RUNNING, and
     # every finished MLflow run's Optuna trial number is a COMPLETE trial of its method's study
     import optuna
@@ -118,9 +125,35 @@ def test_a_killed_sweep_resumes_without_duplicate_runs(tmp_path):
                                   storage=tags["lfmlf.optuna_storage"])
         states = [t.state.name for t in study.trials]
         assert "RUNNING" not in states, states
-        complete = {t.number for t in study.trials if t.state.name == "COMPLETE"}
-        numbers = {int(r.data.tags["lfmlf.optuna_trial"]) for r in finished if r.data.params["method"] == method}
-        assert len(numbers) == 3 and numbers <= complete, (numbers, states)
+        done = {int(r.data.tags["lfmlf.optuna_trial"]) for r in finished if r.data.params["method"] == method
+                and r.data.tags.get("lfmlf.stopped_early") != "true"}
+        cut = {int(r.data.tags["lfmlf.optuna_trial"]) for r in finished if r.data.params["method"] == method
+               and r.data.tags.get("lfmlf.stopped_early") == "true"}
+        assert len(done | cut) == 3 and done, (done, cut, states)
+        assert done <= {t.number for t in study.trials if t.state.name == "COMPLETE"}, states
+        assert cut <= {t.number for t in study.trials if t.state.name == "PRUNED"}, states   # stopped != finished
+        runs = {int(r.data.tags["lfmlf.optuna_trial"]): r.info.run_id for r in finished
+                if r.data.params["method"] == method}
+        for number, run_id in runs.items():   # linked both ways: the Optuna trial names its MLflow run
+            assert study.trials[number].user_attrs.get("mlflow_run_id") == run_id
+        assert all(r.data.tags.get("mlflow.source.git.commit") for r in finished)
+
+
+def _check_rungs(run_dir, reached) -> None:
+    """Every trial that reported at an ASHA milestone is recorded in its method's rung, those from before
+    the kill included: the resumed scheduler kept its state (Tune alone would restore empty rungs)."""
+    import pickle
+
+    states = sorted((run_dir / "ray" / "sweep").glob("callback-states-*.pkl"), key=lambda p: p.stat().st_mtime)
+    assert states, "no callback state saved"
+    with states[-1].open("rb") as f:
+        saved = pickle.load(f)
+    (entry,) = [v for v in saved.values() if isinstance(v, dict) and "schedulers" in v]
+    schedulers = pickle.loads(entry["schedulers"])
+    for method, asha in schedulers.items():
+        for rung in asha._brackets[0]._rungs:
+            milestone, recorded = rung[0], rung[1]
+            assert set(recorded) == reached[method].get(milestone, set()), (method, milestone, recorded, reached)
 
 
 def test_starting_a_sweep_twice_without_resume_is_refused(tmp_path):

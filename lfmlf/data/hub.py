@@ -45,6 +45,7 @@ def load_wikiann(
     *,
     path: str = "unimelb-nlp/wikiann",
     cache_dir: str | None = None,
+    revision: str | None = None,
 ) -> list[TaggedSentence]:
     """Load one language/split of WikiAnn as tagged sentences (IOB2 tag strings).
 
@@ -58,7 +59,7 @@ def load_wikiann(
     except ImportError as e:  # pragma: no cover - datasets is a hard dependency
         raise DataError(f"cannot load {what}: the 'datasets' package is not installed ({e})") from None
     try:
-        ds = datasets.load_dataset(path, lang, split=hub_split, cache_dir=cache_dir)
+        ds = datasets.load_dataset(path, lang, split=hub_split, cache_dir=cache_dir, revision=revision)
     except Exception as e:  # no network, unknown config, corrupt cache, ...
         raise DataError(
             f"cannot load {what} via datasets.load_dataset: {type(e).__name__}: {str(e).rstrip('.')}. "
@@ -90,7 +91,8 @@ UD_HUB_UPOS: tuple[str, ...] = ("NOUN", "PUNCT", "ADP", "NUM", "SYM", "SCONJ", "
                                 "PROPN", "PRON", "X", "_", "ADV", "INTJ", "VERB", "AUX")
 
 
-def _load_split(path: str, config: str, split: str, what: str, fix: str, cache_dir: str | None) -> Any:
+def _load_split(path: str, config: str, split: str, what: str, fix: str, cache_dir: str | None,
+                revision: str | None = None) -> Any:
     """``datasets.load_dataset(path, config, split=...)`` with our split names (dev = validation)."""
     base, bracket, rest = split.partition("[")
     if base not in _SPLITS:
@@ -101,7 +103,8 @@ def _load_split(path: str, config: str, split: str, what: str, fix: str, cache_d
     except ImportError as e:  # pragma: no cover - datasets is a hard dependency
         raise DataError(f"cannot load {what}: the 'datasets' package is not installed ({e})") from None
     try:
-        return datasets.load_dataset(path, config, split=_SPLITS[base] + bracket + rest, cache_dir=cache_dir)
+        return datasets.load_dataset(path, config, split=_SPLITS[base] + bracket + rest, cache_dir=cache_dir,
+                                     revision=revision)
     except Exception as e:  # no network, unknown config, corrupt cache, ...
         raise DataError(f"cannot load {what} via datasets.load_dataset: {type(e).__name__}: "
                         f"{str(e).rstrip('.')}. Fix: {fix}") from e
@@ -130,6 +133,7 @@ def load_ud(
     *,
     path: str = "universal-dependencies/universal_dependencies",
     cache_dir: str | None = None,
+    revision: str | None = None,
 ) -> list[TaggedSentence]:
     """Load one treebank/split of a Universal Dependencies hub dataset as UPOS-tagged sentences.
 
@@ -142,7 +146,7 @@ def load_ud(
     ds = _load_split(path, treebank, split, what,
                      "check the treebank name (a config such as 'en_ewt', set per language in "
                      "task.options.treebanks) and the network; on offline machines use local files "
-                     "(format: conllu or udpos with files: ...)", cache_dir)
+                     "(format: conllu or udpos with files: ...)", cache_dir, revision)
     _columns(ds, {"tokens", "upos"}, what)
     names = _class_names(ds.features, "upos", sequence=True) or list(UD_HUB_UPOS)
     out: list[TaggedSentence] = []
@@ -165,6 +169,7 @@ def load_xnli_hub(
     *,
     path: str = "facebook/xnli",
     cache_dir: str | None = None,
+    revision: str | None = None,
 ) -> list[Any]:
     """Load one language/split of XNLI (``facebook/xnli`` layout: one config per language with
     ``premise``, ``hypothesis`` and ``label`` columns, ``label`` a ClassLabel or int in the order entailment,
@@ -174,7 +179,7 @@ def load_xnli_hub(
     what = f"XNLI dataset {path!r}, language {lang!r}, split {split!r}"
     ds = _load_split(path, lang, split, what,
                      "check the language code (an XNLI config such as 'en', 'de') and the network; on "
-                     "offline machines use local TSV files (format: xnli with files: ...)", cache_dir)
+                     "offline machines use local TSV files (format: xnli with files: ...)", cache_dir, revision)
     _columns(ds, {"premise", "hypothesis", "label"}, what)
     names = _class_names(ds.features, "label", sequence=False) or list(NLI_LABELS)
     out = []

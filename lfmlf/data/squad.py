@@ -111,13 +111,13 @@ def read_squad(path: str | Path) -> list[QaExample]:
 
 # ------------------------------------------------------------------------------------------------- hub
 def load_squad_hub(path: str, config: str | None, split: str, *,
-                   cache_dir: str | None = None) -> list[QaExample]:
+                   cache_dir: str | None = None, revision: str | None = None) -> list[QaExample]:
     """A hub dataset (id or local dataset folder) with SQuAD columns, via ``datasets.load_dataset``."""
     what = f"QA dataset {path!r}, config {config!r}, split {split!r}"
     try:
         import datasets
 
-        ds = datasets.load_dataset(path, config, split=split, cache_dir=cache_dir)
+        ds = datasets.load_dataset(path, config, split=split, cache_dir=cache_dir, revision=revision)
     except Exception as e:  # no network, unknown config or split, corrupt cache, ...
         raise DataError(f"cannot load {what} via datasets.load_dataset: {type(e).__name__}: "
                         f"{str(e).rstrip('.')}. Fix: check task.hub_path and the options hub_config "

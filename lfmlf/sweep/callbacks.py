@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from ray import tune
 
+from lfmlf.lineage import trial_files
 from lfmlf.sweep.trainable import RerunSpecs, SweepSpecs
 from lfmlf.tracking import SweepTracker
 
@@ -20,9 +21,10 @@ class TrackingCallback(tune.Callback):
     ``Tuner.restore``, so this holds only picklable settings and opens its MLflow client lazily."""
 
     def __init__(self, uri: str, experiment: str, parent_id: str, specs: SweepSpecs | RerunSpecs,
-                 searcher: Any = None) -> None:
+                 searcher: Any = None, lineage_tags: dict[str, str] | None = None) -> None:
         self.uri, self.experiment, self.parent_id = uri, experiment, parent_id
         self.specs, self.searcher = specs, searcher
+        self.lineage_tags = lineage_tags or {}   # git commit, model id and revision: the same for every trial
         self._tracker: SweepTracker | None = None
         self._logged: dict[str, int] = {}   # trial id -> last step written (results repeat after a restore)
         self._nodes: dict[str, list[str]] = {}   # trial id -> Ray node ids it reported from, in order
@@ -37,6 +39,11 @@ class TrackingCallback(tune.Callback):
             self._tracker.attach(self.parent_id)
         return self._tracker
 
+    def _link_optuna(self, trial_id: str, run_id: str) -> None:
+        """The Optuna trial carries its MLflow run id (user attribute ``mlflow_run_id``): linked both ways."""
+        if self.searcher is not None:
+            self.searcher.link_run(trial_id, run_id)
+
     def _optuna_number(self, trial_id: str) -> dict[str, str]:
         if self.searcher is None:
             return {}
@@ -48,9 +55,14 @@ class TrackingCallback(tune.Callback):
         tags = {"lfmlf.method": spec.method, "lfmlf.source_set": "+".join(spec.sources),
                 **self._optuna_number(trial.trial_id), **self.specs.tags(trial.config),
                 "lfmlf.trial_dir": str(getattr(trial, "path", None) or trial.local_path or ""), **{f"lfmlf.source.{s}": "true" for s in spec.sources}}
-        run_id = self.tracker.trial_run(trial.trial_id, f"{spec.method}-{trial.trial_id}", spec.flat_params(), tags)
-        self.tracker.log_text(run_id, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False),
-                              "trial_config.yaml")
+        fresh = self.tracker.run_id(trial.trial_id) is None
+        run_id = self.tracker.trial_run(trial.trial_id, self.specs.run_name(trial.config, trial.trial_id),
+                                        spec.flat_params(), {**tags, **self.lineage_tags})
+        if fresh:   # what the numbers came from: written once per run
+            self.tracker.log_text(run_id, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False),
+                                  "trial_config.yaml")
+            self.tracker.log_data_files(run_id, trial_files(spec))
+            self._link_optuna(trial.trial_id, run_id)
         if trial.trial_id not in self._logged:
             self._logged[trial.trial_id] = self.tracker.last_step(run_id)
         if trial.trial_id not in self._nodes:   # a resumed driver keeps the nodes the trial already ran on

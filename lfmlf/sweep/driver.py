@@ -26,7 +26,7 @@ from lfmlf.search import (DefineByRun, fail_orphaned_trials, load_space, make_sa
 from lfmlf.storage import Storage, redact
 from lfmlf.sweep.callbacks import TrackingCallback
 from lfmlf.sweep.cluster import start_ray
-from lfmlf.sweep.routing import MethodScheduler, MethodSearch, ResumableOptunaSearch
+from lfmlf.sweep.routing import MethodScheduler, MethodSearch, ResumableOptunaSearch, SchedulerState
 from lfmlf.sweep.trainable import RerunSpecs, SweepSpecs, trainable
 from lfmlf.tasks import TASKS
 from lfmlf.tracking import SweepTracker, resolve_uri
@@ -42,6 +42,7 @@ class SweepOutcome:
     storage: str = ""                                                # where Ray's results are
     best: dict[str, dict[str, Any]] = field(default_factory=dict)   # method -> {config, metric, run_id}
     errors: dict[str, int] = field(default_factory=dict)             # method -> failed trials
+    stopped: dict[str, int] = field(default_factory=dict)            # method -> trials stopped by ASHA
     studies: tuple[str, dict[str, str]] = ("", {})                   # Optuna storage URL, method -> study
 
     @property
@@ -55,6 +56,14 @@ def _git_sha() -> str:
                               cwd=Path(__file__).parent).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def lineage_tags(cfg: SweepConfig) -> dict[str, str]:
+    """Tags every run of a sweep or rerun carries: the code (MLflow's own git tag) and the model."""
+    sha = _git_sha()
+    return {"mlflow.source.git.commit": sha, "lfmlf.git_sha": sha, "lfmlf.model": cfg.model.name_or_path,
+            **({"lfmlf.model_revision": cfg.model.revision} if cfg.model.revision else {}),
+            **({"lfmlf.data_revision": cfg.task.hub_revision} if cfg.task.hub_revision else {})}
 
 
 def _open_storage(location: str, name: str, resume: bool) -> Storage:
@@ -89,25 +98,26 @@ def _tuner(cfg: SweepConfig, storage: Storage, resume: bool, tracker: SweepTrack
         space = DefineByRun(method, load_space(method, cfg.methods[method].space, cfg), cfg.source_sets())
         searchers[method] = ResumableOptunaSearch(
             space=space, metric=metric, mode=mode, storage=study_storage(optuna_url), study_name=studies[method],
-            sampler=make_sampler(cfg.train.seed, cfg.search.n_startup_trials))
+            sampler=make_sampler(cfg.train.seed, cfg.search.n_startup_trials), max_steps=cfg.train.max_steps)
         schedulers[method] = (ASHAScheduler(time_attr="eval_step", metric=metric, mode=mode, max_t=max_t,
                                             grace_period=min(sc.grace_period, max_t),
                                             reduction_factor=sc.reduction_factor)
                               if sc.name == "asha" else FIFOScheduler())
         columns += [k for k in ("lr", "slack", "source_set") if k in space.space and k not in columns]
     searcher = MethodSearch(searchers, cfg.search.num_samples, metric, mode)
+    scheduler = MethodScheduler(schedulers)
     callback = TrackingCallback(tracker.uri, cfg.tracking.experiment, tracker.parent_id or "", SweepSpecs(cfg),
-                                searcher)
+                                searcher, lineage_tags(cfg))
     m = TASKS[cfg.task.name].metric
     reporter = tune.CLIReporter(
         metric_columns={"step": "step", f"source/{m}/avg": "source", f"zero_shot/{m}/avg": "zero-shot",
                         metric: "best source"},
         parameter_columns=columns, max_report_frequency=20)   # no cross-method "best trial" line: not comparable
     run_config = tune.RunConfig(
-        name=EXPERIMENT, storage_path=storage.uri("ray"), callbacks=[callback], verbose=1,
+        name=EXPERIMENT, storage_path=storage.uri("ray"), callbacks=[callback, SchedulerState(scheduler)], verbose=1,
         progress_reporter=reporter, failure_config=tune.FailureConfig(max_failures=cfg.ray.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
-    tune_config = tune.TuneConfig(search_alg=searcher, scheduler=MethodScheduler(schedulers),
+    tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
                                   num_samples=cfg.search.num_samples * len(cfg.methods),
                                   max_concurrent_trials=cfg.search.max_concurrent, reuse_actors=True,
                                   trial_name_creator=_trial_name, trial_dirname_creator=_trial_name)
@@ -135,8 +145,8 @@ def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
               "source_pool": "+".join(sorted(cfg.languages.sources)), "targets": "+".join(cfg.languages.targets),
               "num_samples_per_method": str(cfg.search.num_samples), "search_metric": search_metric(cfg),
               "selection": "source-dev", "storage": redact(storage.location), **budget}
-    parent = tracker.start_sweep(cfg.name, storage.location, params,
-                                 {"lfmlf.git_sha": _git_sha(), "lfmlf.sweep": cfg.name}, resume)
+    parent = tracker.start_sweep(cfg.name, storage.location, params, {**lineage_tags(cfg), "lfmlf.sweep": cfg.name},
+                                 resume)
     optuna_url = study_storage_url(uri, run_dir)
     studies = {m: study_name(cfg.name, m, parent) for m in cfg.methods}
     tracker.set_tags(parent, {"lfmlf.optuna_storage": optuna_url,
@@ -162,7 +172,9 @@ def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
             if orphans:
                 print(f"lfmlf: {orphans} Optuna trial(s) of {method} were left RUNNING by a killed process; "
                       "marked FAIL in the study.", flush=True)
-            best = _best_result(grid, method, metric, cfg.search.mode)
+            outcome.stopped[method] = sum(1 for r in grid if r.config.get("method") == method and r.error is None
+                                          and r.metrics and int(r.metrics.get("step", 0)) < cfg.train.max_steps)
+            best = _best_result(grid, method, metric, cfg.search.mode, cfg.train.max_steps)
             if best is not None:
                 outcome.best[method] = {"config": best.config, "metric": best.metrics.get(metric),
                                         "zero_shot": best.metrics.get(metric.replace("source", "zero_shot")),
@@ -180,9 +192,11 @@ def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
     return outcome
 
 
-def _best_result(grid: Any, method: str, metric: str, mode: str) -> Any:
-    """The method's trial with the best finite ``metric`` among those that did not fail (None if none)."""
+def _best_result(grid: Any, method: str, metric: str, mode: str, max_steps: int) -> Any:
+    """The method's trial with the best finite ``metric`` among those that ran to ``max_steps`` (not failed,
+    not stopped by the scheduler); None if there is none."""
     usable = [r for r in grid if r.config.get("method") == method and r.error is None and r.metrics
+              and int(r.metrics.get("step", 0)) >= max_steps
               and isinstance(r.metrics.get(metric), (int, float)) and math.isfinite(r.metrics[metric])]
     if not usable:
         return None
@@ -205,8 +219,8 @@ def rerun(configs: dict[str, SweepConfig], seeds: list[int], *, location: str, r
     sweeps = sorted({str((c.selection or {}).get("sweep_run_id", "")) for c in configs.values()} - {""})
     params = {"configs": ",".join(configs), "seeds": ",".join(map(str, seeds)), "task": first.task.name,
               **{f"selection.{k}": str((c.selection or {}).get("rule", "given")) for k, c in configs.items()}}
-    parent = tracker.start_sweep(name, storage.location, params, {"lfmlf.sweep_run_id": ",".join(sweeps),
-                                 "lfmlf.git_sha": _git_sha()}, resume, role="rerun")
+    parent = tracker.start_sweep(f"rerun: {', '.join(configs)}", storage.location, params,   # every configuration
+                                 {"lfmlf.sweep_run_id": ",".join(sweeps), **lineage_tags(first)}, resume, role="rerun")
     for key, c in configs.items():
         tracker.log_text(parent, yaml.safe_dump(c.model_dump(mode="json", exclude={"source"}), sort_keys=False),
                          f"configs/{key}.yaml")
@@ -227,7 +241,8 @@ def rerun(configs: dict[str, SweepConfig], seeds: list[int], *, location: str, r
                                         trial_dirname_creator=_trial_name),
             run_config=tune.RunConfig(name="rerun", storage_path=storage.uri("ray"), verbose=1,
                                       progress_reporter=reporter,
-                                      callbacks=[TrackingCallback(uri, first.tracking.experiment, parent, specs)],
+                                      callbacks=[TrackingCallback(uri, first.tracking.experiment, parent, specs,
+                                                                  lineage_tags=lineage_tags(first))],
                                       failure_config=tune.FailureConfig(max_failures=first.ray.max_failures),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
     outcome = SweepOutcome(run_dir=local.run_dir, tracking_uri=uri, parent_run_id=parent, storage=storage.location)
@@ -250,14 +265,16 @@ def _print_summary(cfg: SweepConfig, outcome: SweepOutcome, metric: str) -> None
     print(f"\n=== {cfg.name}: best trial per method (selected on {metric}) ===")
     for method in cfg.methods:
         b = outcome.best.get(method)
-        failed = outcome.errors.get(method, 0)
+        failed, stopped = outcome.errors.get(method, 0), outcome.stopped.get(method, 0)
         if b is None:
-            print(f"  {method:8s} no finished trial ({failed} failed; see {outcome.storage}/ray/{EXPERIMENT})")
+            print(f"  {method:8s} no finished trial ({failed} failed, {stopped} stopped early; see "
+                  f"{redact(outcome.storage)}/ray/{EXPERIMENT})")
             continue
         shown = {k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in b["config"].items() if k != "method"}
         zero_shot = b["zero_shot"] if isinstance(b["zero_shot"], (int, float)) else float("nan")
         print(f"  {method:8s} {metric} = {b['metric']:.4f}   zero-shot (same checkpoint) = "
-              f"{zero_shot:.4f}   {shown}" + (f"   [{failed} failed]" if failed else ""))
+              f"{zero_shot:.4f}   {shown}" + (f"   [{failed} failed]" if failed else "")
+              + (f"   [{stopped} stopped early by ASHA, not eligible]" if stopped else ""))
     uri = redact(outcome.tracking_uri)
     print(f"\nMLflow: runs are in {uri} (parent run {outcome.parent_run_id}).")
     print(f"Open the UI with:  mlflow ui --backend-store-uri {uri} --host 127.0.0.1")

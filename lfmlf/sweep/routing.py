@@ -13,6 +13,7 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
@@ -21,21 +22,40 @@ from lfmlf.search import trial_finished
 
 
 class ResumableOptunaSearch(OptunaSearch):
-    """OptunaSearch over a persistent study. The study can be ahead of Tune's experiment snapshot: a driver
-    killed after Optuna recorded a trial's end, before Tune's next snapshot, resumes that trial, which
-    reports again. A finished Optuna trial cannot be updated, so those reports are not passed on (the
-    study already holds the trial's value)."""
+    """OptunaSearch over a persistent study, telling Optuna what happened to each trial.
+
+    - Intermediate values are reported at the loop's own ``eval_step`` (Tune's ``training_iteration``
+      restarts when a trial resumes), so a pruned trial's curve is right.
+    - A trial that ends before ``max_steps`` without an error was stopped by the scheduler (ASHA): it is
+      told PRUNED (Optuna then keeps its last intermediate value), never COMPLETE, so neither TPE nor the
+      importances treat a truncated score as a finished one. Ray's own OptunaSearch tells it COMPLETE.
+    - The study can be ahead of Tune's experiment snapshot: a driver killed after Optuna recorded a trial's
+      end, before Tune's next snapshot, resumes that trial, which reports again. A finished Optuna trial
+      cannot be updated, so those reports are not passed on (the study already holds the trial's state)."""
+
+    def __init__(self, *args: Any, max_steps: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_steps = max_steps
 
     def _finished(self, trial_id: str) -> bool:
         ot = self._ot_trials.get(trial_id)
         return ot is not None and trial_finished(self._ot_study, ot)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if not self._finished(trial_id):
-            super().on_trial_result(trial_id, result)
+        if self._finished(trial_id) or trial_id in self._completed_trials:
+            return
+        value = result.get(self.metric)
+        if isinstance(value, (int, float)):
+            self._ot_trials[trial_id].report(float(value), int(result.get("eval_step", result.get("step", 0))))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if self._finished(trial_id):
+            self._completed_trials.add(trial_id)
+            return
+        if not error and result and int(result.get("step", self.max_steps)) < self.max_steps:
+            from optuna.trial import TrialState
+
+            self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
             self._completed_trials.add(trial_id)
             return
         super().on_trial_complete(trial_id, result, error)
@@ -92,6 +112,13 @@ class MethodSearch(Searcher):
         ot = getattr(self.searchers.get(method or ""), "_ot_trials", {}).get(trial_id)
         return ot.number if ot is not None else None
 
+    def link_run(self, trial_id: str, run_id: str) -> None:
+        """Store the trial's MLflow run id on its Optuna trial (user attribute ``mlflow_run_id``)."""
+        method = self.method_of.get(trial_id)
+        ot = getattr(self.searchers.get(method or ""), "_ot_trials", {}).get(trial_id)
+        if ot is not None and not self.searchers[method or ""]._finished(trial_id):
+            ot.set_user_attr("mlflow_run_id", run_id)
+
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
             pickle.dump(self.__dict__, f)
@@ -140,3 +167,23 @@ class MethodScheduler(FIFOScheduler):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
+
+
+class SchedulerState(tune.Callback):
+    """Keeps the per-method schedulers' state (ASHA's rung scores) in Tune's experiment checkpoint.
+
+    Tune 2.60 restores a scheduler from the pickle written when the experiment started, so a resumed sweep
+    would compare its trials against empty rungs (nothing stopped, or everything let through). Tune does
+    save and restore callbacks' ``get_state`` with every experiment checkpoint; this callback holds the
+    sweep's :class:`MethodScheduler` (the same object: the Tuner's pickle keeps the identity) and carries
+    its schedulers' state along. Called by Tune: ``get_state`` at each experiment checkpoint,
+    ``set_state`` once when a Tuner is restored, before any trial resumes."""
+
+    def __init__(self, scheduler: MethodScheduler) -> None:
+        self.scheduler = scheduler
+
+    def get_state(self) -> dict | None:
+        return {"schedulers": pickle.dumps(self.scheduler.schedulers)}
+
+    def set_state(self, state: dict) -> None:
+        self.scheduler.schedulers = pickle.loads(state["schedulers"])

@@ -29,6 +29,9 @@ class SweepSpecs:
     def tags(self, config: dict[str, Any]) -> dict[str, str]:
         return {"lfmlf.sweep": self.sweep.name}
 
+    def run_name(self, config: dict[str, Any], trial_id: str) -> str:
+        return f"{config.get('method', 'trial')}-{trial_id}"
+
 
 class RerunSpecs:
     """Tune config ``{"config": name, "seed": s}`` -> the named single-method configuration with that seed."""
@@ -39,6 +42,10 @@ class RerunSpecs:
     def __call__(self, config: dict[str, Any]) -> TrialSpec:
         cfg = self.configs[config["config"]]
         return trial_spec(cfg, {"method": next(iter(cfg.methods)), "seed": int(config["seed"])})
+
+    def run_name(self, config: dict[str, Any], trial_id: str) -> str:
+        """``<configuration>-seed<N>``: the seeds of one configuration are told apart in MLflow's run list."""
+        return f"{config['config']}-seed{config['seed']}"
 
     def tags(self, config: dict[str, Any]) -> dict[str, str]:
         selection = self.configs[config["config"]].selection or {}

@@ -34,7 +34,7 @@ class NerTask(TaggingTask):
         if cfg.format == "wikiann":
             from lfmlf.data.hub import load_wikiann
 
-            return load_wikiann(lang, split, path=cfg.hub_path or "unimelb-nlp/wikiann")
+            return load_wikiann(lang, split, path=cfg.hub_path or "unimelb-nlp/wikiann", revision=cfg.hub_revision)
         from lfmlf.data.synthetic import synthetic_ner
 
         return synthetic_ner([lang], split, getattr(cfg.synthetic, split))[lang]

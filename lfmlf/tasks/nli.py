@@ -144,7 +144,7 @@ class NliTask(Task):
             elif cfg.format == "hub":
                 from lfmlf.data.hub import load_xnli_hub
 
-                pairs = load_xnli_hub(lang, split, path=cfg.hub_path or "facebook/xnli")
+                pairs = load_xnli_hub(lang, split, path=cfg.hub_path or "facebook/xnli", revision=cfg.hub_revision)
             else:
                 from lfmlf.data.synthetic import synthetic_nli
 

@@ -91,7 +91,7 @@ class PosTask(TaggingTask):
             from lfmlf.data.hub import load_ud
 
             path_id = cfg.hub_path or "universal-dependencies/universal_dependencies"
-            sents = load_ud(self.treebank(lang), split, path=path_id)
+            sents = load_ud(self.treebank(lang), split, path=path_id, revision=cfg.hub_revision)
             where = f"{path_id} ({self.treebank(lang)}, {split})"
         else:
             from lfmlf.data.synthetic import synthetic_pos

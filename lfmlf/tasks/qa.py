@@ -196,7 +196,7 @@ class QaTask(Task):
             elif cfg.format == "hub":
                 config = opts.hub_config.format(lang=lang) if opts.hub_config else None
                 rows = load_squad_hub(cfg.hub_path or DEFAULT_HUB_PATH, config,
-                                      opts.hub_splits.get(split, split))
+                                      opts.hub_splits.get(split, split), revision=cfg.hub_revision)
             else:
                 rows = synthetic_qa([lang], split, getattr(cfg.synthetic, split))[lang]
             self._raw[key] = self.capped(rows, lang, split, "questions")
