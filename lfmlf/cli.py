@@ -35,7 +35,17 @@ def _best(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from lfmlf.commands import load_configuration, train
 
-    train(load_configuration(args.config, _overrides(args)), args.tracking_uri, args.seed)
+    train(load_configuration(args.config, _overrides(args)), args.tracking_uri, args.seed, args.save)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from lfmlf.export import export
+
+    hf_logging.disable_progress_bar()   # save_pretrained's one-shard bar
+    export(args.source, args.out, args.tracking_uri, averaged=args.averaged, log=not args.no_mlflow)
     return 0
 
 
@@ -69,7 +79,8 @@ def _report(args: argparse.Namespace) -> int:
     from lfmlf.commands import report
     from lfmlf.config import load_sweep
 
-    report(load_sweep(args.sweep, _overrides(args)), args.tracking_uri, args.rerun, args.out)
+    report(load_sweep(args.sweep, _overrides(args)), args.tracking_uri, args.rerun, args.out, args.metric,
+           args.oracle)
     return 0
 
 
@@ -110,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("best", help="write each method's best configuration of a finished sweep as YAML")
     p.add_argument("sweep", help="the sweep YAML the sweep ran from")
     p.add_argument("--out", help="folder for the configuration files (default: the run folder's best/)")
-    p.add_argument("--metric", help="selection metric (default: the sweep's search metric, source-language dev)")
+    p.add_argument("--metric", help="selection metric (default: the sweep's search metric, source-language dev); "
+                   "its label (source-language dev, target-language = oracle, or the key as is) goes into the "
+                   "rule and the file, e.g. best/zero_shot/{metric}/avg is an oracle, not zero-shot")
     _output_dir(p)
     _common(p)
     p.set_defaults(func=_best)
@@ -118,8 +131,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="run one configuration without a search, tracked in MLflow")
     p.add_argument("config", help="a configuration file (from `lfmlf best`, or a sweep file with one method)")
     p.add_argument("--seed", type=int, help="override train.seed")
+    p.add_argument("--save", metavar="DIR", help="write the selected evaluation's model to DIR as `lfmlf export` "
+                   "does (with train.average_last also the averaged one, to DIR-averaged) and log it to the run")
     _common(p)
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("export", help="write a trial's selected model as a Hugging Face directory, logged to MLflow")
+    p.add_argument("source", help="a trial's MLflow run id, or a configuration file written by `lfmlf best`")
+    p.add_argument("--out", help="output folder (default: models/<stem> next to the best/ folder of a best "
+                   "file, else models/<run id> here)")
+    p.add_argument("--averaged", action="store_true", help="export the mean of the last train.average_last "
+                   "evaluations (the avg/* scores) instead of the selected evaluation (the best/* scores)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log the export to the trial's MLflow run")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the best file's, else "
+                   "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("rerun", help="run configurations with several seeds on Ray, under one MLflow run")
     p.add_argument("configs", nargs="+", help="configuration files (from `lfmlf best`)")
@@ -137,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerun", help="MLflow run id of the rerun to tabulate (default: the newest rerun of the "
                    "sweep's best configurations; without one, the sweep's best trials)")
     p.add_argument("--out", help="output folder (default: the run folder's report/)")
+    p.add_argument("--metric", help="selection metric of the sweep's best trials when there is no rerun (default: "
+                   "the sweep's search metric; a rerun uses the metric `lfmlf best` recorded)")
+    p.add_argument("--oracle", action="store_true", help="add, for each method, the sweep trial that target-"
+                   "language scores would have picked, as a marked oracle row beside the zero-shot-faithful one")
     _output_dir(p)
     _common(p)
     p.set_defaults(func=_report)

@@ -9,7 +9,6 @@ rule), and ``lfmlf train`` and ``lfmlf rerun`` accept it (or any sweep file that
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,15 @@ from lfmlf.search import search_metric
 # ----------------------------------------------------------------------------------------------- best
 def best(cfg: SweepConfig, tracking_uri: str | None = None, out_dir: Path | None = None,
          metric: str | None = None) -> dict[str, Path]:
-    """Write each method's best trial of a sweep as a configuration file; returns method -> path."""
+    """Write each method's best eligible trial of a sweep as a configuration file; returns method -> path.
+
+    Eligible: FINISHED, not stopped early by ASHA, with a finite ``metric`` (:func:`lfmlf.report.exclusion`).
+    A method without one is named with its reasons ("no eligible trial (3 stopped early by ASHA, 1 FAILED)"),
+    and every trial that is not eligible is listed with its reason. The rule and the ``selection`` block
+    carry the metric's label (:func:`lfmlf.selection.selection_label`): source-language dev, target-language
+    data (an oracle: not zero-shot), or the key as is."""
+    from lfmlf.report import no_eligible_reason, sweep_left_out
+    from lfmlf.selection import selection_label
     from lfmlf.tracking import RunStore, resolve_uri
 
     uri = resolve_uri(tracking_uri, cfg.tracking.uri)
@@ -32,24 +39,32 @@ def best(cfg: SweepConfig, tracking_uri: str | None = None, out_dir: Path | None
     if sweep_id is None:
         raise SweepError(f"no sweep run of {cfg.storage_location} in MLflow store {uri}. Fix: run `lfmlf sweep "
                          f"{cfg.source or 'SWEEP.yaml'}` first, or pass the --tracking-uri it used.")
-    metric = metric or search_metric(cfg)
-    runs = store.children(sweep_id)
+    metric = _metric(cfg, metric)
+    sel = selection_label(metric, cfg.task.target_split)
+    runs = store.children(sweep_id, histories=_STEPS)
     budget = _budget(store, sweep_id, cfg)
     out_dir = Path(out_dir or cfg.run_dir / "best")
     out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"Selection: {sel.sentence}.")
+    if sel.is_oracle:
+        print("  WARNING: an oracle selection; results of these configurations are not zero-shot.")
     written: dict[str, Path] = {}
+    why_none: dict[str, str] = {}
     for method in cfg.methods:
         mine = [r for r in runs if r.method == method]
         usable = _usable(mine, metric)
         if not usable:
-            print(f"  {method:8s} no finished trial with {metric} ({len(mine)} trial run(s)); nothing written")
+            why_none[method] = no_eligible_reason(mine, metric)
+            print(f"  {method:8s} {why_none[method]}; nothing written")
             continue
         top = _top(usable, metric, cfg.search.mode)
         spec = TrialSpec.model_validate(yaml.safe_load(store.text(top.run_id, "trial_config.yaml")))
-        rule = (f"{cfg.search.mode} of {metric} (source-language dev, at each trial's selected checkpoint) over "
-                f"the {len(usable)} finished of {len(mine)} trials of the '{method}' study (budget "
-                f"{budget.get(method, '?')} trials)")
-        selection = {"rule": rule, "metric": metric, "value": top.metrics[metric], "sweep": cfg.name,
+        rule = (f"{cfg.search.mode} of {metric} ({sel.label}; at each trial's selected checkpoint) over the "
+                f"{len(usable)} eligible of {len(mine)} trials of the '{method}' study (budget "
+                f"{budget.get(method, '?')} trials; trials stopped early by ASHA, failed or without the metric "
+                "are not eligible)")
+        selection = {"rule": rule, "metric": metric, "label": sel.label, "kind": sel.kind,
+                     "value": top.metrics[metric], "sweep": cfg.name,
                      "sweep_run_id": sweep_id, "trial_run_id": top.run_id,
                      "tune_trial_id": top.tags.get("lfmlf.tune_trial_id", ""),
                      "optuna_trial": top.tags.get("lfmlf.optuna_trial", ""), "budget": budget.get(method),
@@ -59,10 +74,29 @@ def best(cfg: SweepConfig, tracking_uri: str | None = None, out_dir: Path | None
                                                             allow_unicode=True), encoding="utf-8")
         written[method] = path
         print(f"  {method:8s} {metric} = {top.metrics[metric]:.4f}  (run {top.run_id})  -> {path}")
+    left = sweep_left_out([r for r in runs if r.method in cfg.methods], metric)
+    if left:
+        print(f"Not eligible ({len(left)}):")
+        for line in left:
+            print(f"  {line}")
     if not written:
-        raise SweepError(f"sweep '{cfg.name}' has no finished trial to pick from. Fix: check its runs in MLflow "
-                         f"({uri}); failed trials keep their error as the tag lfmlf.error.")
+        raise SweepError(f"sweep '{cfg.name}' has no eligible trial to pick from ("
+                         + "; ".join(f"{m}: {why}" for m, why in why_none.items())
+                         + f"). Fix: check its runs in MLflow ({uri}); failed trials keep their error as the tag "
+                         "lfmlf.error; trials stopped early by ASHA are never selected.")
     return written
+
+
+_STEPS = ("perf/steps_per_s",)   # a history logged at every evaluation: where a stopped trial stopped
+
+
+def _metric(cfg: SweepConfig, metric: str | None) -> str:
+    """``--metric`` (``{metric}`` filled in with the task's metric), else the sweep's search metric."""
+    if not metric:
+        return search_metric(cfg)
+    from lfmlf.tasks import TASKS
+
+    return metric.replace("{metric}", TASKS[cfg.task.name].metric)
 
 
 def configuration(cfg: SweepConfig, spec: TrialSpec, selection: dict[str, Any]) -> dict[str, Any]:
@@ -84,8 +118,10 @@ def configuration(cfg: SweepConfig, spec: TrialSpec, selection: dict[str, Any]) 
 
 
 def _header(selection: dict[str, Any]) -> str:
+    oracle = ("# ORACLE: selected on target-language data; results of this configuration are not zero-shot.\n"
+              if selection.get("kind") == "oracle" else "")
     return (f"# Written by `lfmlf best` from sweep '{selection['sweep']}' (MLflow run {selection['sweep_run_id']}).\n"
-            f"# Selected: {selection['rule']}.\n"
+            f"# Selected: {selection['rule']}.\n" + oracle +
             "# Run it:  lfmlf train THIS.yaml   |   lfmlf rerun THIS.yaml [OTHER.yaml ...] --seeds 3\n")
 
 
@@ -100,14 +136,23 @@ def load_configuration(path: str | Path, overrides: list[str] | None = None) -> 
 
 
 # ----------------------------------------------------------------------------------------------- train
-def train(cfg: SweepConfig, tracking_uri: str | None = None, seed: int | None = None) -> dict[str, float]:
+def train(cfg: SweepConfig, tracking_uri: str | None = None, seed: int | None = None,
+          save: Path | str | None = None) -> dict[str, float]:
     """Run one configuration in this process (no Ray, no search), tracked as one MLflow run (role train)
-    with the same params, tags and metrics as a trial run. Returns the last evaluation's metrics."""
+    with the same params, tags and metrics as a trial run. Returns the last evaluation's metrics. With
+    ``save``, writes the selected evaluation's model there as ``lfmlf export`` does (and the averaged one
+    to ``<save>-averaged`` when ``train.average_last`` is set) and logs it to the run under ``model/``."""
     from lfmlf.loop import fit
     from lfmlf.tracking import resolve_uri, start_run
 
     method = next(iter(cfg.methods))
     spec = trial_spec(cfg, {"method": method, **({"seed": seed} if seed is not None else {})})
+    if save is not None:
+        from lfmlf.export import check_out
+
+        check_out(save)   # refused before training, not after
+        if spec.train.average_last:
+            check_out(Path(save).with_name(Path(save).name + "-averaged"))
     uri = resolve_uri(tracking_uri, cfg.tracking.uri)
     selection = {f"lfmlf.selected.{k}": str(v) for k, v in (cfg.selection or {}).items() if k.endswith("run_id")}
     tracker = start_run(uri, cfg.tracking.experiment, f"train-{cfg.name}-seed{spec.train.seed}", "train",
@@ -118,9 +163,10 @@ def train(cfg: SweepConfig, tracking_uri: str | None = None, seed: int | None = 
     tracker.log_text(run_id, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), "trial_config.yaml")
     metrics: dict[str, float] = {}
     status = "FAILED"
+    last = None
     try:
         for evaluation in fit(spec):
-            metrics = evaluation.metrics
+            metrics, last = evaluation.metrics, evaluation
             tracker.log_metrics(run_id, {k: v for k, v in metrics.items() if "/" in k}, step=evaluation.step)
             print(f"step {evaluation.step}: " + "  ".join(f"{k} {metrics[k]:.4f}" for k in sorted(metrics)
                                                          if k.endswith("/avg") and not k.startswith("best/")))
@@ -129,22 +175,58 @@ def train(cfg: SweepConfig, tracking_uri: str | None = None, seed: int | None = 
         status = "KILLED"
         raise
     finally:
-        final = {k: v for k, v in metrics.items() if k.startswith(("best/", "zero_shot/", "source/", "forgetting/"))}
+        final = {k: v for k, v in metrics.items()
+                 if k.startswith(("best/", "zero_shot/", "source/", "forgetting/", "avg/"))}
         tracker.log_text(run_id, json.dumps(final, indent=2, sort_keys=True), "final_metrics.json")
         tracker.finish_sweep(status)
     print(f"MLflow run {run_id} in {uri}")
+    if save is not None and last is not None:
+        _save_trained(last.state(), Path(save), uri, cfg, run_id)
     return metrics
+
+
+def _save_trained(state: dict[str, Any], out: Path, uri: str, cfg: SweepConfig, run_id: str) -> None:
+    """``train --save``: the run's selected model (and its averaged one) as ``lfmlf export`` writes it."""
+    from lfmlf.export import log_model, write_model
+    from lfmlf.storage import redact
+    from lfmlf.tracking import RunStore
+
+    store = RunStore(uri, cfg.tracking.experiment)
+    provenance = {"run_id": run_id, "tracking_uri": redact(uri), "selection": cfg.selection}
+    for averaged, folder in ((False, out), (True, out.with_name(out.name + "-averaged"))):
+        if averaged and not state.get("recent"):
+            continue
+        write_model(folder, state, averaged=averaged, provenance=dict(provenance))
+        log_model(store, run_id, folder, averaged)
+        print(f"Saved the {'averaged' if averaged else 'selected'} model to {folder} (MLflow run {run_id}, "
+              f"{'model_averaged' if averaged else 'model'}/)")
 
 
 # ----------------------------------------------------------------------------------------------- report
 def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | None = None,
-           out_dir: Path | None = None) -> list[Path]:
+           out_dir: Path | None = None, metric: str | None = None, oracle: bool = False) -> list[Path]:
     """Tables (Markdown, LaTeX, CSV) and plots of a sweep and its rerun, written to ``out_dir`` and logged
     to MLflow (on the rerun's run, else the sweep's) under ``report/``. The table comes from the rerun
-    (mean ± std over seeds); without a rerun, from each method's best sweep trial (one seed, said so)."""
+    (mean ± std over seeds); without a rerun, from each method's best eligible sweep trial (one seed, said so).
+
+    The selection metric is the one ``lfmlf best`` recorded in the rerun's configurations, else ``metric``,
+    else the sweep's search metric; its label goes into the caption. Every method of the sweep is shown:
+    one without an eligible trial (or rerun run) gets an empty row with the reason. ``oracle`` adds, per
+    method, the sweep trial with the best target-language score as a marked reference row, and notes what
+    the zero-shot-faithful selection costs against it."""
     from lfmlf import plots
-    from lfmlf.report import build_table, sweep_left_out, write_report
+    from lfmlf.report import (
+        Importance,
+        build_table,
+        merge_left_out,
+        no_eligible_reason,
+        selection_cost,
+        sweep_left_out,
+        write_report,
+    )
     from lfmlf.search import study_summary
+    from lfmlf.selection import oracle_metric, selection_label
+    from lfmlf.storage import redact
     from lfmlf.tasks import TASKS
     from lfmlf.tracking import RunStore, resolve_uri
 
@@ -154,55 +236,109 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
     if sweep_id is None:
         raise SweepError(f"no sweep run of {cfg.storage_location} in MLflow store {uri}. Fix: run `lfmlf sweep` first, "
                          "or pass the --tracking-uri it used.")
-    metric = TASKS[cfg.task.name].metric
+    task_metric = TASKS[cfg.task.name].metric
+    split = cfg.task.target_split
     rerun_id = rerun_id or next(iter(store.reruns_of(sweep_id)), None)
     # multiplier histories (one MLflow query per metric and run) only where the multipliers plot reads them
     lambdas = ("lfmlf/lambda/",)
-    sweep_runs = store.children(sweep_id, histories=() if rerun_id else lambdas)
+    sweep_runs = [r for r in store.children(sweep_id, histories=_STEPS + (() if rerun_id else lambdas))
+                  if r.method in cfg.methods]
     budget = _budget(store, sweep_id, cfg)
-    selection = search_metric(cfg)
+    recorded = _recorded_metrics(store, rerun_id) if rerun_id else {}
+    # an oracle among them comes first, so that the table is marked as one (never silently)
+    selected_on = sorted(set(recorded.values()), key=lambda k: (not selection_label(k).is_oracle, k)) \
+        or [_metric(cfg, metric)]
+    if metric and recorded and set(recorded.values()) != {_metric(cfg, metric)}:
+        print(f"lfmlf: --metric {metric} ignored: the rerun's configurations were selected on "
+              f"{', '.join(selected_on)} (lfmlf best).")
+    sel = selection_label(selected_on[0], split)
+    by = "; ".join(f"{m} ({selection_label(m, split).label})" for m in selected_on)
+    provenance = [f"sweep '{cfg.name}': MLflow run {sweep_id} in {redact(uri)}"]
     if rerun_id is not None:
         table_runs = store.children(rerun_id, histories=lambdas)
         seeds = sorted({r.seed for r in table_runs if r.seed is not None})
-        rule = (f"each method's best trial by {selection} (source-language dev) in its Optuna study, re-run with {len(seeds)} seeds (rerun {rerun_id})")
+        rule = f"each method's best eligible trial by {by} in its Optuna study, re-run with {len(seeds)} seeds"
+        provenance.append(f"rerun: MLflow run {rerun_id}")
     else:
-        table_runs = _best_trials(sweep_runs, selection, cfg.search.mode)
-        rule = (f"each method's best trial by {selection} (source-language dev) in its Optuna study; "
-                "one seed (no rerun found: `lfmlf rerun` the files of `lfmlf best` for mean ± std)")
-    table = build_table(table_runs, task_metric=metric, targets=list(cfg.languages.targets), budget=budget,
-                        selection_rule=rule)
+        table_runs = _best_trials(sweep_runs, sel.metric, cfg.search.mode)
+        rule = (f"each method's best eligible trial by {by} in its Optuna study; one seed (no rerun found: "
+                "`lfmlf rerun` the files of `lfmlf best` for mean ± std)")
+    why_missing = {}
+    for m in cfg.methods:
+        mine, on = [r for r in sweep_runs if r.method == m], recorded.get(m, sel.metric)
+        if not _usable(mine, on):
+            why_missing[m] = no_eligible_reason(mine, on)
+        elif rerun_id is not None and not any(r.method == m for r in table_runs):
+            why_missing[m] = "not in the rerun (`lfmlf rerun` its file from `lfmlf best`)"
+    oracle_runs, okey = [], oracle_metric(task_metric)
+    osel = selection_label(okey, split)
+    if oracle and len(selected_on) == 1 and sel.is_oracle:
+        print("lfmlf: --oracle adds nothing: the table's rows are already selected on target-language data.")
+    elif oracle:
+        oracle_runs = _best_trials(sweep_runs, okey, "max")
+    table = build_table(table_runs, task_metric=task_metric, targets=list(cfg.languages.targets), budget=budget,
+                        selection_rule=rule, selection=sel, methods=list(cfg.methods), why_missing=why_missing,
+                        oracle_runs=oracle_runs, oracle_selection=osel if oracle_runs else None,
+                        provenance=provenance)
+    if oracle_runs:
+        table.notes.extend(selection_cost(_best_trials(sweep_runs, sel.metric, cfg.search.mode), oracle_runs, okey,
+                                          table.scale, table.digits))
     importances = {}
     tags = store.tags(sweep_id)
     for m in cfg.methods:
         name = tags.get(f"lfmlf.optuna_study.{m}")
         if name and tags.get("lfmlf.optuna_storage"):
+            stopped = {int(r.tags["lfmlf.optuna_trial"]) for r in sweep_runs if r.method == m and r.stopped_early
+                       and r.tags.get("lfmlf.optuna_trial", "").isdigit()}
             try:
-                importances[m] = study_summary(tags["lfmlf.optuna_storage"], name)["importances"]
+                summary = study_summary(tags["lfmlf.optuna_storage"], name, stopped)
+                importances[m] = Importance.from_summary(summary)
             except KeyError:
                 print(f"lfmlf: Optuna study {name} not found in {tags['lfmlf.optuna_storage']}; no importances for {m}")
     out = Path(out_dir or cfg.run_dir / "report")
-    excluded = sweep_left_out(sweep_runs)
+    excluded = sweep_left_out(sweep_runs, sel.metric)
     files = write_report(table, out, importances, excluded)
+    targets = list(cfg.languages.targets)
     pngs = [plots.language_bars(table, out / "languages.png"),
-            plots.forgetting_vs_zero_shot(sweep_runs, out / "forgetting_vs_zero_shot.png", metric),
-            plots.source_set_heatmap(sweep_runs, out / "source_sets.png", metric, list(cfg.languages.targets)),
+            plots.forgetting_vs_zero_shot(sweep_runs, out / "forgetting_vs_zero_shot.png", task_metric),
+            plots.source_set_heatmap(sweep_runs, out / "source_sets.png", task_metric, targets, scale=table.scale,
+                                     digits=table.digits),
             plots.multipliers_over_steps(table_runs if rerun_id else sweep_runs, out / "lfmlf_multipliers.png")]
     skipped = {"forgetting_vs_zero_shot.png": "no run logged a forgetting probe (add a `probe` section)",
                "lfmlf_multipliers.png": "no LF-MLF run with multipliers"}
     written = files + [p for p in pngs if p is not None]
     store.log_files(rerun_id or sweep_id, written, "report")
     print(f"Report of '{cfg.name}' ({'rerun ' + rerun_id if rerun_id else 'sweep best trials'}) in {out}:")
+    print(f"  selection: {sel.sentence}" + (" [ORACLE: not zero-shot]" if sel.is_oracle else ""))
     for p in written:
         print(f"  {p}")
     for name, why in skipped.items():
         if not (out / name).exists():
             print(f"  (no {name}: {why})")
-    for title, lines in (("Left out of the table", table.left_out), ("Sweep trials left out of the plots", excluded)):
-        if lines:
-            print(f"{title} ({len(lines)}):")
-            for line in lines:
-                print(f"  {line}")
+    for method, why in table.missing.items():
+        print(f"  {method}: {why}")
+    left = merge_left_out(table.left_out, excluded)
+    if left:
+        print(f"Left out ({len(left)}):")
+        for line in left:
+            print(f"  {line}")
     return written
+
+
+def _recorded_metrics(store, rerun_id: str) -> dict[str, str]:
+    """method -> the metric ``lfmlf best`` selected its configuration on, from the rerun's configurations."""
+    out: dict[str, str] = {}
+    for key in filter(None, store.params(rerun_id).get("configs", "").split(",")):
+        try:
+            conf = yaml.safe_load(store.text(rerun_id, f"configs/{key}.yaml")) or {}
+        except Exception as e:   # noqa: BLE001 (an artifact missing or unreadable: fall back to the sweep's metric)
+            print(f"lfmlf: rerun configuration {key} not readable ({type(e).__name__}); its selection metric is "
+                  "taken to be the sweep's")
+            continue
+        picked = (conf.get("selection") or {}).get("metric")
+        if picked and conf.get("methods"):
+            out[next(iter(conf["methods"]))] = str(picked)
+    return out
 
 
 def _budget(store, sweep_id: str, cfg: SweepConfig) -> dict[str, int]:
@@ -212,19 +348,22 @@ def _budget(store, sweep_id: str, cfg: SweepConfig) -> dict[str, int]:
 
 
 def _usable(runs: list, metric: str) -> list:
-    """The FINISHED runs with a finite ``metric``: what a selection may pick from."""
-    return [r for r in runs if r.status == "FINISHED" and math.isfinite(r.metrics.get(metric, math.nan))]
+    """The eligible runs: FINISHED, not stopped early by ASHA, with a finite ``metric`` (what a selection may
+    pick from; :func:`lfmlf.report.exclusion` says why another is not)."""
+    from lfmlf.report import exclusion
+
+    return [r for r in runs if exclusion(r, metric) is None]
 
 
 def _top(runs: list, metric: str, mode: str):
-    """The run with the best ``metric`` (``mode`` max or min)."""
+    """The run with the best ``metric`` (``mode`` max or min); the first of equals (runs come oldest first)."""
     sign = 1.0 if mode == "max" else -1.0
     return max(runs, key=lambda r: sign * r.metrics[metric])
 
 
 def _best_trials(runs: list, metric: str, mode: str) -> list:
-    """Each method's best FINISHED trial by ``metric`` (the table's rows when there is no rerun), by the
-    same rule as ``best``; the other runs are not rows, so failed or early-stopped trials are not picked."""
+    """Each method's best eligible trial by ``metric`` (the table's rows when there is no rerun), by the
+    same rule as ``best``: failed and early-stopped trials are never picked."""
     out = []
     for method in dict.fromkeys(r.method for r in runs):
         usable = _usable([r for r in runs if r.method == method], metric)

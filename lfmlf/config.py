@@ -139,6 +139,17 @@ class TrainConfig(_Frozen):
     temperature: float = Field(5.0, gt=0)
     device: str = "auto"
     seed: int = 0
+    # checkpoint averaging (Schmidt et al., ACL 2023): at the last step, also evaluate the uniform mean of
+    # the trainable weights of the last ``average_last`` evaluations (logged as avg/...); 0 = off
+    average_last: int = Field(0, ge=0)
+
+    @field_validator("average_last")
+    @classmethod
+    def _average_of_several(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("average_last=1 averages the last checkpoint with nothing. Fix: 0 (off), or 2 or "
+                             "more evaluation checkpoints")
+        return value
 
     @field_validator("eval_every")
     @classmethod

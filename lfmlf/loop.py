@@ -3,7 +3,11 @@
 ``fit(spec)`` builds the task data, the model and the method, then trains for ``max_steps`` optimizer
 steps and yields an :class:`Evaluation` every ``eval_every`` steps (source-language dev scores for model
 selection, target-language scores zero-shot). The caller reports it and may save ``evaluation.state()``,
-a plain dict that is enough to resume (pass it back as ``fit(spec, state)``) and to audit.
+a plain dict that is enough to resume (pass it back as ``fit(spec, state)``), to audit, and to export
+the model behind the numbers: besides the current trainable weights it carries those of the *selected*
+evaluation (best source-dev average, whose scores are the ``best/*`` metrics) and, with
+``train.average_last`` = k, those of the last k evaluations (checkpoint averaging, ``avg/*`` metrics),
+each on the CPU and stored once (:func:`weights_at`, :func:`selected_weights`, :func:`averaged_weights`).
 """
 from __future__ import annotations
 
@@ -13,14 +17,14 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
 from lfmlf.config import TrialSpec
 from lfmlf.methods import METHODS, Method, StepObjectives, without_mlm_head
 from lfmlf.methods.base import SetupData
-from lfmlf.models import MissingMlmHead, TaskModel, load_encoder
+from lfmlf.models import MissingMlmHead, TaskModel, load_encoder, tokenizer_digest
 from lfmlf.tasks import TASKS, Task
 from lfmlf.data.streams import LanguageStream, allocate, language_weights
 from lfmlf.data.unlabelled import UnlabelledText, file_texts, unlabelled_stream
@@ -99,25 +103,32 @@ def setup_data(task: Task, spec: TrialSpec, device: torch.device) -> SetupData:
     return SetupData(batches=batches, loss=task.loss)
 
 
-def build(spec: TrialSpec, device: torch.device) -> tuple[Task, TaskModel, Method]:
-    """Task data, model (encoder + fresh head, + the frozen MLM head if the method needs it) and method for
-    a trial; the model is at theta0."""
+def build_model(spec: TrialSpec, device: torch.device, mlm_head: bool = False) -> tuple[Task, TaskModel]:
+    """Task data (encoded with the trial's tokenizer) and model (encoder at theta0 + fresh head, + the frozen
+    MLM head with ``mlm_head``) of a trial, without its method: what ``build`` trains and what an export
+    loads a checkpoint's trainable weights into (the frozen ones come from the model source again)."""
     task = TASKS[spec.task.name](spec.task)
-    method = METHODS[spec.method](**spec.method_params)
-    needs = method.needs()
     texts = None
     if spec.model.name_or_path == "tiny":   # its tokenizer is trained on the sweep's own text
         texts = list(task.texts(spec.pool)) + [t for lines in file_texts(spec.unlabelled).values() for t in lines]
-    try:
-        encoder, tokenizer, mlm = load_encoder(spec.model, texts, mlm_head=needs.mlm_head)
-    except MissingMlmHead as e:
-        raise MissingMlmHead(f"{e}, and method '{spec.method}' with parameters {spec.method_params or '{}'} needs "
-                             f"one. Fix: {without_mlm_head()}") from None
+    encoder, tokenizer, mlm = load_encoder(spec.model, texts, mlm_head=mlm_head)
     started = time.perf_counter()
     task.prepare(tokenizer, spec.sources, spec.targets)
     task.prep_stats["prepare_s"] = time.perf_counter() - started
     torch.manual_seed(spec.train.seed)
     model = TaskModel(encoder, task.build_head(encoder.config.hidden_size, spec.model.dropout), mlm).to(device)
+    return task, model
+
+
+def build(spec: TrialSpec, device: torch.device) -> tuple[Task, TaskModel, Method]:
+    """Task data, model (encoder + fresh head, + the frozen MLM head if the method needs it) and method for
+    a trial; the model is at theta0."""
+    method = METHODS[spec.method](**spec.method_params)
+    try:
+        task, model = build_model(spec, device, mlm_head=method.needs().mlm_head)
+    except MissingMlmHead as e:
+        raise MissingMlmHead(f"{e}, and method '{spec.method}' with parameters {spec.method_params or '{}'} needs "
+                             f"one. Fix: {without_mlm_head()}") from None
     method.setup(model, spec.sources, data=setup_data(task, spec, device))
     return task, model, method
 
@@ -155,6 +166,73 @@ def evaluate(task: Task, model: TaskModel, spec: TrialSpec, device: torch.device
             out[f"{prefix}/{m}/avg"] = sum(scores) / len(scores)
             out[f"{prefix}/{m}/min"] = min(scores)
     return out
+
+
+def evaluate_all(task: Task, model: TaskModel, spec: TrialSpec, device: torch.device, probe) -> dict[str, float]:
+    """:func:`evaluate`, plus the forgetting probe's scores when there is one (``build_probe``'s result)."""
+    metrics = evaluate(task, model, spec, device)
+    if probe is not None:
+        metrics.update(probe[0].metrics(probe[0].measure(model.encoder, device), probe[1]))
+    return metrics
+
+
+# ----------------------------------------------------------------------------- kept weights, averaging
+def cpu_weights(model: TaskModel) -> dict[str, torch.Tensor]:
+    """A CPU copy of the trainable weights (what an evaluation keeps for export or averaging)."""
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+
+
+def average_weights(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The uniform mean of state dicts with the same keys (checkpoint averaging, Schmidt et al. 2023),
+    summed in float64 and cast back to each tensor's dtype."""
+    if not states:
+        raise ValueError("nothing to average")
+    keys = states[0].keys()
+    if any(s.keys() != keys for s in states):
+        raise ValueError("the state dicts to average do not have the same keys")
+    return {k: (sum(s[k].to(torch.float64) for s in states) / len(states)).to(states[0][k].dtype) for k in keys}
+
+
+def weights_at(state: Mapping[str, Any], step: int) -> dict[str, torch.Tensor]:
+    """The trainable weights of evaluation ``step`` kept in a checkpoint dict (``evaluation.state()``): the
+    current ones at the checkpoint's own step, else those kept for the selection or for averaging."""
+    if step == state["step"]:
+        return {k: v.to("cpu") for k, v in state["trainable"].items()}   # on the GPU in a live state
+    kept = state.get("kept") or {}
+    if step not in kept:
+        raise KeyError(f"the checkpoint at step {state['step']} keeps no weights of step {step} (it keeps "
+                       f"{sorted(kept) or 'none'}; checkpoints written before lfmlf kept selected weights have none)")
+    return kept[step]
+
+
+def selected_weights(state: Mapping[str, Any]) -> tuple[int, dict[str, torch.Tensor]]:
+    """(step, trainable weights) of the selected evaluation: the best source-dev average so far, whose
+    scores are the ``best/*`` metrics."""
+    step = int(state["best"]["step"])
+    return step, weights_at(state, step)
+
+
+def averaged_weights(state: Mapping[str, Any]) -> tuple[list[int], dict[str, torch.Tensor]]:
+    """(steps, mean trainable weights) of the last ``train.average_last`` evaluations of a checkpoint."""
+    steps = [int(s) for s in state.get("recent") or []]
+    if not steps:
+        raise KeyError(f"the checkpoint at step {state['step']} keeps no evaluations to average (train.average_last "
+                       "was 0)")
+    return steps, average_weights([weights_at(state, s) for s in steps])
+
+
+def _averaged_metrics(task: Task, model: TaskModel, spec: TrialSpec, device: torch.device, probe,
+                      kept: dict[int, dict[str, torch.Tensor]], recent: list[int], step: int) -> dict[str, float]:
+    """Evaluate the mean of the kept weights of the ``recent`` evaluations, then put the current weights
+    back; the scores are the ``avg/`` family (selection-free: no dev score picks anything)."""
+    model.load_state_dict(average_weights([kept[s] for s in recent]), strict=False)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            scores = evaluate_all(task, model, spec, device, probe)
+    finally:
+        model.load_state_dict(kept[step], strict=False)
+    return {**{f"avg/{k}": v for k, v in scores.items()},
+            "avg/checkpoints": float(len(recent)), "avg/first_step": float(recent[0])}
 
 
 @torch.no_grad()
@@ -196,6 +274,9 @@ def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evalua
     weights = language_weights({k: len(s.examples) for k, s in streams.items()}, tc.sampler, tc.temperature)
     batch_rng = torch.Generator().manual_seed(tc.seed)
     step, best, last = 0, {"score": -math.inf, "metrics": {}}, {}
+    kept: dict[int, dict[str, torch.Tensor]] = {}   # step -> trainable weights (CPU) of the selected and recent evals
+    recent: list[int] = []                          # the last average_last evaluation steps
+    digest = tokenizer_digest(task.tokenizer)       # an export checks it rebuilt exactly this tokenizer
 
     # --- resume: trainable weights, optimizer, schedule, data positions, RNGs, method counters
     if state is not None:
@@ -210,6 +291,10 @@ def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evalua
         if unlabelled is not None:
             unlabelled.restore(state["unlabelled"])
         step, best, last = state["step"], state["best"], state.get("metrics", {})
+        recent = [int(s) for s in state.get("recent") or []]
+        kept = {int(s): w for s, w in (state.get("kept") or {}).items()}
+        if step in recent or step == best.get("step"):
+            kept[step] = {k: v.detach().to("cpu", copy=True) for k, v in state["trainable"].items()}
 
     def snapshot() -> dict[str, Any]:
         return {"step": step, "trainable": model.trainable_state(), "optimizer": optimizer.state_dict(),
@@ -217,7 +302,8 @@ def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evalua
                 "batch_rng": batch_rng.get_state(), "torch_rng": torch.get_rng_state(),
                 "method": method.state_dict(), "best": best, "metrics": last,
                 "unlabelled": unlabelled.state() if unlabelled is not None else None,
-                "spec": spec.model_dump(mode="json")}
+                "kept": {s: w for s, w in kept.items() if s != step},   # the current ones are "trainable"
+                "recent": list(recent), "tokenizer": digest, "spec": spec.model_dump(mode="json")}
 
     # --- a trial killed after its last evaluation but before its end was recorded: report that again
     if step >= tc.max_steps and last:
@@ -263,9 +349,7 @@ def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evalua
         # --- evaluate: source dev (selection) and targets (zero-shot); track the selected checkpoint
         if at_eval:
             elapsed = time.perf_counter() - started
-            metrics = evaluate(task, model, spec, device)
-            if probe is not None:
-                metrics.update(probe[0].metrics(probe[0].measure(model.encoder, device), probe[1]))
+            metrics = evaluate_all(task, model, spec, device, probe)
             metrics.update({k: sum(v) / len(v) for k, v in window.items()})
             metrics.update(method.report())
             score = metrics[f"source/{task.metric}/avg"]
@@ -273,6 +357,14 @@ def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evalua
                 best = {"score": score, "step": step,
                         "metrics": {k: v for k, v in metrics.items()
                                     if k.startswith(("zero_shot/", "source/", "forgetting/"))}}
+            # keep the weights an export or the average needs (the selected ones, the last k), on the CPU
+            if tc.average_last:
+                recent = (recent + [step])[-tc.average_last:]
+            if step == best.get("step") or step in recent:
+                kept[step] = cpu_weights(model)
+            kept = {s: w for s, w in kept.items() if s == best.get("step") or s in recent}
+            if tc.average_last and step == tc.max_steps:
+                metrics.update(_averaged_metrics(task, model, spec, device, probe, kept, recent, step))
             metrics.update({f"best/{k}": v for k, v in best["metrics"].items()})
             metrics.update({"step": float(step), "eval_step": float(step // tc.eval_every),
                             "best/step": float(best["step"]), "train/lr": scheduler.get_last_lr()[0],

@@ -103,6 +103,25 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):  # -> PreTrainedToke
                                    model_max_length=512)
 
 
+def tokenizer_digest(tokenizer) -> str:
+    """A content hash of a fast tokenizer (vocabulary, merges, normaliser, templates, special tokens),
+    without the truncation and padding state that every ``tokenizer(..., truncation=True)`` call changes.
+    The loop records it in every checkpoint: an exported model must carry exactly the tokenizer it was
+    trained with, and the tiny model's is rebuilt (trained again) on export."""
+    import hashlib
+    import json
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise ModelError(f"{type(tokenizer).__name__} is not a fast tokenizer; lfmlf needs one (word ids)")
+    state = json.loads(backend.to_str())
+    state.pop("truncation", None)
+    state.pop("padding", None)
+    specials = {k: str(v) for k, v in sorted(tokenizer.special_tokens_map.items())}
+    blob = json.dumps([state, specials], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
 def _tiny_classes(architecture: str):  # -> (config class, model class, masked-LM class)
     if architecture == "xlm-roberta":
         from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM, XLMRobertaModel

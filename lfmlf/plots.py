@@ -10,18 +10,21 @@ Which runs are used: ``FINISHED`` runs only. Runs stopped early by ASHA (tag ``l
 are drawn hollow in the forgetting plot but never on its Pareto front (less training also means less
 forgetting, which would put them on the front for the wrong reason), are left out of the heatmap means
 unless ``include_stopped_early=True``, and do count in the multiplier curves (a trajectory is still a
-trajectory).
+trajectory). The heatmap has one panel per method (a source set's row never mixes methods) and shows
+scores in the table's units (× 100, one decimal, by default).
 """
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from lfmlf.report import TARGET_AVG, RunRecord, Table
 
 __all__ = [
     "DPI",
+    "HeatPanel",
     "forgetting_vs_zero_shot",
     "is_blank",
     "language_bars",
@@ -29,6 +32,7 @@ __all__ = [
     "pareto_front",
     "pareto_runs",
     "source_set_heatmap",
+    "source_set_panels",
 ]
 
 DPI = 120
@@ -161,57 +165,96 @@ def forgetting_vs_zero_shot(runs: list[RunRecord], path: Path | str, task_metric
 
 # ------------------------------------------------------------------------------------- heatmap
 
-def source_set_heatmap(runs: list[RunRecord], path: Path | str, task_metric: str, targets: list[str],
-                       prefix: str = "best/", method: str | None = None,
-                       include_stopped_early: bool = False) -> Path | None:
-    """Rows = source sets, columns = target languages + avg; cell = mean zero-shot score over the
-    FINISHED trials with that source set (of ``method`` only, if given; all methods pooled otherwise).
-    Values annotated; cells without data grey. Returns None when no run qualifies."""
-    import numpy as np
+@dataclass(frozen=True)
+class HeatPanel:
+    """One method's source-set heatmap: ``values[i][j]`` = mean over its trials with ``sets[i]`` of the
+    score in ``columns[j]``, already scaled (NaN: no trial has it); ``counts[i]`` trials per set."""
 
+    method: str
+    sets: list[str]
+    counts: list[int]
+    columns: list[str]
+    values: list[list[float]]
+
+
+def source_set_panels(runs: list[RunRecord], task_metric: str, targets: list[str], prefix: str = "best/",
+                      method: str | None = None, include_stopped_early: bool = False,
+                      scale: float = 100.0) -> list[HeatPanel]:
+    """The data of :func:`source_set_heatmap`: one panel per method (sorted), from FINISHED trials (not
+    stopped early unless ``include_stopped_early``), values × ``scale``."""
     use = [r for r in runs if r.status == "FINISHED" and (include_stopped_early or not r.stopped_early)
            and (method is None or r.method == method)]
-    if not use:
-        return None
     cols = list(targets) + ["avg"]
     keys = [f"{prefix}zero_shot/{task_metric}/{c}" for c in cols]
-    sets = sorted({r.source_set for r in use}, key=lambda s: (s.count("+"), s))
-    data = np.full((len(sets), len(cols)), np.nan)
-    counts = []
-    for i, s in enumerate(sets):
-        group = [r for r in use if r.source_set == s]
-        counts.append(len(group))
-        for j, k in enumerate(keys):
-            vals = [float(r.metrics[k]) for r in group if _finite(r.metrics.get(k))]
-            if vals:
-                data[i, j] = sum(vals) / len(vals)
+    panels = []
+    for m in sorted({r.method for r in use}):
+        mine = [r for r in use if r.method == m]
+        sets = sorted({r.source_set for r in mine}, key=lambda s: (s.count("+"), s))
+        counts, values = [], []
+        for s in sets:
+            group = [r for r in mine if r.source_set == s]
+            counts.append(len(group))
+            row = []
+            for k in keys:
+                vals = [float(r.metrics[k]) * scale for r in group if _finite(r.metrics.get(k))]
+                row.append(sum(vals) / len(vals) if vals else math.nan)
+            values.append(row)
+        panels.append(HeatPanel(m, sets, counts, cols, values))
+    return panels
+
+
+def source_set_heatmap(runs: list[RunRecord], path: Path | str, task_metric: str, targets: list[str],
+                       prefix: str = "best/", method: str | None = None,
+                       include_stopped_early: bool = False, scale: float = 100.0, digits: int = 1) -> Path | None:
+    """One heatmap per method (stacked panels, one colour scale), never pooled across methods: rows = the
+    source sets that method's trials used, columns = target languages + avg; cell = mean zero-shot score over
+    the method's FINISHED trials with that source set, in the table's units (value × ``scale``, ``digits``
+    decimals). ``method`` draws that method only. Each panel outlines its best row by the average. Cells
+    without data grey. Returns None when no run qualifies."""
+    import numpy as np
+
+    panels = [(p.method, p.sets, p.counts, np.array(p.values, dtype=float))
+              for p in source_set_panels(runs, task_metric, targets, prefix, method, include_stopped_early, scale)]
+    if not panels:
+        return None
+    cols = list(targets) + ["avg"]
     from matplotlib import colormaps
+    from matplotlib.patches import Rectangle
 
     cmap = colormaps["viridis"].with_extremes(bad="lightgrey")
-    fig = _figure(1.2 * len(cols) + 3.0, 0.45 * len(sets) + 1.8)
-    ax = fig.add_subplot(1, 1, 1)
-    masked = np.ma.masked_invalid(data)
-    finite = data[np.isfinite(data)]
+    finite = np.concatenate([d[np.isfinite(d)] for *_, d in panels])
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     if vmin == vmax:
         vmin, vmax = vmin - 0.5, vmax + 0.5
-    im = ax.imshow(masked, cmap=cmap, aspect="auto", vmin=vmin, vmax=vmax)
     mid = (vmin + vmax) / 2
-    for i in range(len(sets)):
-        for j in range(len(cols)):
-            v = data[i, j]
-            text = f"{v:.3f}" if math.isfinite(v) else "n/a"
-            colour = "black" if not math.isfinite(v) or v > mid else "white"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
-    ax.set_xticks(range(len(cols)))
-    ax.set_xticklabels(cols)
-    ax.set_yticks(range(len(sets)))
-    ax.set_yticklabels([f"{s} (n={n})" for s, n in zip(sets, counts)])
-    ax.set_xlabel("target language")
-    ax.set_ylabel("source set")
-    who = f"{method} trials" if method else "all trials"
-    ax.set_title(f"Zero-shot {task_metric} by source set ({who}, mean)")
-    fig.colorbar(im, ax=ax, label=f"zero-shot {task_metric}")
+    heights = [len(sets) + 1.2 for _, sets, _, _ in panels]
+    fig = _figure(1.2 * len(cols) + 3.6, 0.45 * sum(heights) + 0.8)
+    axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+    scaled = f" (×{scale:g})" if scale != 1 else ""
+    im = None
+    for ax, (m, sets, counts, data) in zip(axes, panels):
+        im = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, aspect="auto", vmin=vmin, vmax=vmax)
+        for i in range(len(sets)):
+            for j in range(len(cols)):
+                v = data[i, j]
+                text = f"{v:.{digits}f}" if math.isfinite(v) else "n/a"
+                colour = "black" if not math.isfinite(v) or v > mid else "white"
+                ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
+        avg = data[:, -1]
+        if np.isfinite(avg).any():
+            top = int(np.nanargmax(avg))
+            ax.add_patch(Rectangle((-0.5, top - 0.5), len(cols), 1, fill=False, edgecolor="red", linewidth=1.5))
+        ax.set_xticks(range(len(cols)))
+        ax.set_xticklabels(cols)
+        ax.tick_params(labelbottom=ax is axes[-1])      # the same columns in every panel: labelled once
+        ax.set_yticks(range(len(sets)))
+        ax.set_yticklabels([f"{s} (n={n})" for s, n in zip(sets, counts)])
+        ax.set_ylabel("source set")
+        ax.set_title(f"{m}: mean over its trials per source set (best average outlined)", fontsize=9)
+    axes[-1].set_xlabel("target language")
+    fig.suptitle(f"Zero-shot {task_metric}{scaled} by source set, one panel per method")
+    fig.subplots_adjust(hspace=0.45)
+    fig.colorbar(im, ax=list(axes), label=f"zero-shot {task_metric}{scaled}")
     return _save(fig, path)
 
 

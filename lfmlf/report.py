@@ -9,7 +9,18 @@ Decisions (also written into every table's notes, so a reader of the report sees
   ``lfmlf.stopped_early = "true"`` (ASHA cut the trial before ``train.max_steps``) are left out too:
   their ``best/*`` scores come from a shorter training and would drag a mean towards whatever the
   scheduler disliked. Reruns have no scheduler, so they are never tagged and always count. Every run
-  left out is listed in :attr:`Table.left_out` with the reason.
+  left out is listed in :attr:`Table.left_out` with the reason (:func:`exclusion`, which ``lfmlf best``
+  applies too: a stopped trial is never selected).
+* **Every method is shown.** A method of ``methods`` without a counted run is listed in
+  :attr:`Table.missing` with the reason ("no eligible trial: 3 stopped early by ASHA, 1 FAILED") and
+  rendered as a row of empty cells; it is never dropped silently.
+* **Selection label.** ``selection`` (:func:`lfmlf.selection.selection_label` of the metric the rows were
+  selected on) goes into the caption. Rows selected on target-language data (an oracle, not zero-shot)
+  carry a marker next to their method in Markdown and LaTeX, and the caption says so. ``oracle_runs`` add,
+  per method, the trial an oracle would have picked, as a marked reference row: it takes no bold and no
+  significance test.
+* **Run ids** never go into the caption: they are in :attr:`Table.provenance` (Markdown list, LaTeX ``%``
+  comments) and in the per-row run links.
 * **Rows.** One per method; a method whose counted runs have more than one source set gets one row per
   (method, source set), labelled ``"method (de+en)"``. The baseline comes first, then the other methods
   alphabetically, source sets sorted within a method.
@@ -34,18 +45,26 @@ import csv
 import io
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from lfmlf.selection import Selection
 
 __all__ = [
     "FORGETTING",
     "SOURCE_AVG",
     "TARGET_AVG",
+    "Importance",
     "RunRecord",
     "Table",
     "build_table",
+    "exclusion",
     "latex_escape",
+    "merge_left_out",
+    "no_eligible_reason",
     "paired_differences",
+    "selection_cost",
+    "sweep_left_out",
     "to_csv",
     "to_latex",
     "to_markdown",
@@ -82,6 +101,51 @@ class RunRecord:
         seed = f", seed {self.seed}" if self.seed is not None else ""
         return f"run {self.run_id} ({self.method}, {self.source_set}{seed})"
 
+    def last_step(self) -> int | None:
+        """The last step any fetched metric history reached (None without histories)."""
+        steps = [int(step) for points in self.history.values() for step, _ in points]
+        return max(steps) if steps else None
+
+
+def _stopped_text(r: RunRecord) -> str:
+    """``stopped early by ASHA (at step 20 of 80)``, as far as the record tells."""
+    try:
+        total: int | None = int(float(r.params.get("train.max_steps", "")))
+    except ValueError:
+        total = None
+    step = r.last_step()
+    if step is not None and total is not None:
+        return f"stopped early by ASHA (at step {step} of {total})"
+    if step is not None:
+        return f"stopped early by ASHA (at step {step})"
+    if total is not None:
+        return f"stopped early by ASHA (before step {total})"
+    return "stopped early by ASHA"
+
+
+def exclusion(r: RunRecord, metric: str | None = None) -> str | None:
+    """Why ``r`` may not be selected or counted (None: it may): not FINISHED (its status), stopped early by
+    ASHA (a FINISHED run tagged ``lfmlf.stopped_early=true``), or, given ``metric``, without a finite
+    value of it."""
+    if r.status != "FINISHED":
+        return r.status
+    if r.stopped_early:
+        return _stopped_text(r)
+    if metric is not None and not _finite(r.metrics.get(metric)):
+        return f"no finite {metric}"
+    return None
+
+
+def no_eligible_reason(runs: list[RunRecord], metric: str | None = None, what: str = "trial") -> str:
+    """``no eligible trial (3 stopped early by ASHA, 1 FAILED)`` for a method whose ``runs`` none count."""
+    if not runs:
+        return f"no {what} run"
+    reasons: dict[str, int] = defaultdict(int)
+    for r in runs:
+        why = exclusion(r, metric) or "eligible"
+        reasons["stopped early by ASHA" if why.startswith("stopped early") else why] += 1
+    return f"no eligible {what} (" + ", ".join(f"{n} {why}" for why, n in reasons.items()) + ")"
+
 
 @dataclass
 class Table:
@@ -90,6 +154,8 @@ class Table:
     ``means``/``stds``/``n`` are ``[row][column]``; values are raw metric values (unscaled, full precision),
     NaN where the cell is empty (mean) or undefined (std with n < 2). ``pvalues[row]`` is the Wilcoxon p
     value against ``baseline_of[row]`` (None: baseline itself or no test; ``notes`` says why).
+    ``missing`` (method -> reason) are methods without a row; ``row_marker[row]`` is shown next to the
+    row's method ("oracle: target dev"); ``reference_rows`` (oracle rows) take no bold and no test.
     """
 
     rows: list[str]
@@ -117,6 +183,21 @@ class Table:
     dagger_column: str = TARGET_AVG
     scale: float = 100.0                      # display only: cells are shown as value * scale
     digits: int = 1
+    missing: dict[str, str] = field(default_factory=dict)      # method -> why it has no row
+    row_marker: dict[str, str] = field(default_factory=dict)   # row -> marker ("oracle: target dev"), "" none
+    reference_rows: list[str] = field(default_factory=list)    # oracle rows beside the faithful ones
+    selection: Selection | None = None                         # how the (non-reference) rows were selected
+    provenance: list[str] = field(default_factory=list)        # run ids: comments, never the caption
+
+    def method_cell(self, row: str) -> str:
+        """The method column's text: the method, plus its marker when it has one."""
+        marker = self.row_marker.get(row, "")
+        return f"{self.row_method[row]} ({marker})" if marker else self.row_method[row]
+
+    @property
+    def oracle_marked(self) -> bool:
+        """Whether some row was selected on target-language data."""
+        return any(self.row_marker.get(row) for row in self.rows)
 
     def row_n(self, row: str) -> int:
         """Number of runs counted in a row."""
@@ -140,28 +221,41 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 def build_table(runs: list[RunRecord], *, task_metric: str, targets: list[str], baseline: str = "mlf",
                 forgetting_key: str | None = "best/forgetting/retrieval_drop/avg", prefix: str = "best/",
                 alpha: float = 0.05, budget: dict[str, int] | None = None, selection_rule: str | None = None,
-                scale: float = 100.0, digits: int = 1) -> Table:
+                scale: float = 100.0, digits: int = 1, selection: Selection | None = None,
+                methods: list[str] | None = None, why_missing: dict[str, str] | None = None,
+                oracle_runs: list[RunRecord] | None = None, oracle_selection: Selection | None = None,
+                provenance: list[str] | None = None) -> Table:
     """Aggregate runs into a :class:`Table` (see the module docstring for every rule).
 
-    ``budget`` (method -> number of trials) and ``selection_rule`` (how each method's configuration was
-    chosen) go into the caption; ``scale``/``digits`` only affect how the renderers print numbers.
+    ``budget`` (method -> number of trials), ``selection_rule`` (how each method's configuration was
+    chosen) and ``selection`` (the label of the metric it was chosen on) go into the caption; ``scale``/
+    ``digits`` only affect how the renderers print numbers. ``methods``: every method the table must show
+    (one without a counted run is listed in ``missing``, with ``why_missing[method]`` or the reasons its
+    runs were left out). ``oracle_runs`` (labelled by ``oracle_selection``) become one reference row per
+    method, after its own rows. ``provenance``: run ids, rendered as comments.
     """
     left_out: list[str] = []
     notes: list[str] = []
     used: list[RunRecord] = []
     for r in runs:
-        if r.status != "FINISHED":
-            left_out.append(f"{r.describe()}: {r.status}")
-        elif r.stopped_early:
-            left_out.append(f"{r.describe()}: stopped early by ASHA")
-        else:
+        why = exclusion(r)
+        if why is None:
             used.append(r)
+        else:
+            left_out.append(f"{r.describe()}: {why}")
+    oracle_used: list[RunRecord] = []
+    for r in oracle_runs or []:
+        why = exclusion(r)
+        if why is None:
+            oracle_used.append(r)
+        else:
+            left_out.append(f"oracle {r.describe()}: {why}")
 
     # ---- columns
     keys: dict[str, str] = {lang: f"{prefix}zero_shot/{task_metric}/{lang}" for lang in targets}
     keys[TARGET_AVG] = f"{prefix}zero_shot/{task_metric}/avg"
     keys[SOURCE_AVG] = f"{prefix}source/{task_metric}/avg"
-    if forgetting_key and any(forgetting_key in r.metrics for r in used):
+    if forgetting_key and any(forgetting_key in r.metrics for r in used + oracle_used):
         keys[FORGETTING] = forgetting_key
     columns = list(keys)
     lower = {c: c == FORGETTING for c in columns}
@@ -170,13 +264,20 @@ def build_table(runs: list[RunRecord], *, task_metric: str, targets: list[str], 
     by_method: dict[str, list[RunRecord]] = defaultdict(list)
     for r in used:
         by_method[r.method].append(r)
-    methods = sorted(by_method, key=lambda m: (m != baseline, m))
+    oracle_by_method: dict[str, list[RunRecord]] = defaultdict(list)
+    for r in oracle_used:
+        oracle_by_method[r.method].append(r)
+    row_order = sorted(set(by_method) | set(oracle_by_method), key=lambda m: (m != baseline, m))
+    marker = selection.marker if selection is not None else ""
+    oracle_marker = (oracle_selection.marker if oracle_selection is not None else "") or "oracle"
     rows: list[str] = []
     row_runs: dict[str, list[RunRecord]] = {}
     row_method: dict[str, str] = {}
     row_sets: dict[str, list[str]] = {}
+    row_marker: dict[str, str] = {}
+    reference_rows: list[str] = []
     split_methods: set[str] = set()
-    for m in methods:
+    for m in row_order:
         sets = sorted({r.source_set for r in by_method[m]})
         if len(sets) > 1:
             split_methods.add(m)
@@ -186,13 +287,31 @@ def build_table(runs: list[RunRecord], *, task_metric: str, targets: list[str], 
                 row_runs[label] = [r for r in by_method[m] if r.source_set == s]
                 row_method[label] = m
                 row_sets[label] = [s]
-        else:
+                row_marker[label] = marker
+        elif sets:
             rows.append(m)
             row_runs[m] = list(by_method[m])
             row_method[m] = m
             row_sets[m] = sets
+            row_marker[m] = marker
+        if oracle_by_method[m]:
+            label = f"{m} ({oracle_marker})"
+            rows.append(label)
+            reference_rows.append(label)
+            row_runs[label] = list(oracle_by_method[m])
+            row_method[label] = m
+            row_sets[label] = sorted({r.source_set for r in oracle_by_method[m]})
+            row_marker[label] = oracle_marker
     if split_methods:
         notes.append("Rows split by source set for: " + ", ".join(sorted(split_methods)) + ".")
+    no_row: dict[str, str] = {}
+    for m in methods or []:
+        if m not in by_method:
+            mine = [r for r in runs if r.method == m]
+            no_row[m] = (why_missing or {}).get(m) or no_eligible_reason(mine, what="run")
+    if no_row:
+        notes.append("No row for " + "; ".join(f"{m}: {why}" for m, why in no_row.items())
+                     + ". Such methods are shown with empty cells, never dropped.")
 
     # ---- cells
     means: dict[str, dict[str, float]] = {}
@@ -221,7 +340,8 @@ def build_table(runs: list[RunRecord], *, task_metric: str, targets: list[str], 
     # ---- best per column
     best: dict[str, tuple[str, ...]] = {}
     for col in columns:
-        cands = [(means[row][col], row) for row in rows if math.isfinite(means[row][col])]
+        cands = [(means[row][col], row) for row in rows
+                 if math.isfinite(means[row][col]) and row not in reference_rows]
         if not cands:
             best[col] = ()
             continue
@@ -233,13 +353,13 @@ def build_table(runs: list[RunRecord], *, task_metric: str, targets: list[str], 
     n_pairs: dict[str, int] = {row: 0 for row in rows}
     significant: dict[str, bool] = {row: False for row in rows}
     baseline_of: dict[str, str | None] = {row: None for row in rows}
-    base_rows = [row for row in rows if row_method[row] == baseline]
+    base_rows = [row for row in rows if row_method[row] == baseline and row not in reference_rows]
     test_notes: list[str] = []
     if not base_rows:
         test_notes.append(f"No significance tests: baseline method {baseline!r} has no counted run.")
     else:
         for row in rows:
-            if row_method[row] == baseline:
+            if row_method[row] == baseline or row in reference_rows:
                 continue
             ref = _reference_row(row, base_rows, row_sets, row_method, split_methods)
             if ref is None:
@@ -272,12 +392,14 @@ def build_table(runs: list[RunRecord], *, task_metric: str, targets: list[str], 
                      "lower is better, best = lowest).")
 
     caption = _caption(task_metric, targets, baseline, alpha, budget, selection_rule, scale,
-                       FORGETTING in keys)
+                       FORGETTING in keys, selection, oracle_selection if reference_rows else None, oracle_marker)
     return Table(rows=rows, columns=columns, keys=keys, lower_is_better=lower, means=means, stds=stds, n=ns,
                  pvalues=pvalues, n_pairs=n_pairs, significant=significant, best=best, left_out=left_out,
                  notes=notes, caption=caption, row_method=row_method, row_source_sets=row_sets,
                  row_runs=row_runs, baseline=baseline, baseline_of=baseline_of, task_metric=task_metric,
-                 targets=list(targets), alpha=alpha, scale=scale, digits=digits)
+                 targets=list(targets), alpha=alpha, scale=scale, digits=digits, missing=no_row,
+                 row_marker=row_marker, reference_rows=reference_rows, selection=selection,
+                 provenance=list(provenance or []))
 
 
 def _reference_row(row: str, base_rows: list[str], row_sets: dict[str, list[str]], row_method: dict[str, str],
@@ -326,15 +448,25 @@ def _wilcoxon(runs: list[RunRecord], base_runs: list[RunRecord], keys: list[str]
 
 
 def _caption(task_metric: str, targets: list[str], baseline: str, alpha: float, budget: dict[str, int] | None,
-             selection_rule: str | None, scale: float, forgetting: bool) -> str:
+             selection_rule: str | None, scale: float, forgetting: bool, selection: Selection | None = None,
+             oracle: Selection | None = None, oracle_marker: str = "oracle") -> str:
     scaled = f" (×{scale:g})" if scale != 1 else ""
-    parts = [(f"Zero-shot {task_metric}{scaled} on {', '.join(targets)}, their average, and the source-language "
-             f"average; mean ± sample std over runs (seeds), n = runs.")]
+    parts = []
+    if selection is not None and selection.is_oracle:
+        parts.append(f"ORACLE SELECTION, NOT ZERO-SHOT: rows marked ({selection.marker}) were {selection.sentence}.")
+    parts.append(f"Zero-shot {task_metric}{scaled} on {', '.join(targets)}, their average, and the source-language "
+                 f"average; mean ± sample std over runs (seeds), n = runs.")
     best = "Best per column in bold"
     parts.append(best + (" (lowest for the forgetting drop)." if forgetting else "."))
     parts.append(f"† p < {alpha:g} on the target average: two-sided Wilcoxon signed-rank test vs {baseline}, "
                  f"paired over (seed, target language).")
-    parts.append(f"Selection: {selection_rule}." if selection_rule else "Selection rule: not stated.")
+    rule = selection_rule or (selection.sentence if selection is not None else "")
+    if rule and selection is not None and selection.label not in rule:
+        rule += f" ({selection.label})"
+    parts.append(f"Selection: {rule}." if rule else "Selection rule: not stated.")
+    if oracle is not None:
+        parts.append(f"Rows marked ({oracle_marker}): each method's sweep trial {oracle.sentence}, shown beside "
+                     "the zero-shot-faithful row as a reference for what selection costs (no bold, no test).")
     if budget:
         parts.append("Trial budget: " + ", ".join(f"{m} {n}" for m, n in budget.items()) + "."
                      + ("" if len(set(budget.values())) <= 1 else " Budgets differ across methods."))
@@ -371,8 +503,14 @@ def _md_escape(s: str) -> str:
 
 
 def to_markdown(table: Table) -> str:
-    """A GitHub-flavoured Markdown table with the caption, notes, runs (links) and left-out runs."""
+    """A GitHub-flavoured Markdown table with the caption, notes, runs (links), provenance and left-out runs.
+    Rows selected on target-language data carry their marker next to the method, under a warning line."""
     out = []
+    if table.oracle_marked:
+        marks = sorted({table.row_marker[row] for row in table.rows if table.row_marker.get(row)})
+        out += ["> **Oracle selection, not zero-shot:** rows marked "
+                + ", ".join(f"*({_md_escape(m)})*" for m in marks)
+                + " were selected on target-language data.", ""]
     head = ["method", "sources", "n"] + [_md_escape(_col_header(table, c, "↓")) for c in table.columns]
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "|".join(["---", "---", "--:"] + ["--:"] * len(table.columns)) + "|")
@@ -381,6 +519,8 @@ def to_markdown(table: Table) -> str:
         label = _md_escape(table.row_method[row])
         if len(table.row_runs[row]) == 1 and urls:
             label = f"[{label}]({urls[0]})"
+        if table.row_marker.get(row):
+            label += f" *({_md_escape(table.row_marker[row])})*"
         cells = [label, _md_escape(", ".join(table.row_source_sets[row])), str(table.row_n(row))]
         for col in table.columns:
             text = _cell_text(table, row, col, " ± ", "–")
@@ -393,6 +533,8 @@ def to_markdown(table: Table) -> str:
                 text += " †"
             cells.append(text)
         out.append("| " + " | ".join(cells) + " |")
+    for method, why in table.missing.items():
+        out.append("| " + " | ".join([_md_escape(method), _md_escape(why), "0"] + [""] * len(table.columns)) + " |")
     out += ["", f"*{_md_escape(table.caption)}*"]
     linked = [row for row in table.rows if any(r.url for r in table.row_runs[row])]
     if linked:
@@ -407,7 +549,9 @@ def to_markdown(table: Table) -> str:
         out += ["", "p-values (vs baseline):", ""]
         out += [f"- {row}: p = {table.pvalues[row]:.4g} (n = {table.n_pairs[row]} pairs)"
                 + (" †" if table.significant[row] else "") for row in pv]
-    out += ["", "Left out:", ""] + ([f"- {x}" for x in table.left_out] or ["- nothing"])
+    if table.provenance:
+        out += ["", "Provenance:", ""] + [f"- {x}" for x in table.provenance]
+    out += ["", f"Left out ({len(table.left_out)}):", ""] + ([f"- {x}" for x in table.left_out] or ["- nothing"])
     return "\n".join(out) + "\n"
 
 
@@ -427,14 +571,15 @@ def latex_escape(s: str) -> str:
 
 
 def to_latex(table: Table) -> str:
-    """A ``table`` environment with a booktabs tabular, the caption under it and notes as ``%`` comments."""
+    """A ``table`` environment with a booktabs tabular, the caption under it, and as ``%`` comments (never
+    in the caption): notes, provenance, each row's run ids and the runs left out."""
     ncol = len(table.columns)
     lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{ll" + "r" * (ncol + 1) + "}", r"\toprule"]
     head = ["Method", "Sources", "$n$"] + [latex_escape(_col_header(table, c, "↓")) for c in table.columns]
     lines.append(" & ".join(head) + r" \\")
     lines.append(r"\midrule")
     for row in table.rows:
-        cells = [latex_escape(table.row_method[row]), latex_escape(", ".join(table.row_source_sets[row])),
+        cells = [latex_escape(table.method_cell(row)), latex_escape(", ".join(table.row_source_sets[row])),
                  str(table.row_n(row))]
         for col in table.columns:
             m, s, n = table.means[row][col], table.stds[row][col], table.n[row][col]
@@ -452,8 +597,12 @@ def to_latex(table: Table) -> str:
                 text += r"$^\dagger$"
             cells.append(text)
         lines.append(" & ".join(cells) + r" \\")
+    for method, why in table.missing.items():
+        lines.append(" & ".join([latex_escape(method), latex_escape(why), "0"] + [""] * ncol) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{latex_escape(table.caption)}}}", r"\end{table}"]
-    comments = [f"% note: {n}" for n in table.notes] + [f"% left out: {x}" for x in table.left_out]
+    comments = ([f"% note: {n}" for n in table.notes] + [f"% provenance: {x}" for x in table.provenance]
+                + [f"% runs of {row}: " + ", ".join(r.run_id for r in table.row_runs[row]) for row in table.rows]
+                + [f"% left out: {x}" for x in table.left_out])
     return "\n".join(lines + [latex_escape_comment(c) for c in comments]) + "\n"
 
 
@@ -472,7 +621,8 @@ def _num(x: float | None) -> str:
 def to_csv(table: Table) -> str:
     """Long format ``row,column,mean,std,n,p_value,best``: raw (unscaled) values at full precision
     (``repr``: parses back to the identical float), empty for NaN/none; ``p_value`` on the target-avg line
-    of each tested row; ``best`` is 1 or 0."""
+    of each tested row; ``best`` is 1 or 0. A method without a counted run (``Table.missing``) has lines
+    with ``n`` 0 and nothing else."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_FIELDS)
@@ -481,51 +631,104 @@ def to_csv(table: Table) -> str:
             p = table.pvalues[row] if col == table.dagger_column else None
             w.writerow([row, col, _num(table.means[row][col]), _num(table.stds[row][col]), table.n[row][col],
                         _num(p), int(row in table.best[col])])
+    for method in table.missing:        # a method without a counted run: empty cells, n = 0
+        for col in table.columns:
+            w.writerow([method, col, "", "", 0, "", 0])
     return buf.getvalue()
 
 
-def _importance_md(importances: dict[str, dict[str, float]]) -> list[str]:
-    out = ["", "## Parameter importance (fANOVA)", ""]
+@dataclass(frozen=True)
+class Importance:
+    """One method's parameter importances, with what they were computed on (see ``lfmlf.search.study_summary``)."""
+
+    values: dict[str, float]                 # parameter -> share (sums to 1); empty when not computed
+    evaluator: str                           # e.g. "fANOVA (optuna.importance.FanovaImportanceEvaluator, ...)"
+    n_trials: int                            # COMPLETE trials the values are computed on
+    excluded: dict[str, int] = field(default_factory=dict)   # reason -> trials left out
+    why: str = ""                            # why not computed
+    caveat: str = ""                         # e.g. "indicative only: ..." below the trial threshold
+
+    @classmethod
+    def from_summary(cls, summary: dict) -> Importance:
+        """From ``lfmlf.search.study_summary``'s dict."""
+        return cls(values={k: float(v) for k, v in summary.get("importances", {}).items()},
+                   evaluator=str(summary.get("evaluator", "unstated evaluator")),
+                   n_trials=int(summary.get("n_used", 0)), excluded=dict(summary.get("excluded", {})),
+                   why=str(summary.get("why", "")), caveat=str(summary.get("caveat", "")))
+
+
+def _importance_md(importances: dict[str, Importance]) -> list[str]:
+    evaluators = sorted({imp.evaluator for imp in importances.values()})
+    out = ["", "## Parameter importance", "",
+           (f"Evaluator: {'; '.join(evaluators)}. Computed per method on its COMPLETE trials only: trials stopped "
+            "early by ASHA, failed or unfinished are left out. Shares of explained variance, summing to 1."), ""]
     for method in sorted(importances):
         imp = importances[method]
         out += [f"### {method}", ""]
-        shown = {k: v for k, v in imp.items() if _finite(v)}
+        left = ", ".join(f"{n} {why}" for why, n in imp.excluded.items())
+        out.append(f"{imp.evaluator} over n = {imp.n_trials} COMPLETE trial(s)" + (f" (left out: {left})" if left
+                                                                                  else "") + ".")
+        shown = {k: v for k, v in imp.values.items() if _finite(v)}
         if not shown:
-            out += ["not computed (needs at least 2 complete trials with different parameters)", ""]
+            out += ["", f"Not computed: {imp.why or 'needs at least 2 complete trials with different parameters'}.",
+                    ""]
             continue
-        out += ["| parameter | importance |", "|---|--:|"]
-        out += [f"| {_md_escape(k)} | {v:.3f} |" for k, v in sorted(shown.items(), key=lambda kv: -kv[1])]
+        if imp.caveat:
+            out += ["", f"**Caveat:** {_md_escape(imp.caveat)}."]
+        out += ["", "| parameter | importance |", "|---|--:|"]
+        out += [f"| {_md_escape(k)} | {v:.2f} |" for k, v in sorted(shown.items(), key=lambda kv: -kv[1])]
         out.append("")
     return out
 
 
-def sweep_left_out(runs: list[RunRecord]) -> list[str]:
-    """Sweep trials the plots leave out, each with its reason (not FINISHED, or stopped early by ASHA)."""
+def sweep_left_out(runs: list[RunRecord], metric: str | None = None) -> list[str]:
+    """Sweep trials that may not be selected and are left out of the heatmaps and importances, each with its
+    reason (:func:`exclusion`: not FINISHED, stopped early by ASHA, or no finite ``metric``)."""
     out = []
     for r in runs:
-        if r.status != "FINISHED":
-            out.append(f"{r.describe()}: {r.status}")
-        elif r.stopped_early:
-            out.append(f"{r.describe()}: stopped early by ASHA")
+        why = exclusion(r, metric)
+        if why is not None:
+            out.append(f"{r.describe()}: {why}")
     return out
 
 
-def write_report(table: Table, out_dir: Path, importances: dict[str, dict[str, float]] | None = None,
+def merge_left_out(*lists: list[str]) -> list[str]:
+    """One left-out list: the lines of every list in order, each once."""
+    return list(dict.fromkeys(line for lines in lists for line in lines))
+
+
+def selection_cost(faithful: list[RunRecord], oracle: list[RunRecord], key: str, scale: float = 100.0,
+                   digits: int = 1) -> list[str]:
+    """Per method, what zero-shot-faithful selection costs on ``key`` against the oracle's pick, both
+    single sweep trials: ``mlf: 61.2 (faithful) vs 63.0 (oracle), -1.8``."""
+    out = []
+    oracle_of = {r.method: r for r in oracle}
+    for r in faithful:
+        o = oracle_of.get(r.method)
+        a, b = r.metrics.get(key), o.metrics.get(key) if o is not None else None
+        if o is None or not _finite(a) or not _finite(b):
+            continue
+        fa, fb = float(a) * scale, float(b) * scale  # type: ignore[arg-type]
+        out.append(f"{r.method}: {key} {fa:.{digits}f} (zero-shot-faithful pick, run {r.run_id}) vs "
+                   f"{fb:.{digits}f} (oracle pick, run {o.run_id}): selection costs {fb - fa:.{digits}f}")
+    return out
+
+
+def write_report(table: Table, out_dir: Path, importances: dict[str, Importance] | None = None,
                  sweep_excluded: list[str] | None = None) -> list[Path]:
     """Write ``report.md``, ``report.tex`` and ``report.csv`` into ``out_dir`` (created); return their paths.
 
-    ``importances`` (method -> parameter -> fANOVA importance, as from ``lfmlf.search``) adds a
-    "Parameter importance (fANOVA)" section to the Markdown; ``sweep_excluded`` (from
-    :func:`sweep_left_out`) a list of the sweep trials the plots leave out.
+    ``importances`` (method -> :class:`Importance`) adds a "Parameter importance" section to the Markdown
+    that names the evaluator and the number of trials; ``sweep_excluded`` (from :func:`sweep_left_out`) is
+    merged into the table's left-out runs, so the page has one left-out list (Markdown, and ``%`` comments
+    in LaTeX).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    table = replace(table, left_out=merge_left_out(table.left_out, sweep_excluded or []))
     md = "# Results\n\n" + to_markdown(table)
     if importances:
         md += "\n".join(_importance_md(importances)) + "\n"
-    if sweep_excluded is not None:
-        md += (f"\n## Sweep trials left out of the plots ({len(sweep_excluded)})\n\n"
-               + ("\n".join(f"- {line}" for line in sweep_excluded) or "- none") + "\n")
     paths = [out_dir / "report.md", out_dir / "report.tex", out_dir / "report.csv"]
     for path, text in zip(paths, (md, to_latex(table), to_csv(table))):
         path.write_text(text, encoding="utf-8")

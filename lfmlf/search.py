@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     import optuna
 
     from lfmlf.config import SweepConfig
@@ -77,7 +79,7 @@ def load_space(method: str, space: str | dict[str, Any] | None, cfg: "SweepConfi
     else:
         raw = space
     valid = set(TrainConfig.model_fields) | {"source_set"} | set(METHODS[method].param_names())
-    valid -= {"device", "seed", "max_steps", "eval_every"}  # the budget and evaluation grid stay fixed
+    valid -= {"device", "seed", "max_steps", "eval_every", "average_last"}  # the budget and evaluation grid stay fixed
     out: Space = {}
     for name, spec in raw.items():
         if name not in valid:
@@ -154,10 +156,16 @@ def study_name(sweep: str, method: str, sweep_run_id: str) -> str:
 def study_storage(url: str) -> "optuna.storages.BaseStorage":
     """The RDB storage at ``url`` (picklable: Tune keeps the searcher, and this with it, in its experiment
     state, so a resumed sweep writes to the same study)."""
+    import contextlib
+
     import optuna
+    from filelock import FileLock
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.storages.RDBStorage(url)
+    # the first open creates the schema; two sweeps doing that at once on one SQLite file can break it
+    db = url[len("sqlite:///"):] if url.startswith("sqlite:///") else None
+    with FileLock(db + ".lock", timeout=300) if db else contextlib.nullcontext():
+        return optuna.storages.RDBStorage(url)
 
 
 def trial_finished(study: "optuna.Study", trial: "optuna.Trial") -> bool:
@@ -182,19 +190,62 @@ def fail_orphaned_trials(url: str, name: str) -> int:
     return len(orphans)
 
 
-def study_summary(url: str, name: str) -> dict[str, Any]:
-    """Trial counts by state and fANOVA parameter importances (empty when fewer than 2 complete trials)."""
+# fANOVA fits a random forest to (parameters -> score) pairs and splits its variance by parameter. Below
+# 10 trials per searched parameter (the one-in-ten rule of thumb for regression models) and 20 in all, the
+# forest mostly memorises which few trials scored best, so the shares are printed with a caveat.
+IMPORTANCE_EVALUATOR = "fANOVA (optuna.importance.FanovaImportanceEvaluator, 64 trees, seed 0)"
+IMPORTANCE_MIN_TRIALS = 20
+IMPORTANCE_TRIALS_PER_PARAM = 10
+
+
+def importance_threshold(n_params: int) -> int:
+    """COMPLETE trials below which importances are "indicative only" (see the comment above)."""
+    return max(IMPORTANCE_MIN_TRIALS, IMPORTANCE_TRIALS_PER_PARAM * n_params)
+
+
+def study_summary(url: str, name: str, exclude: Collection[int] = ()) -> dict[str, Any]:
+    """Trial counts by state and fANOVA parameter importances over the study's COMPLETE trials only.
+
+    ``exclude``: Optuna trial numbers that are not eligible although COMPLETE in the study (trials that
+    ASHA stopped, as MLflow tags them, in sweeps recorded before stopped trials became PRUNED). Returns
+    ``counts`` (state -> n), ``n_trials``, ``evaluator``, ``n_used`` (the trials the importances are
+    computed on), ``excluded`` (reason -> n), ``importances`` (parameter -> share, summing to 1; empty when
+    not computed), ``why`` (why not computed, else "") and ``caveat`` (when ``n_used`` is below
+    :func:`importance_threshold`, else "")."""
     import optuna
     from optuna.trial import TrialState
 
     study = optuna.load_study(study_name=name, storage=study_storage(url))
-    counts = {state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,))) for state in TrialState}
-    importances: dict[str, float] = {}
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if len(complete) >= 2 and len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
-        try:
-            importances = dict(optuna.importance.get_param_importances(study))
-        except (RuntimeError, ValueError) as e:   # e.g. a parameter with a single value in every trial
-            importances = {"(not computed)": float("nan")}
-            logging.getLogger(__name__).warning("parameter importance of %s not computed: %s", name, e)
-    return {"counts": counts, "importances": importances, "n_trials": len(study.trials)}
+    trials = study.get_trials(deepcopy=False)
+    counts = {state.name.lower(): sum(1 for t in trials if t.state == state) for state in TrialState}
+    skip = {int(n) for n in exclude}
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    used = [t for t in complete if t.number not in skip]
+    excluded = {k: v for k, v in (("pruned (stopped early)", counts.get("pruned", 0)),
+                                  ("complete but stopped early (MLflow tag)", len(complete) - len(used)),
+                                  ("failed", counts.get("fail", 0)), ("running", counts.get("running", 0)),
+                                  ("waiting", counts.get("waiting", 0))) if v}
+    params = sorted({p for t in used for p in t.params})
+    out: dict[str, Any] = {"counts": counts, "n_trials": len(trials), "evaluator": IMPORTANCE_EVALUATOR,
+                           "n_used": len(used), "n_params": len(params), "excluded": excluded,
+                           "importances": {}, "why": "", "caveat": ""}
+    if len(used) < 2 or len({tuple(sorted(t.params.items())) for t in used}) < 2:
+        out["why"] = (f"needs at least 2 COMPLETE trials with different parameters; the study has {len(used)} "
+                      "eligible")
+        return out
+    eligible = optuna.create_study(directions=study.directions)   # in memory: the eligible trials only
+    eligible.add_trials(used)
+    try:
+        out["importances"] = {k: float(v) for k, v in optuna.importance.get_param_importances(
+            eligible, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)).items()}
+    except (RuntimeError, ValueError) as e:   # e.g. every trial scored the same
+        out["why"] = f"not computed: {e}"
+        logging.getLogger(__name__).warning("parameter importance of %s not computed: %s", name, e)
+        return out
+    need = importance_threshold(len(params))
+    if len(used) < need:
+        out["caveat"] = (f"indicative only: {len(used)} COMPLETE trials for {len(params)} parameter(s), fewer "
+                         f"than {need} ({IMPORTANCE_TRIALS_PER_PARAM} per parameter, at least "
+                         f"{IMPORTANCE_MIN_TRIALS}); with so few trials fANOVA's random forest mostly reflects "
+                         "which few trials scored best")
+    return out

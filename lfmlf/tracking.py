@@ -28,23 +28,77 @@ def resolve_uri(cli: str | None, yaml: str | None) -> str:
     return uri
 
 
+def location_key(location: str) -> str:
+    """A hex key for a sweep's storage location (tag ``lfmlf.sweep_key``). MLflow's filter strings cannot
+    quote every value (a path holding both ``'`` and ``"`` has no spelling that matches), so runs are found
+    by this key, never by the path itself."""
+    import hashlib
+
+    return hashlib.sha256(location.encode("utf-8")).hexdigest()[:24]
+
+
+def _literal(value: str) -> str:
+    """``value`` quoted for an MLflow filter string; only ids and keys (letters, digits, ``_.-:``) go
+    into filters, so anything else is a bug, not a user error."""
+    if not value or not all(c.isalnum() or c in "_.-:" for c in value):
+        raise ValueError(f"not a safe MLflow filter value: {value!r}")
+    return f"'{value}'"
+
+
 def _quiet() -> None:
     """MLflow's first use of a new SQLite store prints database-migration logs; keep the console readable."""
     for name in ("alembic", "alembic.runtime.migration", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for any other store)."""
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def open_store(uri: str, experiment: str | None, create: bool) -> tuple[object, str | None]:
+    """(MlflowClient, experiment id) for ``uri``. The first use of a SQLite store runs MLflow's schema
+    migrations, and two processes doing that at once can leave the file broken for good, so every open of
+    a SQLite store happens under a file lock beside it (``<db>.lock``). On a server, creating an experiment
+    another sweep has just created is not an error: the existing one is used. A new experiment of a SQLite
+    store keeps its artifacts beside the database (``<db folder>/mlartifacts``), wherever the command runs."""
+    import contextlib
+
+    from filelock import FileLock
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    _quiet()
+    db = sqlite_path(uri)
+    lock = FileLock(str(db) + ".lock", timeout=300) if db is not None else contextlib.nullcontext()
+    with lock:
+        client = MlflowClient(tracking_uri=uri)
+        if experiment is None:
+            return client, None
+        for attempt in range(5):
+            exp = client.get_experiment_by_name(experiment)
+            if exp is not None:
+                return client, exp.experiment_id
+            if not create:
+                return client, None
+            try:
+                location = (db.resolve().parent / "mlartifacts").as_uri() if db is not None else None
+                return client, client.create_experiment(experiment, artifact_location=location,
+                                                        tags={"mlflow.experimentKind": "custom_model_development"})
+            except MlflowException as e:
+                if "RESOURCE_ALREADY_EXISTS" not in str(e.error_code) and "already exists" not in str(e):
+                    raise
+                time.sleep(0.2 * (attempt + 1))   # another sweep created it: read it back
+        raise RuntimeError(f"MLflow experiment {experiment!r} could neither be found nor created in {uri}")
+
+
 class SweepTracker:
     """Writes a sweep and its trials to MLflow through ``MlflowClient`` (no global active-run state)."""
 
     def __init__(self, uri: str, experiment: str) -> None:
-        _quiet()
-        from mlflow.tracking import MlflowClient
-
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        self.client, experiment_id = open_store(uri, experiment, create=True)
+        self.experiment_id: str = experiment_id or ""
         self.parent_id: str | None = None
         self._trial_runs: dict[str, str] = {}
 
@@ -54,12 +108,14 @@ class SweepTracker:
         """Create the sweep's (or rerun's) parent run, or on resume find it again (by its run folder) and
         reopen it."""
         if resume:
-            found = self._search(f"tags.`lfmlf.sweep_dir` = '{sweep_dir}' and tags.`lfmlf.role` = '{role}'")
+            found = self._search(f"tags.`lfmlf.sweep_key` = {_literal(location_key(sweep_dir))} "
+                                 f"and tags.`lfmlf.role` = {_literal(role)}")
             if found:
                 self.attach(found[0].info.run_id)
                 self.client.update_run(found[0].info.run_id, status="RUNNING")
                 return found[0].info.run_id
-        return self.create_parent(name, role, params, {"lfmlf.sweep_dir": sweep_dir, **tags})
+        return self.create_parent(name, role, params, {"lfmlf.sweep_dir": sweep_dir,
+                                                       "lfmlf.sweep_key": location_key(sweep_dir), **tags})
 
     def create_parent(self, name: str, role: str, params: Mapping[str, str], tags: Mapping[str, str]) -> str:
         """A new top-level run (``lfmlf.role`` = sweep, rerun or train) that trial runs nest under."""
@@ -80,7 +136,8 @@ class SweepTracker:
             return 0
         lost = 0
         if status == "FINISHED":
-            for run in self._search(f"tags.`mlflow.parentRunId` = '{self.parent_id}' and attributes.status = 'RUNNING'"):
+            for run in self._search(f"tags.`mlflow.parentRunId` = {_literal(self.parent_id)} "
+                                    "and attributes.status = 'RUNNING'"):
                 self.client.log_batch(run.info.run_id, tags=[_tag("lfmlf.lost_in_interrupt", "true")])
                 self.client.set_terminated(run.info.run_id, status="KILLED")
                 lost += 1
@@ -92,7 +149,7 @@ class SweepTracker:
     def attach(self, parent_id: str) -> None:
         """Use an existing sweep run as parent and learn the trial runs it already has."""
         self.parent_id = parent_id
-        for run in self._search(f"tags.`mlflow.parentRunId` = '{parent_id}'"):
+        for run in self._search(f"tags.`mlflow.parentRunId` = {_literal(parent_id)}"):
             trial_id = run.data.tags.get("lfmlf.tune_trial_id")
             if trial_id:
                 self._trial_runs[trial_id] = run.info.run_id
@@ -181,14 +238,9 @@ class RunStore:
     """Reads sweeps, reruns and their runs back from MLflow as plain records (for best, report)."""
 
     def __init__(self, uri: str, experiment: str) -> None:
-        _quiet()
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        from mlflow.tracking import MlflowClient
-
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = exp.experiment_id if exp else None
+        self.client, self.experiment_id = open_store(uri, experiment, create=False)
 
     def _search(self, filter_string: str, order_by: list[str] | None = None) -> list:
         if self.experiment_id is None:
@@ -198,13 +250,14 @@ class RunStore:
 
     def sweep_run(self, sweep_dir: str) -> str | None:
         """The newest sweep run of a run folder."""
-        found = self._search(f"tags.`lfmlf.sweep_dir` = '{sweep_dir}' and tags.`lfmlf.role` = 'sweep'")
+        found = self._search(f"tags.`lfmlf.sweep_key` = {_literal(location_key(sweep_dir))} "
+                             "and tags.`lfmlf.role` = 'sweep'")
         return found[0].info.run_id if found else None
 
     def reruns_of(self, sweep_run_id: str) -> list[str]:
         """Rerun parents made from this sweep's best configurations, newest first."""
         return [r.info.run_id for r in self._search(
-            f"tags.`lfmlf.role` = 'rerun' and tags.`lfmlf.sweep_run_id` = '{sweep_run_id}'")]
+            f"tags.`lfmlf.role` = 'rerun' and tags.`lfmlf.sweep_run_id` = {_literal(sweep_run_id)}")]
 
     def tags(self, run_id: str) -> dict[str, str]:
         return dict(self.client.get_run(run_id).data.tags)
@@ -217,7 +270,7 @@ class RunStore:
         from lfmlf.report import RunRecord
 
         out = []
-        for run in self._search(f"tags.`mlflow.parentRunId` = '{parent_id}'", ["attributes.start_time ASC"]):
+        for run in self._search(f"tags.`mlflow.parentRunId` = {_literal(parent_id)}", ["attributes.start_time ASC"]):
             d = run.data
             hist = {k: sorted((m.step, m.value) for m in self.client.get_metric_history(run.info.run_id, k))
                     for k in d.metrics if histories and k.startswith(histories)}

@@ -66,3 +66,16 @@ def test_the_probe_reports_missing_paths_an_unreadable_marker_and_the_code(tmp_p
     assert "FileNotFoundError" in unseen["storage"]
     other = _probe.check_node([], (str(marker), "another sweep"), import_code=False)
     assert "something else" in other["storage"]
+
+
+def test_a_trials_storage_folder_is_tagged_as_a_uri_when_the_storage_is_remote():
+    from types import SimpleNamespace as N
+
+    import pyarrow.fs as fs
+
+    from lfmlf.sweep.trainable import trial_location
+
+    local = N(path="/nfs/runs/x/ray/sweep/mlf_1", local_path=None, storage=N(storage_filesystem=fs.LocalFileSystem()))
+    remote = N(path="bucket/x/ray/sweep/mlf_1", local_path=None, storage=N(storage_filesystem=N(type_name="s3")))
+    assert trial_location(local) == "/nfs/runs/x/ray/sweep/mlf_1"
+    assert trial_location(remote) == "s3://bucket/x/ray/sweep/mlf_1"   # Tune's trial.path drops the scheme

@@ -47,14 +47,17 @@ def test_sweep_best_rerun_report_and_train(tmp_path):
     client.log_metric(failed.info.run_id, "best/source/f1/avg", 0.99)   # would win if it were not FAILED
     client.set_terminated(failed.info.run_id, status="FAILED")
 
-    # best: one file per method, the argmax of the selection metric over that method's FINISHED trials
+    # best: one file per method, the argmax of the selection metric over that method's eligible trials
+    # (FINISHED and not stopped early by ASHA)
     _cli(["best", *sweep])
     for method in ("mlf", "lfmlf"):
         cfg = yaml.safe_load((tmp_path / "run" / "best" / f"{method}.yaml").read_text())
-        mine = [t for t in trials if t.data.params["method"] == method and t.info.status == "FINISHED"]
+        mine = [t for t in trials if t.data.params["method"] == method and t.info.status == "FINISHED"
+                and t.data.tags.get("lfmlf.stopped_early") != "true"]
         top = max(mine, key=lambda t: t.data.metrics["best/source/f1/avg"])
         assert cfg["selection"]["trial_run_id"] == top.info.run_id
         assert cfg["selection"]["budget"] == 4 and "best/source/f1/avg" in cfg["selection"]["rule"]
+        assert cfg["selection"]["kind"] == "source-dev" and "source-language dev" in cfg["selection"]["rule"]
         assert list(cfg["methods"]) == [method]
         assert "+".join(sorted(cfg["languages"]["sources"])) == top.data.params["source_set"]
         assert cfg["train"]["lr"] == pytest.approx(float(top.data.params["lr"]))
@@ -89,6 +92,11 @@ def test_sweep_best_rerun_report_and_train(tmp_path):
         assert (report / png).is_file() and not is_blank(report / png), png
     logged = {a.path for a in client.list_artifacts(rerun[0].info.run_id, "report")}
     assert {"report/report.md", "report/report.tex", "report/report.csv", "report/languages.png"} <= logged
+    assert "fANOVA" in md and "COMPLETE trial(s)" in md                  # importances: evaluator and n
+    # --oracle: each method's target-dev pick beside the rerun rows, marked
+    _cli(["report", *sweep, "--oracle", "--out", str(tmp_path / "oracle")])
+    md = (tmp_path / "oracle" / "report.md").read_text()
+    assert "*(oracle: target test)*" in md and "Oracle selection, not zero-shot" in md
 
     # train: one configuration in-process, tracked like a trial
     _cli(["train", best[0], "--seed", "7", "--tracking-uri", uri, *short])

@@ -13,6 +13,7 @@ from lfmlf.plots import (
     pareto_front,
     pareto_runs,
     source_set_heatmap,
+    source_set_panels,
 )
 from lfmlf.report import RunRecord, build_table
 
@@ -110,3 +111,20 @@ def test_no_pyplot_figures_left_open(fn, tmp_path: Path):
     else:
         fn(sweep(), tmp_path / "x.png", "f1")
     assert plt.get_fignums() == before
+
+
+def test_heatmap_has_one_panel_per_method_in_the_tables_units(tmp_path: Path):
+    runs = sweep() + [trial("h", "lfmlf", "de+en", 0.70, 0.60, 0.05)]
+    panels = source_set_panels(runs, "f1", ["fr", "it"])
+    assert [p.method for p in panels] == ["lfmlf", "mlf"]           # never pooled across methods
+    lf, ml = panels
+    assert lf.sets == ["de+en", "en+es", "de+en+es"] and lf.counts == [2, 1, 1]   # f stopped early, not here
+    assert ml.sets == ["de+en", "en+es"]                            # g FAILED, not here
+    assert lf.columns == ["fr", "it", "avg"]
+    assert lf.values[0][0] == pytest.approx(68.0) and lf.values[0][2] == pytest.approx(63.0)   # x 100, mean of c, h
+    assert ml.values[1][2] == pytest.approx(58.0)
+    assert source_set_panels(runs, "f1", ["fr"], method="mlf")[0].method == "mlf"
+    assert len(source_set_panels(runs, "f1", ["fr"], method="mlf")) == 1
+    assert source_set_panels(runs, "f1", ["fr"], scale=1.0)[1].values[0][0] == pytest.approx(0.60)
+    path = source_set_heatmap(runs, tmp_path / "heat.png", "f1", ["fr", "it"])
+    assert path is not None and not is_blank(path)

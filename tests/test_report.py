@@ -15,13 +15,20 @@ from lfmlf.report import (
     FORGETTING,
     SOURCE_AVG,
     TARGET_AVG,
+    Importance,
     RunRecord,
     build_table,
+    exclusion,
+    merge_left_out,
+    no_eligible_reason,
+    selection_cost,
+    sweep_left_out,
     to_csv,
     to_latex,
     to_markdown,
     write_report,
 )
+from lfmlf.selection import selection_label
 
 FKEY = "best/forgetting/retrieval_drop/avg"
 
@@ -246,17 +253,152 @@ def test_csv_long_format_matches_table_exactly():
     assert float(fr["mean"]) == pytest.approx((0.60 + 0.64) / 2, abs=1e-15)
 
 
+FANOVA = "fANOVA (optuna.importance.FanovaImportanceEvaluator, 64 trees, seed 0)"
+
+
 def test_write_report_files_and_importance(tmp_path: Path):
     t = table(two_by_two())
-    paths = write_report(t, tmp_path / "out", importances={"lfmlf": {"lr": 0.7, "slack": 0.3},
-                                                          "mlf": {"(not computed)": float("nan")}})
+    importances = {
+        "lfmlf": Importance({"lr": 0.7049, "slack": 0.2951}, FANOVA, 6,
+                            excluded={"pruned (stopped early)": 3, "failed": 1},
+                            caveat="indicative only: 6 COMPLETE trials for 2 parameter(s), fewer than 20"),
+        "mlf": Importance({}, FANOVA, 1, why="needs at least 2 COMPLETE trials with different parameters"),
+    }
+    paths = write_report(t, tmp_path / "out", importances=importances)
     assert [p.name for p in paths] == ["report.md", "report.tex", "report.csv"]
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
     md = paths[0].read_text()
-    assert "Parameter importance (fANOVA)" in md and "| lr | 0.700 |" in md and "not computed" in md
-    assert md.index("| lr |") < md.index("| slack |")
+    section = md[md.index("## Parameter importance"):]
+    assert "fANOVA" in section and "FanovaImportanceEvaluator" in section     # the evaluator is named
+    assert "n = 6 COMPLETE trial(s) (left out: 3 pruned (stopped early), 1 failed)" in section
+    assert "**Caveat:** indicative only: 6 COMPLETE trials" in section
+    assert "| lr | 0.70 |" in section and "| slack | 0.30 |" in section        # two decimals
+    assert "n = 1 COMPLETE trial(s)" in section and "Not computed: needs at least 2" in section
+    assert section.index("| lr |") < section.index("| slack |")
     assert paths[2].read_text() == to_csv(t)
     assert "Parameter importance" not in write_report(t, tmp_path / "plain")[0].read_text()
+
+
+def test_importance_from_study_summary():
+    imp = Importance.from_summary({"importances": {"lr": 0.25, "source_set": 0.75}, "evaluator": FANOVA,
+                                   "n_used": 4, "excluded": {"failed": 1}, "why": "", "caveat": "few"})
+    assert imp.values == {"lr": 0.25, "source_set": 0.75} and imp.n_trials == 4 and imp.evaluator == FANOVA
+    assert imp.excluded == {"failed": 1} and imp.caveat == "few"
+
+
+def stopped(rid: str, method: str, scores: dict[str, float], source: float, step: int | None = 60,
+            status: str = "FINISHED") -> RunRecord:
+    """A sweep trial that ASHA stopped at ``step`` of 120 (history of perf/steps_per_s up to it)."""
+    history = {"perf/steps_per_s": [(s, 9.0) for s in range(30, step + 1, 30)]} if step else {}
+    return run(rid, method, None, scores, source, status=status, tags={"lfmlf.stopped_early": "true"},
+               params={"train.max_steps": "120"}, history=history)
+
+
+def test_exclusion_reasons_and_the_step_a_trial_stopped_at():
+    assert exclusion(run("ok", "mlf", None, {"fr": 0.6, "it": 0.5})) is None
+    assert exclusion(stopped("s", "mlf", {"fr": 0.9, "it": 0.9}, 0.95)) == "stopped early by ASHA (at step 60 of 120)"
+    assert exclusion(stopped("s", "mlf", {"fr": 0.9, "it": 0.9}, 0.95, step=None)) == \
+        "stopped early by ASHA (before step 120)"
+    assert exclusion(run("f", "mlf", None, {"fr": 0.6, "it": 0.5}, status="FAILED")) == "FAILED"
+    assert exclusion(run("x", "mlf", None, {"fr": 0.6, "it": 0.5}), "best/source/f1/de") == \
+        "no finite best/source/f1/de"
+    runs = [stopped("s1", "ewc", {"fr": 0.9, "it": 0.9}, 0.9), stopped("s2", "ewc", {"fr": 0.9, "it": 0.9}, 0.9),
+            run("f", "ewc", None, {"fr": 0.6, "it": 0.5}, status="FAILED")]
+    assert no_eligible_reason(runs) == "no eligible trial (2 stopped early by ASHA, 1 FAILED)"
+    assert no_eligible_reason([]) == "no trial run"
+    assert sweep_left_out(runs + [run("ok", "ewc", None, {"fr": 0.6, "it": 0.5})]) == [
+        "run s1 (ewc, de+en): stopped early by ASHA (at step 60 of 120)",
+        "run s2 (ewc, de+en): stopped early by ASHA (at step 60 of 120)", "run f (ewc, de+en): FAILED"]
+
+
+def test_every_method_is_shown_even_without_a_counted_run():
+    runs = two_by_two() + [stopped("s1", "ewc", {"fr": 0.99, "it": 0.99}, 0.99),
+                           run("f", "ewc", 0, {"fr": 0.99, "it": 0.99}, status="FAILED")]
+    t = table(runs, methods=["mlf", "lfmlf", "ewc", "gem"], why_missing={"gem": "not in the rerun"})
+    assert "ewc" not in t.rows and t.missing == {"ewc": "no eligible run (1 stopped early by ASHA, 1 FAILED)",
+                                                  "gem": "not in the rerun"}
+    md = to_markdown(t)
+    assert "| ewc | no eligible run (1 stopped early by ASHA, 1 FAILED) | 0 |" in md
+    assert "| gem | not in the rerun | 0 |" in md
+    assert any(n.startswith("No row for ewc: no eligible run") for n in t.notes)
+    tex = to_latex(t)
+    assert "ewc & no eligible run (1 stopped early by ASHA, 1 FAILED) & 0" in tex
+    rows = list(csv.DictReader(io.StringIO(to_csv(t))))
+    assert {r["column"] for r in rows if r["row"] == "ewc"} == set(t.columns)
+    assert all(r["n"] == "0" and r["mean"] == "" for r in rows if r["row"] in ("ewc", "gem"))
+
+
+def test_oracle_selection_is_marked_in_markdown_and_latex():
+    sel = selection_label("best/zero_shot/f1/avg", "dev")
+    t = table(two_by_two(), selection=sel,
+              selection_rule="each method's best trial by best/zero_shot/f1/avg (target-language dev (oracle))")
+    assert t.caption.startswith("ORACLE SELECTION, NOT ZERO-SHOT")
+    assert "target-language dev (oracle)" in t.caption and "not zero-shot" in t.caption
+    md = to_markdown(t)
+    assert md.startswith("> **Oracle selection, not zero-shot:**")
+    assert "| mlf *(oracle: target dev)* |" in md and "| lfmlf *(oracle: target dev)* |" in md
+    tex = to_latex(t)
+    assert "mlf (oracle: target dev) &" in tex and "lfmlf (oracle: target dev) &" in tex
+    caption = next(line for line in tex.splitlines() if line.startswith("\\caption{"))
+    assert "ORACLE SELECTION" in caption and "target-language dev (oracle)" in caption
+
+    faithful = table(two_by_two(), selection=selection_label("best/source/f1/avg", "dev"),
+                     selection_rule="each method's best trial by best/source/f1/avg")
+    assert "Selection: each method's best trial by best/source/f1/avg (source-language dev)." in faithful.caption
+    assert "oracle" not in to_markdown(faithful).lower() and "oracle" not in to_latex(faithful).lower()
+
+
+def test_oracle_reference_rows_take_no_bold_and_no_test():
+    runs, _ = three_seeds_four_langs([0.01 * (i + 1) for i in range(12)])
+    langs = {"fr": 0.9, "it": 0.9, "pt": 0.9, "ro": 0.9}
+    oracle = [run("om", "mlf", None, langs, 0.7, source_set="en"), run("ol", "lfmlf", None, langs, 0.7)]
+    t = build_table(runs, task_metric="f1", targets=["fr", "it", "pt", "ro"],
+                    selection=selection_label("best/source/f1/avg", "dev"), oracle_runs=oracle,
+                    oracle_selection=selection_label("best/zero_shot/f1/avg", "dev"))
+    assert t.rows == ["mlf", "mlf (oracle: target dev)", "lfmlf", "lfmlf (oracle: target dev)"]
+    assert t.reference_rows == ["mlf (oracle: target dev)", "lfmlf (oracle: target dev)"]
+    assert t.best["fr"] == ("lfmlf",)                       # 0.9 of an oracle row never takes the bold
+    assert t.pvalues["mlf (oracle: target dev)"] is None and t.baseline_of["lfmlf"] == "mlf"
+    assert t.significant["lfmlf"]
+    assert t.row_source_sets["mlf (oracle: target dev)"] == ["en"]
+    md = to_markdown(t)
+    assert "| mlf *(oracle: target dev)* | en | 1 |" in md and "**90.0" not in md
+    assert "Rows marked (oracle: target dev)" in t.caption and "what selection costs" in t.caption
+    tex = to_latex(t)
+    assert "mlf (oracle: target dev) & en & 1" in tex
+
+    cost = selection_cost([run("f1", "mlf", None, {"fr": 0.6, "it": 0.5})],
+                          [run("o1", "mlf", None, {"fr": 0.7, "it": 0.6})], "best/zero_shot/f1/avg")
+    assert cost == [("mlf: best/zero_shot/f1/avg 55.0 (zero-shot-faithful pick, run f1) vs 65.0 (oracle pick, "
+                     "run o1): selection costs 10.0")]
+
+
+def test_run_ids_are_comments_never_in_the_latex_caption():
+    runs = two_by_two()
+    t = table(runs, selection_rule="each method's best trial by best/source/f1/avg",
+              selection=selection_label("best/source/f1/avg"), provenance=["rerun: MLflow run abcdef0123456789"])
+    tex = to_latex(t)
+    caption = next(line for line in tex.splitlines() if line.startswith("\\caption{"))
+    assert "abcdef0123456789" not in caption and not any(r.run_id in caption for r in runs)
+    assert "% provenance: rerun: MLflow run abcdef0123456789" in tex
+    assert "% runs of mlf: m0, m1" in tex and "% runs of lfmlf: l0, l1" in tex
+    assert "- rerun: MLflow run abcdef0123456789" in to_markdown(t)
+    assert "abcdef0123456789" not in t.caption
+
+
+def test_write_report_has_one_left_out_list(tmp_path: Path):
+    runs = two_by_two() + [run("f2", "lfmlf", 2, {"fr": 0.9, "it": 0.9}, status="FAILED")]
+    sweep = [stopped("s1", "mlf", {"fr": 0.9, "it": 0.9}, 0.95), run("f2", "lfmlf", 2, {"fr": 0.9, "it": 0.9},
+                                                                     status="FAILED")]
+    t = table(runs)
+    md_path, tex_path, _ = write_report(t, tmp_path, sweep_excluded=sweep_left_out(sweep))
+    md = md_path.read_text()
+    assert md.count("Left out") == 1 and "Left out (2):" in md
+    assert md.count("run f2 (lfmlf, de+en, seed 2): FAILED") == 1           # in both lists: once
+    assert "run s1 (mlf, de+en): stopped early by ASHA (at step 60 of 120)" in md
+    tex = tex_path.read_text()
+    assert "% left out: run s1 (mlf, de+en): stopped early by ASHA (at step 60 of 120)" in tex
+    assert merge_left_out(["a", "b"], ["b", "c"], ["a"]) == ["a", "b", "c"]
 
 
 @pytest.mark.parametrize("module", ["report.py", "plots.py"])

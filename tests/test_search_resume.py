@@ -27,12 +27,14 @@ def test_stopped_trials_are_pruned_failed_are_fail_and_finished_are_complete(tmp
         searcher.on_trial_result(t, {"score": 0.2, "eval_step": 1, "step": 20, "training_iteration": 1})
     searcher.on_trial_result("done", {"score": 0.6, "eval_step": 3, "step": 60, "training_iteration": 1})
     searcher.on_trial_complete("done", {"score": 0.6, "eval_step": 3, "step": 60})
-    searcher.on_trial_complete("stopped", {"score": 0.9, "eval_step": 1, "step": 20})   # ASHA stopped it
+    # ASHA stopped it at its second evaluation: Tune passes that result to on_trial_complete only
+    searcher.on_trial_complete("stopped", {"score": 0.3, "eval_step": 2, "step": 40})
     searcher.on_trial_complete("failed", None, error=True)
     trials = {t.number: t for t in optuna.load_study(study_name="s", storage=url).trials}
     done, stopped, failed = trials[0], trials[1], trials[2]
     assert done.state.name == "COMPLETE" and done.value == 0.6 and done.intermediate_values == {1: 0.2, 3: 0.6}
-    assert stopped.state.name == "PRUNED" and stopped.intermediate_values == {1: 0.2}
+    assert stopped.state.name == "PRUNED" and stopped.intermediate_values == {1: 0.2, 2: 0.3}
+    assert stopped.value == 0.3   # the score it was stopped at
     assert failed.state.name == "FAIL"
 
 

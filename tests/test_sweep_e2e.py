@@ -144,7 +144,7 @@ def _check_rungs(run_dir, reached) -> None:
     the kill included: the resumed scheduler kept its state (Tune alone would restore empty rungs)."""
     import pickle
 
-    states = sorted((run_dir / "ray" / "sweep").glob("callback-states-*.pkl"), key=lambda p: p.stat().st_mtime)
+    states = sorted((run_dir / "ray" / "sweep").glob("callback-states-*.pkl"))   # by session time, as Tune picks
     assert states, "no callback state saved"
     with states[-1].open("rb") as f:
         saved = pickle.load(f)

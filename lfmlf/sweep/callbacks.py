@@ -54,7 +54,7 @@ class TrackingCallback(tune.Callback):
         spec = self.specs(trial.config)
         tags = {"lfmlf.method": spec.method, "lfmlf.source_set": "+".join(spec.sources),
                 **self._optuna_number(trial.trial_id), **self.specs.tags(trial.config),
-                "lfmlf.trial_dir": str(getattr(trial, "path", None) or trial.local_path or ""), **{f"lfmlf.source.{s}": "true" for s in spec.sources}}
+                "lfmlf.trial_dir": self.specs.trial_location(trial), **{f"lfmlf.source.{s}": "true" for s in spec.sources}}
         fresh = self.tracker.run_id(trial.trial_id) is None
         run_id = self.tracker.trial_run(trial.trial_id, self.specs.run_name(trial.config, trial.trial_id),
                                         spec.flat_params(), {**tags, **self.lineage_tags})
@@ -89,7 +89,7 @@ class TrackingCallback(tune.Callback):
         last = trial.last_result or {}
         done = int(last.get("step", 0)) >= self.specs(trial.config).train.max_steps
         self.tracker.set_tags(run_id, {"lfmlf.stopped_early": str(not done).lower()})
-        final = {k: v for k, v in last.items() if k.startswith(("best/", "zero_shot/", "source/"))}
+        final = {k: v for k, v in last.items() if k.startswith(("best/", "zero_shot/", "source/", "forgetting/", "avg/"))}
         self.tracker.log_text(run_id, json.dumps(final, indent=2, sort_keys=True), "final_metrics.json")
         self.tracker.finish_trial(trial.trial_id, "FINISHED")
 

@@ -23,6 +23,7 @@ from lfmlf.config import SweepConfig
 from lfmlf.errors import SweepError
 from lfmlf.search import (DefineByRun, fail_orphaned_trials, load_space, make_sampler, search_metric,
                           study_name, study_storage, study_storage_url)
+from lfmlf.selection import selection_label
 from lfmlf.storage import Storage, redact
 from lfmlf.sweep.callbacks import TrackingCallback
 from lfmlf.sweep.cluster import start_ray
@@ -144,7 +145,7 @@ def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
     params = {"task": cfg.task.name, "model": cfg.model.name_or_path, "methods": ",".join(cfg.methods),
               "source_pool": "+".join(sorted(cfg.languages.sources)), "targets": "+".join(cfg.languages.targets),
               "num_samples_per_method": str(cfg.search.num_samples), "search_metric": search_metric(cfg),
-              "selection": "source-dev", "storage": redact(storage.location), **budget}
+              "selection": selection_label(search_metric(cfg), cfg.task.target_split).kind, "storage": redact(storage.location), **budget}
     parent = tracker.start_sweep(cfg.name, storage.location, params, {**lineage_tags(cfg), "lfmlf.sweep": cfg.name},
                                  resume)
     optuna_url = study_storage_url(uri, run_dir)
@@ -262,7 +263,8 @@ def rerun(configs: dict[str, SweepConfig], seeds: list[int], *, location: str, r
 
 
 def _print_summary(cfg: SweepConfig, outcome: SweepOutcome, metric: str) -> None:
-    print(f"\n=== {cfg.name}: best trial per method (selected on {metric}) ===")
+    print(f"\n=== {cfg.name}: best trial per method (selected on {metric}: "
+          f"{selection_label(metric, cfg.task.target_split).label}) ===")
     for method in cfg.methods:
         b = outcome.best.get(method)
         failed, stopped = outcome.errors.get(method, 0), outcome.stopped.get(method, 0)

@@ -55,6 +55,9 @@ class ResumableOptunaSearch(OptunaSearch):
         if not error and result and int(result.get("step", self.max_steps)) < self.max_steps:
             from optuna.trial import TrialState
 
+            # Tune does not pass the result that made the scheduler stop a trial to on_trial_result, so
+            # report it here: the pruned trial's last intermediate value is the score it was stopped at
+            self.on_trial_result(trial_id, result)
             self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
             self._completed_trials.add(trial_id)
             return

@@ -17,8 +17,21 @@ from lfmlf.config import SweepConfig, TrialSpec, trial_spec
 CHECKPOINT_FILE = "state.pt"
 
 
+def trial_location(trial: Any) -> str:
+    """Where a trial's folder is in the storage: a URI (``s3://...``) or an absolute path. Tune's
+    ``trial.path`` drops a URI's scheme; the storage's filesystem says which it was."""
+    path = str(getattr(trial, "path", None) or trial.local_path or "")
+    filesystem = getattr(getattr(trial, "storage", None), "storage_filesystem", None)
+    scheme = getattr(filesystem, "type_name", "local")   # pyarrow: "local", "s3", "gcs", "hdfs", ...
+    if scheme != "local" and "://" not in path:
+        return f"{scheme}://{path.lstrip('/')}"
+    return path
+
+
 class SweepSpecs:
     """Tune config -> TrialSpec for a sweep: the sweep's settings with the trial's sampled values."""
+
+    trial_location = staticmethod(trial_location)
 
     def __init__(self, sweep: SweepConfig) -> None:
         self.sweep = sweep
@@ -35,6 +48,8 @@ class SweepSpecs:
 
 class RerunSpecs:
     """Tune config ``{"config": name, "seed": s}`` -> the named single-method configuration with that seed."""
+
+    trial_location = staticmethod(trial_location)
 
     def __init__(self, configs: dict[str, SweepConfig]) -> None:
         self.configs = configs
