@@ -20,7 +20,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from lfmlf.sweep import run  # Ray and torch load only once the input is known to be good
 
     outcome = run(cfg, resume=args.resume, address=args.address, tracking_uri=args.tracking_uri)
-    return 0 if outcome.ok else 1
+    return 0 if outcome.ok else 3   # 3: the sweep ran, but a method has no finished trial or too many failed
 
 
 def _best(args: argparse.Namespace) -> int:
@@ -72,7 +72,8 @@ def _rerun(args: argparse.Namespace) -> int:
 
     outcome = rerun(configs, seeds, location=location, resume=args.resume, address=args.address,
                     tracking_uri=args.tracking_uri)
-    return 0 if outcome.best else 1
+    failed, total = outcome.errors.get("rerun", 0), len(configs) * len(seeds)
+    return 0 if outcome.best and failed / total <= first.search.max_failed_share else 3
 
 
 def _report(args: argparse.Namespace) -> int:

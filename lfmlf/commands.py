@@ -213,7 +213,9 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
     else the sweep's search metric; its label goes into the caption. Every method of the sweep is shown:
     one without an eligible trial (or rerun run) gets an empty row with the reason. ``oracle`` adds, per
     method, the sweep trial with the best target-language score as a marked reference row, and notes what
-    the zero-shot-faithful selection costs against it."""
+    the zero-shot-faithful selection costs against it. Runs that logged a checkpoint average
+    (``train.average_last``: ``avg/*`` metrics) add a selection-free row per method, ``"mlf (averaged last 3)"``,
+    over the same counted runs (:func:`lfmlf.report.build_table`)."""
     from lfmlf import plots
     from lfmlf.report import (
         Importance,
@@ -315,6 +317,8 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
     for name, why in skipped.items():
         if not (out / name).exists():
             print(f"  (no {name}: {why})")
+    if table.averaged_rows:
+        print("  selection-free rows (checkpoint averaging, avg/*): " + ", ".join(table.averaged_rows))
     for method, why in table.missing.items():
         print(f"  {method}: {why}")
     left = merge_left_out(table.left_out, excluded)

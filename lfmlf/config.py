@@ -179,6 +179,7 @@ class SearchConfig(_Frozen):
     mode: Literal["max", "min"] = "max"
     scheduler: SchedulerConfig = SchedulerConfig()
     n_startup_trials: int = Field(4, ge=1)
+    max_failed_share: float = Field(0.25, ge=0.0, le=1.0)   # above it (or a method with no finished trial) exit 3
 
 
 class ResourceConfig(_Frozen):

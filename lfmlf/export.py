@@ -272,7 +272,7 @@ def read_checkpoint(trial_folder: str) -> tuple[dict[str, Any], str] | None:
                 data = f.read()
         except (OSError, FileNotFoundError):
             continue   # a checkpoint Ray is still writing or deleting
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)   # runs no code
         return state, f"{trial_folder.rstrip('/')}/{name}"
     return None
 

@@ -38,6 +38,13 @@ Decisions (also written into every table's notes, so a reader of the report sees
   No test with fewer than 2 non-zero differences (all-zero differences: identical scores). The dagger goes
   on the row's *target avg* cell, since the test pools all target languages. Pairs of one seed share a
   model and are not independent, so read p as a screening signal, not a guarantee.
+* **Averaged rows.** Runs trained with ``train.average_last`` = k log, at their last step, the scores of the
+  uniform average of their last k evaluations' weights (checkpoint averaging, Schmidt et al., ACL 2023) as
+  ``avg/*``. Each (non-oracle) row whose counted runs carry ``avg/zero_shot/<metric>/avg`` is followed by a row
+  ``"method (averaged last k)"`` over those runs whose cells read the ``avg/`` keys instead of the ``best/``
+  ones. Its checkpoint is selection-free (no dev score picks it); its configuration is the selected row's. It
+  takes no bold and no test (see :func:`build_table`), keeps the row's selection marker, and the caption says
+  so. Runs without ``avg/`` metrics add no row.
 """
 from __future__ import annotations
 
@@ -156,6 +163,8 @@ class Table:
     value against ``baseline_of[row]`` (None: baseline itself or no test; ``notes`` says why).
     ``missing`` (method -> reason) are methods without a row; ``row_marker[row]`` is shown next to the
     row's method ("oracle: target dev"); ``reference_rows`` (oracle rows) take no bold and no test.
+    ``averaged_rows`` (checkpoint averaging, ``avg/*`` metrics) read ``row_keys[row]`` instead of ``keys``,
+    show ``row_variant[row]`` ("averaged last 3") after the method, and take no bold and no test either.
     """
 
     rows: list[str]
@@ -188,11 +197,23 @@ class Table:
     reference_rows: list[str] = field(default_factory=list)    # oracle rows beside the faithful ones
     selection: Selection | None = None                         # how the (non-reference) rows were selected
     provenance: list[str] = field(default_factory=list)        # run ids: comments, never the caption
+    averaged_rows: list[str] = field(default_factory=list)     # checkpoint-averaged rows (avg/* keys)
+    row_keys: dict[str, dict[str, str]] = field(default_factory=dict)   # row -> column -> key, overrides keys
+    row_variant: dict[str, str] = field(default_factory=dict)  # row -> "averaged last 3" after the method
+
+    def key(self, row: str, col: str) -> str:
+        """The metric key a row's cell reads (``avg/...`` for an averaged row, else ``keys[col]``)."""
+        return self.row_keys.get(row, self.keys)[col]
+
+    def method_name(self, row: str) -> str:
+        """The method, plus the row's variant ("mlf (averaged last 3)") when it has one."""
+        variant = self.row_variant.get(row, "")
+        return f"{self.row_method[row]} ({variant})" if variant else self.row_method[row]
 
     def method_cell(self, row: str) -> str:
-        """The method column's text: the method, plus its marker when it has one."""
+        """The method column's text: the method (and variant), plus its marker when it has one."""
         marker = self.row_marker.get(row, "")
-        return f"{self.row_method[row]} ({marker})" if marker else self.row_method[row]
+        return f"{self.method_name(row)} ({marker})" if marker else self.method_name(row)
 
     @property
     def oracle_marked(self) -> bool:
@@ -218,6 +239,31 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return m, math.sqrt(var)
 
 
+AVERAGED_PREFIX = "avg/"
+
+
+def _averaged_key(key: str, prefix: str) -> str:
+    """``best/zero_shot/f1/fr`` -> ``avg/zero_shot/f1/fr``: the checkpoint average's copy of a key."""
+    for p in (prefix, "best/"):
+        if p and key.startswith(p):
+            return AVERAGED_PREFIX + key[len(p):]
+    return AVERAGED_PREFIX + key
+
+
+def _averaged_variant(runs: list[RunRecord]) -> str:
+    """``averaged last 3`` (``avg/checkpoints``, else the ``train.average_last`` param; ``2–3`` if they differ)."""
+    ks = {int(r.metrics["avg/checkpoints"]) for r in runs if _finite(r.metrics.get("avg/checkpoints"))}
+    if not ks:
+        for r in runs:
+            try:
+                ks.add(int(float(r.params.get("train.average_last", ""))))
+            except ValueError:
+                pass
+    if not ks:
+        return "averaged"
+    return f"averaged last {min(ks)}" if len(ks) == 1 else f"averaged last {min(ks)}–{max(ks)}"
+
+
 def build_table(runs: list[RunRecord], *, task_metric: str, targets: list[str], baseline: str = "mlf",
                 forgetting_key: str | None = "best/forgetting/retrieval_drop/avg", prefix: str = "best/",
                 alpha: float = 0.05, budget: dict[str, int] | None = None, selection_rule: str | None = None,
@@ -232,7 +278,8 @@ def build_table(runs: list[RunRecord], *, task_metric: str, targets: list[str], 
     ``digits`` only affect how the renderers print numbers. ``methods``: every method the table must show
     (one without a counted run is listed in ``missing``, with ``why_missing[method]`` or the reasons its
     runs were left out). ``oracle_runs`` (labelled by ``oracle_selection``) become one reference row per
-    method, after its own rows. ``provenance``: run ids, rendered as comments.
+    method, after its own rows. ``provenance``: run ids, rendered as comments. Rows whose runs logged a
+    checkpoint average (``avg/*``) get an averaged row after them (module docstring, "Averaged rows").
     """
     left_out: list[str] = []
     notes: list[str] = []
@@ -255,10 +302,12 @@ def build_table(runs: list[RunRecord], *, task_metric: str, targets: list[str], 
     keys: dict[str, str] = {lang: f"{prefix}zero_shot/{task_metric}/{lang}" for lang in targets}
     keys[TARGET_AVG] = f"{prefix}zero_shot/{task_metric}/avg"
     keys[SOURCE_AVG] = f"{prefix}source/{task_metric}/avg"
-    if forgetting_key and any(forgetting_key in r.metrics for r in used + oracle_used):
+    if forgetting_key and any(k in r.metrics for r in used + oracle_used
+                              for k in (forgetting_key, _averaged_key(forgetting_key, prefix))):
         keys[FORGETTING] = forgetting_key
     columns = list(keys)
     lower = {c: c == FORGETTING for c in columns}
+    avg_keys = {c: _averaged_key(k, prefix) for c, k in keys.items()}
 
     # ---- rows
     by_method: dict[str, list[RunRecord]] = defaultdict(list)
@@ -276,7 +325,31 @@ def build_table(runs: list[RunRecord], *, task_metric: str, targets: list[str], 
     row_sets: dict[str, list[str]] = {}
     row_marker: dict[str, str] = {}
     reference_rows: list[str] = []
+    averaged_rows: list[str] = []
+    row_keys: dict[str, dict[str, str]] = {}
+    row_variant: dict[str, str] = {}
     split_methods: set[str] = set()
+
+    def add_averaged(of: str, source_set: str | None) -> None:
+        """After row ``of``: its checkpoint-averaged row, over its runs that logged the ``avg/`` target avg."""
+        has = [r for r in row_runs[of] if _finite(r.metrics.get(avg_keys[TARGET_AVG]))]
+        if not has:
+            return
+        variant = _averaged_variant(has)
+        label = f"{row_method[of]} ({source_set}, {variant})" if source_set else f"{row_method[of]} ({variant})"
+        rows.append(label)
+        averaged_rows.append(label)
+        row_runs[label] = has
+        row_method[label] = row_method[of]
+        row_sets[label] = sorted({r.source_set for r in has})
+        row_marker[label] = row_marker[of]      # an oracle-selected configuration stays marked as one
+        row_keys[label] = avg_keys
+        row_variant[label] = variant
+        for r in row_runs[of]:
+            if r not in has:
+                left_out.append(f"row {label}: {r.describe()} has no {avg_keys[TARGET_AVG]} (no checkpoint "
+                                "average logged)")
+
     for m in row_order:
         sets = sorted({r.source_set for r in by_method[m]})
         if len(sets) > 1:
@@ -288,12 +361,14 @@ def build_table(runs: list[RunRecord], *, task_metric: str, targets: list[str], 
                 row_method[label] = m
                 row_sets[label] = [s]
                 row_marker[label] = marker
+                add_averaged(label, s)
         elif sets:
             rows.append(m)
             row_runs[m] = list(by_method[m])
             row_method[m] = m
             row_sets[m] = sets
             row_marker[m] = marker
+            add_averaged(m, None)
         if oracle_by_method[m]:
             label = f"{m} ({oracle_marker})"
             rows.append(label)
@@ -320,7 +395,7 @@ def build_table(runs: list[RunRecord], *, task_metric: str, targets: list[str], 
     for row in rows:
         means[row], stds[row], ns[row] = {}, {}, {}
         for col in columns:
-            key = keys[col]
+            key = row_keys.get(row, keys)[col]
             vals: list[float] = []
             missing: list[str] = []
             for r in row_runs[row]:
@@ -338,10 +413,16 @@ def build_table(runs: list[RunRecord], *, task_metric: str, targets: list[str], 
                                 + f" (cell over n={len(vals)})")
 
     # ---- best per column
+    # Averaged rows take no bold (nor a test, below): bold and † answer "which method wins under this table's
+    # selection protocol", and an averaged row is another protocol on a configuration that was tuned for the
+    # selected checkpoint (its runs were picked, and their hyperparameters searched, by best/ scores), so a
+    # win or a loss against the selected rows would mix the two. Averaging uses no dev data, so comparing
+    # the numbers by eye is not unfair; it is simply not the comparison the marks state.
+    unranked = set(reference_rows) | set(averaged_rows)
     best: dict[str, tuple[str, ...]] = {}
     for col in columns:
         cands = [(means[row][col], row) for row in rows
-                 if math.isfinite(means[row][col]) and row not in reference_rows]
+                 if math.isfinite(means[row][col]) and row not in unranked]
         if not cands:
             best[col] = ()
             continue
@@ -353,13 +434,13 @@ def build_table(runs: list[RunRecord], *, task_metric: str, targets: list[str], 
     n_pairs: dict[str, int] = {row: 0 for row in rows}
     significant: dict[str, bool] = {row: False for row in rows}
     baseline_of: dict[str, str | None] = {row: None for row in rows}
-    base_rows = [row for row in rows if row_method[row] == baseline and row not in reference_rows]
+    base_rows = [row for row in rows if row_method[row] == baseline and row not in unranked]
     test_notes: list[str] = []
     if not base_rows:
         test_notes.append(f"No significance tests: baseline method {baseline!r} has no counted run.")
     else:
         for row in rows:
-            if row_method[row] == baseline or row in reference_rows:
+            if row_method[row] == baseline or row in unranked:
                 continue
             ref = _reference_row(row, base_rows, row_sets, row_method, split_methods)
             if ref is None:
@@ -390,16 +471,24 @@ def build_table(runs: list[RunRecord], *, task_metric: str, targets: list[str], 
     if FORGETTING in keys:
         notes.append(f"Forgetting = {keys[FORGETTING]} (retrieval accuracy lost vs the pre-trained encoder; "
                      "lower is better, best = lowest).")
+    if averaged_rows:
+        notes.append("Averaged rows (" + ", ".join(averaged_rows) + ") read "
+                     + ", ".join(avg_keys[c] for c in columns) + f" instead of the {prefix or 'plain'} keys: "
+                     "the checkpoint average logged at each run's last step (train.average_last; avg/checkpoints "
+                     "evaluations averaged, from avg/first_step). Same runs and configurations as the row above "
+                     "them: only the checkpoint is selection-free.")
 
     caption = _caption(task_metric, targets, baseline, alpha, budget, selection_rule, scale,
-                       FORGETTING in keys, selection, oracle_selection if reference_rows else None, oracle_marker)
+                       FORGETTING in keys, selection, oracle_selection if reference_rows else None, oracle_marker,
+                       sorted(set(row_variant.values())))
     return Table(rows=rows, columns=columns, keys=keys, lower_is_better=lower, means=means, stds=stds, n=ns,
                  pvalues=pvalues, n_pairs=n_pairs, significant=significant, best=best, left_out=left_out,
                  notes=notes, caption=caption, row_method=row_method, row_source_sets=row_sets,
                  row_runs=row_runs, baseline=baseline, baseline_of=baseline_of, task_metric=task_metric,
                  targets=list(targets), alpha=alpha, scale=scale, digits=digits, missing=no_row,
                  row_marker=row_marker, reference_rows=reference_rows, selection=selection,
-                 provenance=list(provenance or []))
+                 provenance=list(provenance or []), averaged_rows=averaged_rows, row_keys=row_keys,
+                 row_variant=row_variant)
 
 
 def _reference_row(row: str, base_rows: list[str], row_sets: dict[str, list[str]], row_method: dict[str, str],
@@ -449,7 +538,8 @@ def _wilcoxon(runs: list[RunRecord], base_runs: list[RunRecord], keys: list[str]
 
 def _caption(task_metric: str, targets: list[str], baseline: str, alpha: float, budget: dict[str, int] | None,
              selection_rule: str | None, scale: float, forgetting: bool, selection: Selection | None = None,
-             oracle: Selection | None = None, oracle_marker: str = "oracle") -> str:
+             oracle: Selection | None = None, oracle_marker: str = "oracle",
+             averaged: list[str] | None = None) -> str:
     scaled = f" (×{scale:g})" if scale != 1 else ""
     parts = []
     if selection is not None and selection.is_oracle:
@@ -467,6 +557,10 @@ def _caption(task_metric: str, targets: list[str], baseline: str, alpha: float, 
     if oracle is not None:
         parts.append(f"Rows marked ({oracle_marker}): each method's sweep trial {oracle.sentence}, shown beside "
                      "the zero-shot-faithful row as a reference for what selection costs (no bold, no test).")
+    if averaged:
+        parts.append(f"Rows labelled ({' / '.join(averaged)}) are selection-free: each run's model is the uniform "
+                     "average of the weights of its last k evaluations (checkpoint averaging, Schmidt et al., 2023), "
+                     "scored at its last step, so no dev data picks its checkpoint (no bold, no test).")
     if budget:
         parts.append("Trial budget: " + ", ".join(f"{m} {n}" for m, n in budget.items()) + "."
                      + ("" if len(set(budget.values())) <= 1 else " Budgets differ across methods."))
@@ -519,6 +613,8 @@ def to_markdown(table: Table) -> str:
         label = _md_escape(table.row_method[row])
         if len(table.row_runs[row]) == 1 and urls:
             label = f"[{label}]({urls[0]})"
+        if table.row_variant.get(row):
+            label += f" ({_md_escape(table.row_variant[row])})"
         if table.row_marker.get(row):
             label += f" *({_md_escape(table.row_marker[row])})*"
         cells = [label, _md_escape(", ".join(table.row_source_sets[row])), str(table.row_n(row))]

@@ -152,3 +152,35 @@ def test_peak_memory_is_per_trial_in_a_reused_worker_process():
     reset_peak_memory(cpu)
     after = peak_memory_mb(cpu)
     assert before - after > 300, (before, after)
+
+
+@pytest.mark.parametrize("method", sorted(__import__("lfmlf.methods", fromlist=["METHODS"]).METHODS))
+def test_every_methods_checkpoint_loads_with_weights_only(method, tmp_path):
+    """Trials resume with torch.load(weights_only=True): the checkpoint holds tensors and plain data only."""
+    import torch
+
+    from lfmlf.loop import fit
+
+    state = list(fit(tiny_spec(method, train={"max_steps": 3, "eval_every": 3})))[-1].state()
+    torch.save(state, tmp_path / "state.pt")
+    loaded = torch.load(tmp_path / "state.pt", weights_only=True)
+    assert loaded["step"] == 3
+
+
+class _Boom:
+    def __reduce__(self):
+        return (exec, ("open(__import__('os').environ['LFMLF_BOOM'], 'w').write('ran')",))
+
+
+def test_a_crafted_checkpoint_cannot_run_code(tmp_path, monkeypatch):
+    import pickle
+
+    import torch
+
+    marker = tmp_path / "ran"
+    monkeypatch.setenv("LFMLF_BOOM", str(marker))
+    path = tmp_path / "state.pt"
+    torch.save({"step": 1, "evil": _Boom()}, path, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)
+    assert not marker.exists()

@@ -411,3 +411,115 @@ def test_no_tracking_or_tuning_imports(module: str):
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module.split(".")[0])
     assert not names & {"mlflow", "ray", "optuna"}
+
+
+def averaged(r: RunRecord, scores: dict[str, float], source: float, forgetting: float | None = None,
+             k: int = 3, first_step: int = 60) -> RunRecord:
+    """``r`` with the avg/ family a run logs with ``train.average_last: k`` (checkpoint averaging)."""
+    m = dict(r.metrics)
+    m.update({f"avg/zero_shot/f1/{lang}": v for lang, v in scores.items()})
+    m["avg/zero_shot/f1/avg"] = sum(scores.values()) / len(scores)
+    m["avg/zero_shot/f1/min"] = min(scores.values())
+    m["avg/source/f1/avg"] = source
+    if forgetting is not None:
+        m["avg/forgetting/retrieval_drop/avg"] = forgetting
+    m["avg/checkpoints"], m["avg/first_step"] = float(k), float(first_step)
+    return RunRecord(r.run_id, r.status, r.method, r.source_set, r.seed, m, r.params, r.tags, r.history, r.url)
+
+
+def two_by_two_averaged() -> list[RunRecord]:
+    """two_by_two with checkpoint averages: mlf's beat every selected row, lfmlf's are partial (seed 0 only)."""
+    m0, m1, l0, l1 = two_by_two()
+    return [averaged(m0, {"fr": 0.80, "it": 0.70}, 0.90, 0.02), averaged(m1, {"fr": 0.84, "it": 0.72}, 0.92, 0.04),
+            averaged(l0, {"fr": 0.72, "it": 0.54}, 0.81, 0.03), l1]
+
+
+def test_averaged_row_reads_the_avg_keys_with_means_over_seeds():
+    t = table(two_by_two_averaged())
+    assert t.rows == ["mlf", "mlf (averaged last 3)", "lfmlf", "lfmlf (averaged last 3)"]
+    assert t.averaged_rows == ["mlf (averaged last 3)", "lfmlf (averaged last 3)"]
+    row = "mlf (averaged last 3)"
+    assert t.key(row, "fr") == "avg/zero_shot/f1/fr" and t.key(row, TARGET_AVG) == "avg/zero_shot/f1/avg"
+    assert t.key(row, SOURCE_AVG) == "avg/source/f1/avg"
+    assert t.key(row, FORGETTING) == "avg/forgetting/retrieval_drop/avg" and t.key("mlf", FORGETTING) == FKEY
+    assert t.means[row]["fr"] == pytest.approx(0.82) and t.stds[row]["fr"] == pytest.approx(math.sqrt(2 * 0.02 ** 2))
+    assert t.means[row]["it"] == pytest.approx(0.71)
+    assert t.means[row][TARGET_AVG] == pytest.approx((0.75 + 0.78) / 2)
+    assert t.means[row][SOURCE_AVG] == pytest.approx(0.91) and t.means[row][FORGETTING] == pytest.approx(0.03)
+    assert t.row_n(row) == 2 and t.row_method[row] == "mlf" and t.row_source_sets[row] == ["de+en"]
+    # the selected rows are unchanged (best/ keys)
+    assert t.means["mlf"]["fr"] == pytest.approx(0.62) and t.means["lfmlf"]["fr"] == pytest.approx(0.68)
+    # lfmlf: only seed 0 logged an average; the run without one is named, not counted
+    lf = "lfmlf (averaged last 3)"
+    assert [r.run_id for r in t.row_runs[lf]] == ["l0"] and t.means[lf]["fr"] == pytest.approx(0.72)
+    assert math.isnan(t.stds[lf]["fr"])
+    assert any(x.startswith(f"row {lf}: run l1 (lfmlf, de+en, seed 1) has no avg/zero_shot/f1/avg") for x in t.left_out)
+
+
+def test_averaged_row_takes_no_bold_and_no_test():
+    runs, _ = three_seeds_four_langs([0.01 * (i + 1) for i in range(12)])
+    langs = ["fr", "it", "pt", "ro"]
+    runs = [averaged(r, {lang: 0.95 for lang in langs}, 0.99, k=2) for r in runs]
+    t = build_table(runs, task_metric="f1", targets=langs)
+    assert t.averaged_rows == ["mlf (averaged last 2)", "lfmlf (averaged last 2)"]
+    for col in t.columns:
+        assert not set(t.best[col]) & set(t.averaged_rows)      # 0.95 everywhere, yet never bold
+    assert t.best["fr"] == ("lfmlf",) and t.best[SOURCE_AVG] == ("mlf", "lfmlf")
+    assert all(t.pvalues[row] is None and t.baseline_of[row] is None for row in t.averaged_rows)
+    assert t.baseline_of["lfmlf"] == "mlf" and t.significant["lfmlf"]     # tested against the selected mlf row
+    md = to_markdown(t)
+    assert "**95.0" not in md
+    daggers = [x for x in md.splitlines() if x.startswith("| ") and "†" in x]
+    assert len(daggers) == 1 and daggers[0].startswith("| lfmlf |")     # the selected row's target avg only
+
+
+def test_averaged_row_in_markdown_latex_and_csv_and_caption_says_selection_free():
+    t = table(two_by_two_averaged(), selection=selection_label("best/source/f1/avg", "dev"),
+              selection_rule="each method's best trial by best/source/f1/avg")
+    assert "selection-free" in t.caption and "no dev data picks its checkpoint" in t.caption
+    assert "(averaged last 3)" in t.caption and "no bold, no test" in t.caption
+    assert any(n.startswith("Averaged rows (mlf (averaged last 3), lfmlf (averaged last 3)) read avg/zero_shot/f1/fr")
+               and "only the checkpoint is selection-free" in n for n in t.notes)
+    md = to_markdown(t)
+    line = next(x for x in md.splitlines() if x.startswith("| mlf (averaged last 3) |"))
+    assert "| de+en | 2 | 82.0 ± 2.8 | 71.0 ± 1.4 | 76.5 ± 2.1 | 91.0 ± 1.4 | 3.0 ± 1.4 |" in line
+    assert "**" not in line
+    assert "| [lfmlf](" not in md and "| lfmlf (averaged last 3) | de+en | 1 | 72.0 ± – |" in md
+    assert "oracle" not in md.lower()
+    tex = to_latex(t)
+    assert "mlf (averaged last 3) & de+en & 2 & 82.0 $\\pm$ 2.8 & 71.0 $\\pm$ 1.4" in tex
+    caption = next(x for x in tex.splitlines() if x.startswith("\\caption{"))
+    assert "selection-free" in caption and "% runs of mlf (averaged last 3): m0, m1" in tex
+    rows = {(r["row"], r["column"]): r for r in csv.DictReader(io.StringIO(to_csv(t)))}
+    assert float(rows[("mlf (averaged last 3)", "fr")]["mean"]) == t.means["mlf (averaged last 3)"]["fr"]
+    assert rows[("mlf (averaged last 3)", "fr")]["best"] == "0" and rows[("mlf", "fr")]["best"] == "0"
+    assert rows[("mlf (averaged last 3)", TARGET_AVG)]["p_value"] == ""
+    assert rows[("lfmlf (averaged last 3)", "fr")]["n"] == "1"
+
+
+def test_no_averaged_row_without_avg_metrics():
+    t = table(two_by_two())
+    assert t.rows == ["mlf", "lfmlf"] and t.averaged_rows == [] and t.row_keys == {}
+    assert "averaged" not in t.caption and "selection-free" not in t.caption
+    assert not any("averaged" in n.lower() for n in t.notes)
+    for text in (to_markdown(t), to_latex(t), to_csv(t)):
+        assert "averaged" not in text
+    # an avg/ family without the target average (e.g. only avg/checkpoints) adds nothing either
+    m0, m1, l0, l1 = two_by_two()
+    partial = RunRecord(m0.run_id, m0.status, m0.method, m0.source_set, m0.seed, {**m0.metrics, "avg/checkpoints": 3.0})
+    assert table([partial, m1, l0, l1]).averaged_rows == []
+
+
+def test_averaged_rows_follow_split_rows_and_keep_the_oracle_marker():
+    m0, m1, l0, l1 = two_by_two_averaged()
+    s0 = averaged(run("s0", "lfmlf", 0, {"fr": 0.5, "it": 0.4}, source_set="en+es"), {"fr": 0.55, "it": 0.45}, 0.8,
+                  k=2)
+    t = table([m0, m1, l0, l1, s0], selection=selection_label("best/zero_shot/f1/avg", "dev"))
+    assert t.rows == ["mlf", "mlf (averaged last 3)", "lfmlf (de+en)", "lfmlf (de+en, averaged last 3)",
+                      "lfmlf (en+es)", "lfmlf (en+es, averaged last 2)"]
+    assert t.row_source_sets["lfmlf (en+es, averaged last 2)"] == ["en+es"]
+    assert t.means["lfmlf (en+es, averaged last 2)"]["fr"] == pytest.approx(0.55)
+    # the configuration behind an averaged row was selected on target data: it stays marked as an oracle
+    assert t.row_marker["mlf (averaged last 3)"] == "oracle: target dev"
+    assert "| mlf (averaged last 3) *(oracle: target dev)* |" in to_markdown(t)
+    assert "mlf (averaged last 3) (oracle: target dev) &" in to_latex(t)

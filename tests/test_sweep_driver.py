@@ -49,3 +49,25 @@ def test_a_refused_start_leaves_nothing_that_blocks_the_same_command(tmp_path, s
         with pytest.raises(Refused):
             driver.run(cfg, tracking_uri=uri)
     assert not (out / "ray").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_exit_status_zero_needs_a_finished_trial_per_method_and_few_failures(tmp_path, capsys):
+    from lfmlf.sweep.driver import SweepOutcome, _error_line, _print_summary
+
+    def outcome(best, errors, trials):
+        return SweepOutcome(run_dir=tmp_path, tracking_uri="sqlite:///x.db", parent_run_id="p", storage=str(tmp_path),
+                            best=best, errors=errors, trials=trials, max_failed_share=0.25,
+                            first_errors={m: "RuntimeError: loss is nan" for m, n in errors.items() if n},
+                            studies=("sqlite:///o.db", {"mlf": "s1", "lfmlf": "s2"}))
+
+    good = {"config": {"lr": 1e-3}, "metric": 0.5, "zero_shot": 0.4}
+    assert outcome({"mlf": good, "lfmlf": good}, {"mlf": 1, "lfmlf": 0}, {"mlf": 4, "lfmlf": 4}).ok
+    assert not outcome({"mlf": good, "lfmlf": good}, {"mlf": 3, "lfmlf": 0}, {"mlf": 4, "lfmlf": 4}).ok  # 3/8 > 25 %
+    only_failed = outcome({"mlf": good}, {"mlf": 0, "lfmlf": 1}, {"mlf": 1, "lfmlf": 1})
+    assert not only_failed.ok                                                   # lfmlf has no finished trial
+    cfg = load_sweep(QUICKSTART)
+    _print_summary(cfg, only_failed, "best/source/f1/avg")
+    out = capsys.readouterr().out
+    assert "lfmlf    no finished trial (1 failed" in out and "exit status 3" in out
+    assert "first error: RuntimeError: loss is nan" in out
+    assert _error_line(RuntimeError("Traceback ...\n  File x\nValueError: bad value\n")) == "ValueError: bad value"

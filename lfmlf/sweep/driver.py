@@ -46,9 +46,17 @@ class SweepOutcome:
     stopped: dict[str, int] = field(default_factory=dict)            # method -> trials stopped by ASHA
     studies: tuple[str, dict[str, str]] = ("", {})                   # Optuna storage URL, method -> study
 
+    first_errors: dict[str, str] = field(default_factory=dict)       # method -> the first failed trial's error
+    trials: dict[str, int] = field(default_factory=dict)             # method -> trials run
+    max_failed_share: float = 1.0
+
     @property
     def ok(self) -> bool:
-        return bool(self.best)
+        """Every method has a finished trial and no more than ``max_failed_share`` of the trials failed."""
+        total = sum(self.trials.values())
+        failed = sum(self.errors.values())
+        return bool(self.best) and all(m in self.best for m in self.trials) and \
+            (total == 0 or failed / total <= self.max_failed_share)
 
 
 def _git_sha() -> str:
@@ -160,7 +168,7 @@ def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
                 f"search_spaces/{method}.yaml")
 
     outcome = SweepOutcome(run_dir=run_dir, tracking_uri=uri, parent_run_id=parent, storage=storage.location,
-                           studies=(optuna_url, studies))
+                           studies=(optuna_url, studies), max_failed_share=cfg.search.max_failed_share)
     metric = search_metric(cfg)
     status = "FINISHED"
     print(f"\n=== {cfg.name}: {', '.join(cfg.methods)} ({cfg.search.num_samples} trials each, at most "
@@ -168,7 +176,11 @@ def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
     try:
         grid = _tuner(cfg, storage, resume, tracker, optuna_url, studies).fit()
         for method in cfg.methods:
-            outcome.errors[method] = sum(1 for r in grid if r.error is not None and r.config.get("method") == method)
+            mine = [r for r in grid if r.config.get("method") == method]
+            outcome.trials[method] = len(mine)
+            outcome.errors[method] = sum(1 for r in mine if r.error is not None)
+            if outcome.errors[method]:
+                outcome.first_errors[method] = _error_line(next(r.error for r in mine if r.error is not None))
             orphans = fail_orphaned_trials(optuna_url, studies[method])   # every Tune trial has ended
             if orphans:
                 print(f"lfmlf: {orphans} Optuna trial(s) of {method} were left RUNNING by a killed process; "
@@ -191,6 +203,12 @@ def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
                   "Tune re-ran those trials, and their old MLflow runs are marked KILLED.", flush=True)
     _print_summary(cfg, outcome, metric)
     return outcome
+
+
+def _error_line(error: BaseException) -> str:
+    """The line of a trial's error that names the exception (the last non-empty line of its text)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:300]
 
 
 def _best_result(grid: Any, method: str, metric: str, mode: str, max_steps: int) -> Any:
@@ -277,6 +295,13 @@ def _print_summary(cfg: SweepConfig, outcome: SweepOutcome, metric: str) -> None
         print(f"  {method:8s} {metric} = {b['metric']:.4f}   zero-shot (same checkpoint) = "
               f"{zero_shot:.4f}   {shown}" + (f"   [{failed} failed]" if failed else "")
               + (f"   [{stopped} stopped early by ASHA, not eligible]" if stopped else ""))
+    if not outcome.ok:
+        failed, total = sum(outcome.errors.values()), sum(outcome.trials.values())
+        print(f"\nlfmlf: the sweep is incomplete (exit status 3): {failed} of {total} trials failed (allowed: "
+              f"{outcome.max_failed_share:.0%}, search.max_failed_share); methods without a finished trial: "
+              f"{', '.join(m for m in cfg.methods if m not in outcome.best) or 'none'}.")
+        for method, line in outcome.first_errors.items():
+            print(f"  {method:8s} {outcome.errors[method]} failed; first error: {line}")
     uri = redact(outcome.tracking_uri)
     print(f"\nMLflow: runs are in {uri} (parent run {outcome.parent_run_id}).")
     print(f"Open the UI with:  mlflow ui --backend-store-uri {uri} --host 127.0.0.1")

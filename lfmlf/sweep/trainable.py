@@ -85,7 +85,7 @@ def trainable(config: dict[str, Any], specs: SweepSpecs | RerunSpecs) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            state = torch.load(Path(d) / CHECKPOINT_FILE, weights_only=False)
+            state = torch.load(Path(d) / CHECKPOINT_FILE, weights_only=True)   # tensors and plain data only
     where = {"perf/resumed_from_step": float(state["step"] if state else 0),
              "node_id": ray.get_runtime_context().get_node_id()}
     for evaluation in fit(spec, state):
