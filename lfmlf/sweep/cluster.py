@@ -52,8 +52,8 @@ def shipped_env() -> dict[str, str]:
 
 def start_ray(cfg: SweepConfig, address: str | None) -> None:
     """Join ``address`` and check every node (:func:`check_cluster`), else start a local instance that binds
-    every server to 127.0.0.1, has no dashboard and no auth token (nothing else can reach it), and keeps its
-    temp files in the run folder."""
+    every server to 127.0.0.1, has no dashboard, requires the sweep's own auth token (:func:`local_token`)
+    and keeps its temp files in the run folder."""
     ray_env()
     if ray.is_initialized():
         return
@@ -64,7 +64,9 @@ def start_ray(cfg: SweepConfig, address: str | None) -> None:
     # ray is imported, so set it in this process too; the processes Ray starts inherit the variable.
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     ray._private.ray_constants.ENABLE_RAY_CLUSTER = False  # noqa: SLF001
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ["RAY_AUTH_MODE"] = "token"   # loopback keeps other machines out, the token other local users
+    os.environ["RAY_AUTH_TOKEN"] = local_token(cfg.run_dir)
+    ray._raylet.Config.initialize("")  # noqa: SLF001 - Ray caches the mode at import; what its own token setup does
     temp = cfg.run_dir / "ray_tmp"
     if len(str(temp)) > 43:  # Ray's AF_UNIX socket paths under it must stay below 107 bytes
         temp = Path(tempfile.gettempdir()) / f"lfmlf-{zlib.crc32(str(cfg.run_dir).encode()):08x}"  # same on resume
@@ -75,6 +77,22 @@ def start_ray(cfg: SweepConfig, address: str | None) -> None:
     temp.mkdir(parents=True, exist_ok=True)
     ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, _temp_dir=str(temp),
              logging_level="WARNING", log_to_driver=True)
+
+
+def local_token(run_dir: Path) -> str:
+    """The Ray auth token of a local sweep: made once per run folder (so ``--resume`` uses the same) and
+    kept in ``<run folder>/ray_auth_token``, readable by its owner only. Nothing is written to ``~/.ray``."""
+    import secrets
+
+    path = run_dir / "ray_auth_token"
+    if path.is_file():
+        return path.read_text().strip()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
+    return token
 
 
 def connect_cluster(cfg: SweepConfig, address: str) -> None:
