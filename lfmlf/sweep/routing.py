@@ -64,7 +64,19 @@ class ResumableOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result, error)
 
 
-class MethodSearch(Searcher):
+class _PickledState:
+    """``save`` / ``restore`` of the whole object, as Tune calls them with each experiment checkpoint."""
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+
+class MethodSearch(_PickledState, Searcher):
     """One Optuna study per method behind one Tune searcher, ``budget`` trials each.
 
     Called by Tune: ``suggest`` when a slot is free (the method with the fewest trials so far gets it, so
@@ -122,16 +134,8 @@ class MethodSearch(Searcher):
         if ot is not None and not self.searchers[method or ""]._finished(trial_id):
             ot.set_user_attr("mlflow_run_id", run_id)
 
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
 
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
-
-
-class MethodScheduler(FIFOScheduler):
+class MethodScheduler(_PickledState, FIFOScheduler):
     """One trial scheduler per method (ASHA brackets, or FIFO); Tune's events for a trial go to the
     scheduler of ``trial.config["method"]``. Trials start in the order the searcher created them."""
 
@@ -162,14 +166,6 @@ class MethodScheduler(FIFOScheduler):
 
     def debug_string(self) -> str:
         return "\n".join(f"{m}: {s.debug_string()}" for m, s in self.schedulers.items())
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
 
 
 class SchedulerState(tune.Callback):
