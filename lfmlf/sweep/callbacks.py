@@ -28,6 +28,7 @@ class TrackingCallback(tune.Callback):
         self._tracker: SweepTracker | None = None
         self._logged: dict[str, int] = {}   # trial id -> last step written (results repeat after a restore)
         self._nodes: dict[str, list[str]] = {}   # trial id -> Ray node ids it reported from, in order
+        self._diverged: dict[str, str] = {}      # trial id -> why its loss diverged
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_tracker": None}
@@ -71,6 +72,11 @@ class TrackingCallback(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         run_id = self.tracker.run_id(trial.trial_id)
         step = int(result.get("step", 0))
+        if run_id is not None and result.get("diverged"):
+            self._diverged[trial.trial_id] = str(result.get("diverged_reason", "the loss diverged"))
+            self.tracker.set_tags(run_id, {"lfmlf.diverged": "true",
+                                           "lfmlf.error": self._diverged[trial.trial_id][-4000:]})
+            return
         if run_id is None or step <= self._logged.get(trial.trial_id, -1):
             return
         metrics = {k: v for k, v in result.items() if "/" in k and isinstance(v, (int, float))}
@@ -87,6 +93,9 @@ class TrackingCallback(tune.Callback):
         if run_id is None:
             return
         last = trial.last_result or {}
+        if trial.trial_id in self._diverged or last.get("diverged"):   # a result, but not a finished trial
+            self.tracker.finish_trial(trial.trial_id, "FAILED")
+            return
         done = int(last.get("step", 0)) >= self.specs(trial.config).train.max_steps
         self.tracker.set_tags(run_id, {"lfmlf.stopped_early": str(not done).lower()})
         final = {k: v for k, v in last.items() if k.startswith(("best/", "zero_shot/", "source/", "forgetting/", "avg/"))}

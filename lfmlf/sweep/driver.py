@@ -93,7 +93,7 @@ def _tuner(cfg: SweepConfig, storage: Storage, resume: bool, tracker: SweepTrack
            optuna_url: str, studies: dict[str, str]) -> tune.Tuner:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    fn = tune.with_resources(tune.with_parameters(trainable, specs=SweepSpecs(cfg)),
+    fn = tune.with_resources(tune.with_parameters(trainable, specs=SweepSpecs(cfg, search_metric(cfg))),
                              {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu})
     path = storage.uri("ray", EXPERIMENT)
     if resume and tune.Tuner.can_restore(path):
@@ -178,15 +178,18 @@ def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
         for method in cfg.methods:
             mine = [r for r in grid if r.config.get("method") == method]
             outcome.trials[method] = len(mine)
-            outcome.errors[method] = sum(1 for r in mine if r.error is not None)
-            if outcome.errors[method]:
-                outcome.first_errors[method] = _error_line(next(r.error for r in mine if r.error is not None))
+            outcome.errors[method] = sum(1 for r in mine if r.error is not None or (r.metrics or {}).get("diverged"))
+            failed = [r.error or RuntimeError(r.metrics.get("diverged_reason", "")) for r in mine
+                      if r.error is not None or (r.metrics or {}).get("diverged")]
+            if failed:
+                outcome.first_errors[method] = _error_line(failed[0])
             orphans = fail_orphaned_trials(optuna_url, studies[method])   # every Tune trial has ended
             if orphans:
                 print(f"lfmlf: {orphans} Optuna trial(s) of {method} were left RUNNING by a killed process; "
                       "marked FAIL in the study.", flush=True)
-            outcome.stopped[method] = sum(1 for r in grid if r.config.get("method") == method and r.error is None
-                                          and r.metrics and int(r.metrics.get("step", 0)) < cfg.train.max_steps)
+            outcome.stopped[method] = sum(1 for r in mine if r.error is None and r.metrics
+                                          and not r.metrics.get("diverged")
+                                          and int(r.metrics.get("step", 0)) < cfg.train.max_steps)
             best = _best_result(grid, method, metric, cfg.search.mode, cfg.train.max_steps)
             if best is not None:
                 outcome.best[method] = {"config": best.config, "metric": best.metrics.get(metric),

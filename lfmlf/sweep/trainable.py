@@ -33,8 +33,9 @@ class SweepSpecs:
 
     trial_location = staticmethod(trial_location)
 
-    def __init__(self, sweep: SweepConfig) -> None:
+    def __init__(self, sweep: SweepConfig, metric: str | None = None) -> None:
         self.sweep = sweep
+        self.metric = metric   # the search metric: every result Tune sees must carry it
 
     def __call__(self, config: dict[str, Any]) -> TrialSpec:
         return trial_spec(self.sweep, config)
@@ -76,7 +77,7 @@ def trainable(config: dict[str, Any], specs: SweepSpecs | RerunSpecs) -> None:
 
     import ray
 
-    from lfmlf.loop import fit
+    from lfmlf.loop import TrainingDiverged, fit
 
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # one line per checkpoint
     spec = specs(config)
@@ -88,7 +89,20 @@ def trainable(config: dict[str, Any], specs: SweepSpecs | RerunSpecs) -> None:
             state = torch.load(Path(d) / CHECKPOINT_FILE, weights_only=True)   # tensors and plain data only
     where = {"perf/resumed_from_step": float(state["step"] if state else 0),
              "node_id": ray.get_runtime_context().get_node_id()}
-    for evaluation in fit(spec, state):
-        with tempfile.TemporaryDirectory() as d:
-            torch.save(evaluation.state(), Path(d) / CHECKPOINT_FILE)
-            tune.report({**evaluation.metrics, **where}, checkpoint=tune.Checkpoint.from_directory(d))
+    step, last = (int(state["step"]), state.get("metrics", {})) if state else (0, {})
+    try:
+        for evaluation in fit(spec, state):
+            with tempfile.TemporaryDirectory() as d:
+                torch.save(evaluation.state(), Path(d) / CHECKPOINT_FILE)
+                tune.report({**evaluation.metrics, **where}, checkpoint=tune.Checkpoint.from_directory(d))
+            step, last = evaluation.step, evaluation.metrics
+    except TrainingDiverged as e:
+        # A divergence is a result, not a crash: the same seed would diverge again, so the trial ends here
+        # (no retry). It ends before max_steps without an error, so Optuna records it PRUNED with its last
+        # search-metric value, or the worst score (0, or 1e12 when minimising) before its first evaluation; the
+        # MLflow callback marks the run FAILED with the reason (tag lfmlf.diverged).
+        metric = getattr(specs, "metric", None)
+        mode = specs.sweep.search.mode if isinstance(specs, SweepSpecs) else "max"
+        worst = 0.0 if mode == "max" else 1e12
+        score = {metric: float(last.get(metric, worst))} if metric else {}
+        tune.report({"step": step, **score, "diverged": 1.0, "diverged_reason": str(e)[:2000], **where})
