@@ -16,7 +16,9 @@ import yaml
 
 from lfmlf.config import SweepConfig, TrialSpec, load_sweep, trial_spec
 from lfmlf.errors import SweepError
+from lfmlf.redaction import redact_data
 from lfmlf.search import search_metric
+from lfmlf.storage import redact
 
 
 # ----------------------------------------------------------------------------------------------- best
@@ -68,9 +70,10 @@ def best(cfg: SweepConfig, tracking_uri: str | None = None, out_dir: Path | None
                      "sweep_run_id": sweep_id, "trial_run_id": top.run_id,
                      "tune_trial_id": top.tags.get("lfmlf.tune_trial_id", ""),
                      "optuna_trial": top.tags.get("lfmlf.optuna_trial", ""), "budget": budget.get(method),
-                     "tracking_uri": uri}
+                     "tracking_uri": redact(uri)}
         path = out_dir / f"{method}.yaml"
-        path.write_text(_header(selection) + yaml.safe_dump(configuration(cfg, spec, selection), sort_keys=False,
+        path.write_text(_header(selection) + yaml.safe_dump(redact_data(configuration(cfg, spec, selection)),
+                                                            sort_keys=False,
                                                             allow_unicode=True), encoding="utf-8")
         written[method] = path
         print(f"  {method:8s} {metric} = {top.metrics[metric]:.4f}  (run {top.run_id})  -> {path}")
@@ -160,7 +163,8 @@ def train(cfg: SweepConfig, tracking_uri: str | None = None, seed: int | None = 
                                              "lfmlf.seed": str(spec.train.seed), **selection,
                                              **{f"lfmlf.source.{s}": "true" for s in spec.sources}})
     run_id = tracker.parent_id or ""
-    tracker.log_text(run_id, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), "trial_config.yaml")
+    tracker.log_text(run_id, yaml.safe_dump(redact_data(spec.model_dump(mode="json")), sort_keys=False),
+                     "trial_config.yaml")
     metrics: dict[str, float] = {}
     status = "FAILED"
     last = None
@@ -188,7 +192,6 @@ def train(cfg: SweepConfig, tracking_uri: str | None = None, seed: int | None = 
 def _save_trained(state: dict[str, Any], out: Path, uri: str, cfg: SweepConfig, run_id: str) -> None:
     """``train --save``: the run's selected model (and its averaged one) as ``lfmlf export`` writes it."""
     from lfmlf.export import log_model, write_model
-    from lfmlf.storage import redact
     from lfmlf.tracking import RunStore
 
     store = RunStore(uri, cfg.tracking.experiment)
@@ -228,7 +231,6 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
     )
     from lfmlf.search import study_summary
     from lfmlf.selection import oracle_metric, selection_label
-    from lfmlf.storage import redact
     from lfmlf.tasks import TASKS
     from lfmlf.tracking import RunStore, resolve_uri
 

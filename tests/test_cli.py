@@ -158,9 +158,9 @@ def test_sweep_defaults(fake_run) -> None:
     assert kwargs == {"resume": False, "address": None, "tracking_uri": None}
 
 
-def test_failed_sweep_exits_1(fake_run) -> None:
+def test_an_incomplete_sweep_exits_3(fake_run) -> None:
     fake_run(SimpleNamespace(ok=False))
-    assert main(["sweep", str(QUICKSTART)]) == 1
+    assert main(["sweep", str(QUICKSTART)]) == 3
 
 
 def test_sweep_error_is_a_user_error(fake_run, capsys: pytest.CaptureFixture) -> None:

@@ -11,6 +11,7 @@ import yaml
 from ray import tune
 
 from lfmlf.lineage import trial_files
+from lfmlf.redaction import redact_data
 from lfmlf.sweep.trainable import RerunSpecs, SweepSpecs
 from lfmlf.tracking import SweepTracker
 
@@ -60,7 +61,7 @@ class TrackingCallback(tune.Callback):
         run_id = self.tracker.trial_run(trial.trial_id, self.specs.run_name(trial.config, trial.trial_id),
                                         spec.flat_params(), {**tags, **self.lineage_tags})
         if fresh:   # what the numbers came from: written once per run
-            self.tracker.log_text(run_id, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False),
+            self.tracker.log_text(run_id, yaml.safe_dump(redact_data(spec.model_dump(mode="json")), sort_keys=False),
                                   "trial_config.yaml")
             self.tracker.log_data_files(run_id, trial_files(spec))
             self._link_optuna(trial.trial_id, run_id)

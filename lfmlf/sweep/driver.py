@@ -23,6 +23,7 @@ from lfmlf.config import SweepConfig
 from lfmlf.errors import SweepError
 from lfmlf.search import (DefineByRun, fail_orphaned_trials, load_space, make_sampler, search_metric,
                           study_name, study_storage, study_storage_url)
+from lfmlf.redaction import redact_data
 from lfmlf.selection import selection_label
 from lfmlf.storage import Storage, redact
 from lfmlf.sweep.callbacks import TrackingCallback
@@ -146,7 +147,7 @@ def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
     start_ray(cfg, address or cfg.ray.address)
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "sweep.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    (run_dir / "sweep.yaml").write_text(yaml.safe_dump(redact_data(cfg.model_dump(mode="json")), sort_keys=False))
 
     tracker = SweepTracker(uri, cfg.tracking.experiment)
     budget = {f"budget.{m}": str(cfg.search.num_samples) for m in cfg.methods}
@@ -244,7 +245,8 @@ def rerun(configs: dict[str, SweepConfig], seeds: list[int], *, location: str, r
     parent = tracker.start_sweep(f"rerun: {', '.join(configs)}", storage.location, params,   # every configuration
                                  {"lfmlf.sweep_run_id": ",".join(sweeps), **lineage_tags(first)}, resume, role="rerun")
     for key, c in configs.items():
-        tracker.log_text(parent, yaml.safe_dump(c.model_dump(mode="json", exclude={"source"}), sort_keys=False),
+        tracker.log_text(parent, yaml.safe_dump(redact_data(c.model_dump(mode="json", exclude={"source"})),
+                                                sort_keys=False),
                          f"configs/{key}.yaml")
     specs = RerunSpecs(configs)
     path = storage.uri("ray", "rerun")
