@@ -71,3 +71,13 @@ def test_exit_status_zero_needs_a_finished_trial_per_method_and_few_failures(tmp
     assert "lfmlf    no finished trial (1 failed" in out and "exit status 3" in out
     assert "first error: RuntimeError: loss is nan" in out
     assert _error_line(RuntimeError("Traceback ...\n  File x\nValueError: bad value\n")) == "ValueError: bad value"
+
+
+def test_the_sweep_runs_selection_param_follows_the_metric():
+    from lfmlf.sweep.driver import sweep_params
+
+    faithful = sweep_params(load_sweep(QUICKSTART), "/x")
+    assert faithful["selection"] == "source-dev" and faithful["selection_label"] == "source-language dev"
+    oracle = sweep_params(load_sweep(QUICKSTART, ["search.metric=best/zero_shot/{metric}/avg"]), "/x")
+    assert oracle["selection"] == "oracle" and "oracle" in oracle["selection_label"]
+    assert oracle["search_metric"] == "best/zero_shot/f1/avg"
