@@ -76,6 +76,16 @@ def lineage_tags(cfg: SweepConfig) -> dict[str, str]:
             **({"lfmlf.data_revision": cfg.task.hub_revision} if cfg.task.hub_revision else {})}
 
 
+def sweep_params(cfg: SweepConfig, location: str) -> dict[str, str]:
+    """The sweep run's params: what was searched, with which budget, selected how, stored where."""
+    selection = selection_label(search_metric(cfg), cfg.task.target_split)
+    return {"task": cfg.task.name, "model": cfg.model.name_or_path, "methods": ",".join(cfg.methods),
+            "source_pool": "+".join(sorted(cfg.languages.sources)), "targets": "+".join(cfg.languages.targets),
+            "num_samples_per_method": str(cfg.search.num_samples), "search_metric": search_metric(cfg),
+            "selection": selection.kind, "selection_label": selection.label, "storage": redact(location),
+            **{f"budget.{m}": str(cfg.search.num_samples) for m in cfg.methods}}
+
+
 def _open_storage(location: str, name: str, resume: bool) -> Storage:
     """The sweep's storage, checked writable; refuses to start twice in one place, or to resume nothing.
     Writes nothing but a probe file it deletes again."""
@@ -150,11 +160,7 @@ def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
     (run_dir / "sweep.yaml").write_text(yaml.safe_dump(redact_data(cfg.model_dump(mode="json")), sort_keys=False))
 
     tracker = SweepTracker(uri, cfg.tracking.experiment)
-    budget = {f"budget.{m}": str(cfg.search.num_samples) for m in cfg.methods}
-    params = {"task": cfg.task.name, "model": cfg.model.name_or_path, "methods": ",".join(cfg.methods),
-              "source_pool": "+".join(sorted(cfg.languages.sources)), "targets": "+".join(cfg.languages.targets),
-              "num_samples_per_method": str(cfg.search.num_samples), "search_metric": search_metric(cfg),
-              "selection": selection_label(search_metric(cfg), cfg.task.target_split).kind, "storage": redact(storage.location), **budget}
+    params = sweep_params(cfg, storage.location)
     parent = tracker.start_sweep(cfg.name, storage.location, params, {**lineage_tags(cfg), "lfmlf.sweep": cfg.name},
                                  resume)
     optuna_url = study_storage_url(uri, run_dir)
