@@ -44,6 +44,7 @@ def best(cfg: SweepConfig, tracking_uri: str | None = None, out_dir: Path | None
     metric = _metric(cfg, metric)
     sel = selection_label(metric, cfg.task.target_split)
     runs = store.children(sweep_id, histories=_STEPS)
+    _check_metric_exists(metric, runs)
     budget = _budget(store, sweep_id, cfg)
     out_dir = Path(out_dir or cfg.run_dir / "best")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -91,6 +92,21 @@ def best(cfg: SweepConfig, tracking_uri: str | None = None, out_dir: Path | None
 
 
 _STEPS = ("perf/steps_per_s",)   # a history logged at every evaluation: where a stopped trial stopped
+
+
+def _check_metric_exists(metric: str, runs: list) -> None:
+    """A selection metric no trial logged is a typo, not "no finished trial": name it, suggest the closest
+    logged key and list the selectable ones (the ``best/`` family)."""
+    import difflib
+
+    logged = sorted({k for r in runs for k in r.metrics})
+    if not runs or metric in logged:
+        return
+    close = difflib.get_close_matches(metric, logged, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    choices = [k for k in logged if k.startswith("best/") and k.count("/") >= 3 and k.endswith(("/avg", "/min"))]
+    raise SweepError(f"no trial of this sweep logged the metric '{metric}'. Fix: {hint}selectable keys: "
+                     f"{', '.join(choices[:20]) or ', '.join(logged[:20])}.")
 
 
 def _metric(cfg: SweepConfig, metric: str | None) -> str:

@@ -198,3 +198,18 @@ def test_report_oracle_rows_and_oracle_selection_captions(sweep, capsys):
     assert "ORACLE" in capsys.readouterr().out
     rows = {(r["row"], r["column"]): r for r in csv.DictReader((out_dir / "report.csv").open())}
     assert math.isclose(float(rows[("mlf", "target avg")]["mean"]), 0.66)
+
+
+def test_best_with_a_misspelt_metric_names_it_and_suggests_the_closest(tmp_path, monkeypatch):
+    from lfmlf.commands import _check_metric_exists
+    from lfmlf.errors import SweepError
+    from lfmlf.report import RunRecord
+
+    runs = [RunRecord(run_id="r", status="FINISHED", method="mlf", source_set="en", seed=None,
+                      metrics={"best/source/f1/avg": 0.5, "best/zero_shot/f1/avg": 0.4, "train/lr": 1e-3})]
+    _check_metric_exists("best/source/f1/avg", runs)
+    with pytest.raises(SweepError) as e:
+        _check_metric_exists("best/source/f1/avgg", runs)
+    msg = str(e.value)
+    assert "'best/source/f1/avgg'" in msg and "did you mean 'best/source/f1/avg'" in msg
+    assert "best/zero_shot/f1/avg" in msg and "Fix:" in msg
