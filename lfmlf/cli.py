@@ -10,6 +10,12 @@ def _sweep(args: argparse.Namespace) -> int:
     from lfmlf.config import load_sweep
 
     cfg = load_sweep(args.sweep, _overrides(args))
+    from lfmlf.contents import TIME_CAP_S, check_contents
+
+    unread = check_contents(cfg)   # the data files' contents, with the trials' readers, before Ray
+    if unread:
+        print(f"lfmlf: data check stopped after {TIME_CAP_S:.0f} s; not read yet (the trials will): "
+              f"{', '.join(unread)}", flush=True)
     if args.check:
         from lfmlf.storage import Storage, redact
 

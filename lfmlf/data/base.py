@@ -34,7 +34,13 @@ def read_text_lines(path: str | Path, kind: str, suffix: str = "") -> list[str]:
     except IsADirectoryError:
         raise DataError(f"{p} is a directory, expected a {kind} {suffix} file. Fix: check task.files") from None
     except UnicodeDecodeError as e:
-        raise DataError(f"{p}: not valid UTF-8 ({e.reason} at byte {e.start}). Fix: convert the file to "
-                        "UTF-8") from None
+        raise utf8_error(p, e) from None
     except OSError as e:
         raise DataError(f"cannot read {kind} file {p}: {e}") from None
+
+
+def utf8_error(path: Path, e: UnicodeDecodeError) -> DataError:
+    """A DataError for bytes that are not UTF-8: the file, the line and the fix."""
+    line = path.read_bytes()[:e.start].count(b"\n") + 1
+    return DataError(f"{path}, line {line}: not valid UTF-8 ({e.reason} at byte {e.start}). Fix: convert the file "
+                     f"to UTF-8, e.g. iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}")

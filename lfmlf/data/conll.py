@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lfmlf.data.base import DataError, TaggedSentence
+from lfmlf.data.base import DataError, TaggedSentence, utf8_error
 
 __all__ = ["read_tagged"]
 
@@ -48,7 +48,7 @@ def read_tagged(path: str | Path) -> list[TaggedSentence]:
     except IsADirectoryError:
         raise DataError(f"{p} is a directory, expected a token-tag file -- check the file setting") from None
     except UnicodeDecodeError as e:
-        raise DataError(f"{p}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+        raise utf8_error(p, e) from None
     except OSError as e:
         raise DataError(f"cannot read tagged data file {p}: {e}") from None
 
