@@ -29,13 +29,19 @@ def _open(uri: str, optuna_url: str, start: float, out) -> None:
 
 @pytest.mark.slow
 def test_four_processes_open_a_fresh_store_at_once_twenty_times(tmp_path):
-    ctx = mp.get_context("spawn")
+    import mlflow.tracking  # noqa: F401 - imported once here; the forked processes open their own stores
+    import optuna  # noqa: F401
+
+    import lfmlf.search  # noqa: F401
+    import lfmlf.tracking  # noqa: F401
+
+    ctx = mp.get_context("fork")
     for i in range(ROUNDS):
         folder = tmp_path / f"r{i}"
         folder.mkdir()
         uri, optuna_url = f"sqlite:///{folder}/mlflow.db", f"sqlite:///{folder}/optuna.db"
         out = ctx.Queue()
-        start = time.time() + 3.0
+        start = time.time() + 0.5
         procs = [ctx.Process(target=_open, args=(uri, optuna_url, start, out)) for _ in range(PROCESSES)]
         for p in procs:
             p.start()
