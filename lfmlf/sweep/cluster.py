@@ -134,8 +134,7 @@ def check_cluster(cfg: SweepConfig, import_code: bool) -> list[dict[str, Any]]:
     storage = Storage(cfg.storage_location)
     marker_rel = f".lfmlf-node-check-{uuid.uuid4().hex[:12]}"
     marker_text = f"lfmlf node check {uuid.uuid4().hex}"
-    storage.check_writable()
-    storage.write_text(marker_rel, marker_text)
+    storage.write_text(marker_rel, marker_text)   # the driver checked the storage writable already (_open_storage)
     check = ray.remote(num_cpus=0, max_retries=0)(_probe.check_node)
     paths = node_paths(cfg)
     try:
