@@ -10,6 +10,7 @@ process only, by a Tune callback that forwards to :class:`lfmlf.tracking.SweepTr
 """
 from __future__ import annotations
 
+import functools
 import math
 import subprocess
 from dataclasses import dataclass, field
@@ -60,7 +61,8 @@ class SweepOutcome:
             (total == 0 or failed / total <= self.max_failed_share)
 
 
-def _git_sha() -> str:
+@functools.cache
+def _git_sha() -> str:   # one `git rev-parse` per process: the sweep run and every trial run carry it
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                               cwd=Path(__file__).parent).stdout.strip() or "unknown"
