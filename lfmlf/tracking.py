@@ -161,12 +161,17 @@ class SweepTracker:
 
     # ------------------------------------------------------------------ trials
     def trial_run(self, trial_id: str, run_name: str, params: Mapping[str, str], tags: Mapping[str, str]) -> str:
-        """The trial's run: reused if this Tune trial already has one (resume, restart), else created."""
+        """The trial's run: reused if this Tune trial already has one (resume, restart), else created. A reused
+        run that had errored loses its ``lfmlf.error`` tag (the trial is running again; what it ends as is
+        what it says) and keeps ``lfmlf.resumed_after_error`` so the earlier failure stays visible."""
         from mlflow.entities import Param, RunTag
 
         if trial_id in self._trial_runs:
             run_id = self._trial_runs[trial_id]
             self.client.update_run(run_id, status="RUNNING")
+            if self.tag(run_id, "lfmlf.error"):
+                self.client.delete_tag(run_id, "lfmlf.error")
+                self.set_tags(run_id, {"lfmlf.resumed_after_error": "true"})
             return run_id
         all_tags = {"mlflow.parentRunId": self.parent_id or "", "lfmlf.tune_trial_id": trial_id, **tags}
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)

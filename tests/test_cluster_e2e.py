@@ -106,7 +106,7 @@ def _check_finished(db: Path, name_prefix: str) -> list:
     finished = [r for r in runs if r.info.status == "FINISHED"]
     ids = [r.data.tags["lfmlf.tune_trial_id"] for r in finished]
     assert len(finished) == TRIALS * len(METHODS) and len(set(ids)) == len(ids), \
-        [(r.data.tags["lfmlf.tune_trial_id"], r.info.status) for r in runs]
+        [(r.data.tags["lfmlf.tune_trial_id"], r.info.status, r.data.tags.get("lfmlf.error", "")[-1500:]) for r in runs]
     assert not [r for r in runs if r.info.status == "RUNNING"]
     assert sorted(r.data.params["method"] for r in finished) == sorted(METHODS * TRIALS)
     return finished

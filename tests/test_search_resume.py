@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import optuna
 
-from lfmlf.search import DefineByRun, ParamSpec, study_storage
+from lfmlf.search import DefineByRun, ParamSpec, fail_orphaned_trials, study_storage
 from lfmlf.sweep import ResumableOptunaSearch
 
 
@@ -30,6 +30,7 @@ def test_stopped_trials_are_pruned_failed_are_fail_and_finished_are_complete(tmp
     # ASHA stopped it at its second evaluation: Tune passes that result to on_trial_complete only
     searcher.on_trial_complete("stopped", {"score": 0.3, "eval_step": 2, "step": 40})
     searcher.on_trial_complete("failed", None, error=True)
+    fail_orphaned_trials(url, "s")   # the sweep's end: an errored trial nobody resumed is FAIL
     trials = {t.number: t for t in optuna.load_study(study_name="s", storage=url).trials}
     done, stopped, failed = trials[0], trials[1], trials[2]
     assert done.state.name == "COMPLETE" and done.value == 0.6 and done.intermediate_values == {1: 0.2, 3: 0.6}

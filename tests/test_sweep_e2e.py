@@ -24,17 +24,20 @@ def _lfmlf(args: list[str], tmp: Path, **kw) -> subprocess.Popen:
 
 
 def _client(uri: str):
-    from mlflow.tracking import MlflowClient
+    """A client of the sweep's store, opened under the store's lock: the driver may be creating the SQLite
+    schema right now, and an unlocked first read would race its migrations."""
+    from lfmlf.tracking import open_store
 
-    return MlflowClient(tracking_uri=uri)
+    return open_store(uri, None, create=False)[0]
 
 
 def _runs(uri: str, filter_string: str = ""):
-    client = _client(uri)
-    exp = client.get_experiment_by_name("lfmlf")
-    if exp is None:
+    from lfmlf.tracking import open_store
+
+    client, experiment_id = open_store(uri, "lfmlf", create=False)
+    if experiment_id is None:
         return []
-    return client.search_runs([exp.experiment_id], filter_string=filter_string, max_results=1000)
+    return client.search_runs([experiment_id], filter_string=filter_string, max_results=1000)
 
 
 def _log(tmp: Path) -> str:
@@ -103,7 +106,8 @@ def test_a_killed_sweep_resumes_without_duplicate_runs(tmp_path):
     finished = [r for r in children if r.info.status == "FINISHED"]
     trial_ids = [r.data.tags["lfmlf.tune_trial_id"] for r in finished]
     assert len(trial_ids) == len(set(trial_ids)), "a finished trial has two MLflow runs"
-    assert len(finished) == 6, [(r.data.tags.get("lfmlf.tune_trial_id"), r.info.status) for r in children]
+    assert len(finished) == 6, [(r.data.tags.get("lfmlf.tune_trial_id"), r.info.status,
+                                 r.data.tags.get("lfmlf.error", "")[-1500:]) for r in children]
     assert not [r for r in children if r.info.status == "RUNNING"]
     reached: dict[str, dict[int, set[str]]] = {"mlf": {}, "lfmlf": {}}   # method -> eval step -> trial ids
     for run in finished:   # every finished trial logged each evaluation step once

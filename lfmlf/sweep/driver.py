@@ -192,10 +192,9 @@ def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
                       if r.error is not None or (r.metrics or {}).get("diverged")]
             if failed:
                 outcome.first_errors[method] = _error_line(failed[0])
-            orphans = fail_orphaned_trials(optuna_url, studies[method])   # every Tune trial has ended
-            if orphans:
-                print(f"lfmlf: {orphans} Optuna trial(s) of {method} were left RUNNING by a killed process; "
-                      "marked FAIL in the study.", flush=True)
+            # every Tune trial has ended: the study's trials still RUNNING errored (kept open until now, so a
+            # --resume could finish them) or were sampled by a process killed before Tune saved the trial
+            fail_orphaned_trials(optuna_url, studies[method])
             outcome.stopped[method] = sum(1 for r in mine if r.error is None and r.metrics
                                           and not r.metrics.get("diverged")
                                           and int(r.metrics.get("step", 0)) < cfg.train.max_steps)

@@ -31,11 +31,35 @@ class ResumableOptunaSearch(OptunaSearch):
       importances treat a truncated score as a finished one. Ray's own OptunaSearch tells it COMPLETE.
     - The study can be ahead of Tune's experiment snapshot: a driver killed after Optuna recorded a trial's
       end, before Tune's next snapshot, resumes that trial, which reports again. A finished Optuna trial
-      cannot be updated, so those reports are not passed on (the study already holds the trial's state)."""
+      cannot be updated, so those reports are not passed on (the study already holds the trial's state).
+    - A trial that errors stays RUNNING in the study until the sweep ends: ``--resume`` re-runs errored
+      trials, and one that then finishes must become COMPLETE, which a FAIL trial can no longer become. The
+      driver marks the ones still RUNNING FAIL once every Tune trial has ended (``fail_orphaned_trials``).
+    - A point Optuna sampled whose Tune trial was never saved (the driver was killed between the two) is
+      RUNNING in the study but owned by no Tune trial. The next suggestion reuses it instead of asking for
+      a new one, so a resumed study never holds more trials than the budget."""
 
     def __init__(self, *args: Any, max_steps: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_steps = max_steps
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if trial_id not in self._ot_trials:
+            orphan = self._orphan()
+            if orphan is not None:
+                self._ot_trials[trial_id] = orphan
+        return super().suggest(trial_id)
+
+    def _orphan(self) -> Any:
+        """The oldest trial the study holds RUNNING that no Tune trial of this searcher owns, or None."""
+        import optuna
+        from optuna.trial import TrialState
+
+        owned = {t._trial_id for t in self._ot_trials.values()}   # noqa: SLF001 (Optuna's own ids)
+        for frozen in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if frozen._trial_id not in owned:   # noqa: SLF001
+                return optuna.Trial(self._ot_study, frozen._trial_id)   # noqa: SLF001
+        return None
 
     def _finished(self, trial_id: str) -> bool:
         ot = self._ot_trials.get(trial_id)
@@ -51,6 +75,8 @@ class ResumableOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if self._finished(trial_id):
             self._completed_trials.add(trial_id)
+            return
+        if error:   # left RUNNING: a --resume may still finish it (see the class docstring)
             return
         if not error and result and int(result.get("step", self.max_steps)) < self.max_steps:
             from optuna.trial import TrialState

@@ -1,0 +1,100 @@
+"""A resumed sweep leaves MLflow and the Optuna study agreeing with each other and with the budget:
+
+- a trial that errored and then finished on ``--resume`` is COMPLETE in Optuna (not stuck at FAIL) and
+  FINISHED in MLflow without its stale ``lfmlf.error`` tag;
+- a point Optuna sampled whose Tune trial was lost with a killed driver is reused by the next suggestion,
+  so the study never holds more trials than the budget;
+- an errored trial nobody resumes is FAIL once the sweep has ended."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+pytest.importorskip("ray")
+
+from lfmlf.search import DefineByRun, ParamSpec, fail_orphaned_trials, study_storage  # noqa: E402
+from lfmlf.sweep import ResumableOptunaSearch  # noqa: E402
+from lfmlf.tracking import SweepTracker  # noqa: E402
+
+
+def _searcher(url: str) -> ResumableOptunaSearch:
+    space = DefineByRun("mlf", {"lr": ParamSpec(type="float", low=1e-4, high=1e-2, log=True)}, ["en", "de"])
+    return ResumableOptunaSearch(space=space, metric="score", mode="max", storage=study_storage(url),
+                                 study_name="s", max_steps=60)
+
+
+def _states(url: str) -> list[str]:
+    return [t.state.name for t in optuna.load_study(study_name="s", storage=url).trials]
+
+
+def _finish(searcher: ResumableOptunaSearch, trial_id: str, score: float) -> None:
+    searcher.on_trial_result(trial_id, {"score": score, "eval_step": 2, "step": 60})
+    searcher.on_trial_complete(trial_id, {"score": score, "eval_step": 2, "step": 60})
+
+
+def test_an_errored_trial_that_finishes_on_resume_is_complete_in_optuna(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    searcher = _searcher(url)
+    searcher.suggest("t1")
+    searcher.save(str(tmp_path / "searcher.pkl"))   # Tune's experiment snapshot
+    searcher.on_trial_complete("t1", None, error=True)
+    assert _states(url) == ["RUNNING"]   # kept open: a --resume may still finish it
+
+    resumed = _searcher(url)   # the driver was stopped; --resume restores the snapshot and re-runs t1
+    resumed.restore(str(tmp_path / "searcher.pkl"))
+    _finish(resumed, "t1", 0.7)
+    fail_orphaned_trials(url, "s")   # the end of the sweep: nothing of this study is left to run
+    (trial,) = optuna.load_study(study_name="s", storage=url).trials
+    assert trial.state.name == "COMPLETE" and trial.value == 0.7
+
+
+def test_an_errored_trial_nobody_resumes_is_fail_when_the_sweep_ends(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    searcher = _searcher(url)
+    searcher.suggest("t1")
+    searcher.suggest("t2")
+    _finish(searcher, "t1", 0.5)
+    searcher.on_trial_complete("t2", None, error=True)
+    assert fail_orphaned_trials(url, "s") == 1
+    assert _states(url) == ["COMPLETE", "FAIL"]
+
+
+def test_a_sampled_point_whose_tune_trial_was_lost_is_reused_not_resampled(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    searcher = _searcher(url)
+    searcher.suggest("t1")
+    searcher.save(str(tmp_path / "searcher.pkl"))   # the last snapshot Tune wrote before the kill
+    lost = searcher.suggest("t2")                    # sampled and stored by Optuna, never saved by Tune
+    assert _states(url) == ["RUNNING", "RUNNING"]
+
+    resumed = _searcher(url)
+    resumed.restore(str(tmp_path / "searcher.pkl"))
+    again = resumed.suggest("t3")   # Tune's next trial after the resume: the lost point, not a new one
+    assert again == lost
+    assert len(_states(url)) == 2
+    _finish(resumed, "t1", 0.4)
+    _finish(resumed, "t3", 0.6)
+    resumed.suggest("t4")   # nothing orphaned any more: a fresh sample
+    assert _states(url) == ["COMPLETE", "COMPLETE", "RUNNING"]
+
+
+def test_a_resumed_run_loses_its_stale_error_tag(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = SweepTracker(uri, "reconcile")
+    tracker.start_sweep("s", str(tmp_path / "run"), params={}, tags={}, resume=False)
+    run_id = tracker.trial_run("t1", "mlf-t1", params={"method": "mlf"}, tags={})
+    tracker.set_tags(run_id, {"lfmlf.error": "RuntimeError: node lost"})
+    tracker.finish_trial("t1", "FAILED")
+
+    again = SweepTracker(uri, "reconcile")   # the resumed driver
+    again.start_sweep("s", str(tmp_path / "run"), params={}, tags={}, resume=True)
+    assert again.trial_run("t1", "mlf-t1", params={"method": "mlf"}, tags={}) == run_id
+    again.finish_trial("t1", "FINISHED")
+    run = MlflowClient(tracking_uri=uri).get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert "lfmlf.error" not in run.data.tags
+    assert run.data.tags["lfmlf.resumed_after_error"] == "true"
