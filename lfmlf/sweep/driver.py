@@ -88,6 +88,14 @@ def sweep_params(cfg: SweepConfig, location: str) -> dict[str, str]:
             **{f"budget.{m}": str(cfg.search.num_samples) for m in cfg.methods}}
 
 
+#: Checkpoints kept per trial. Tune deletes the older ones as soon as a new one is registered, but the experiment
+#: state it restores from reaches the storage later (an asynchronous upload, at most every 2 s or after each
+#: checkpoint). With 1, a driver killed in that gap resumes a trial from a checkpoint already deleted ("Could
+#: not recover from checkpoint as it does not exist on storage anymore": the trial is lost). With 2, the
+#: previous checkpoint is still there unless two checkpoints of one trial fall inside one upload gap.
+KEEP_CHECKPOINTS = 2
+
+
 def _open_storage(location: str, name: str, resume: bool) -> Storage:
     """The sweep's storage, checked writable; refuses to start twice in one place, or to resume nothing.
     Writes nothing but a probe file it deletes again."""
@@ -138,7 +146,7 @@ def _tuner(cfg: SweepConfig, storage: Storage, resume: bool, tracker: SweepTrack
     run_config = tune.RunConfig(
         name=EXPERIMENT, storage_path=storage.uri("ray"), callbacks=[callback, SchedulerState(scheduler)], verbose=1,
         progress_reporter=reporter, failure_config=tune.FailureConfig(max_failures=cfg.ray.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS))
     tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
                                   num_samples=cfg.search.num_samples * len(cfg.methods),
                                   max_concurrent_trials=cfg.search.max_concurrent, reuse_actors=True,
@@ -275,7 +283,7 @@ def rerun(configs: dict[str, SweepConfig], seeds: list[int], *, location: str, r
                                       callbacks=[TrackingCallback(uri, first.tracking.experiment, parent, specs,
                                                                   lineage_tags=lineage_tags(first))],
                                       failure_config=tune.FailureConfig(max_failures=first.ray.max_failures),
-                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS)))
     outcome = SweepOutcome(run_dir=local.run_dir, tracking_uri=uri, parent_run_id=parent, storage=storage.location)
     status = "FINISHED"
     try:
