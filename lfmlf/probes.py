@@ -54,8 +54,8 @@ from torch import Tensor, nn
 
 from lfmlf.config import ModelConfig, ProbeConfig
 from lfmlf.data.base import DataError
-from lfmlf.data.cache import cache_root, cached, file_stamp, fingerprint, tokenizer_fingerprint
-from lfmlf.models import ModelError, TaskModel
+from lfmlf.data.cache import cache_root, cacheable, cached, file_stamp, fingerprint, tokenizer_fingerprint
+from lfmlf.models import ModelError, TaskModel, eval_mode
 
 __all__ = ["TATOEBA_CODES", "RetrievalProbe", "metrics", "model_key", "read_pud", "read_tatoeba"]
 
@@ -239,9 +239,10 @@ def read_pairs(cfg: ProbeConfig) -> dict[str, list[tuple[str, str]]]:
 
 
 # ------------------------------------------------------------------------------------------------ prepared
+@cacheable
 @dataclass
 class _Prepared:
-    """Everything ``measure`` needs, tokenised and batched once (pickled into the on-disk cache).
+    """Everything ``measure`` needs, tokenised and batched once (kept in the on-disk cache).
 
     Sequences are numbered: the unique pivot sentences first (``n_pivot``), then each language's sentences.
     ``batches`` hold them sorted by length: (sequence numbers, input_ids [B, T], attention_mask [B, T])."""
@@ -394,10 +395,8 @@ class RetrievalProbe:
             raise ModelError(f"probe.layer is {layer}, but the encoder has {n_layers} layers. Fix: use a value "
                              f"from 0 (embeddings output) to {n_layers}, or -1 for the last layer.")
         use_last = layer == -1 or layer == n_layers
-        modes = {m: m.training for m in encoder.modules()}
-        encoder.eval()
         out: Tensor | None = None
-        try:
+        with eval_mode(encoder):
             for index, input_ids, mask in data.batches:
                 input_ids, mask = input_ids.to(device), mask.to(device)
                 if use_last:
@@ -410,9 +409,6 @@ class RetrievalProbe:
                 if out is None:
                     out = torch.empty(data.n_sequences, pooled.shape[-1], device=pooled.device)
                 out[index.to(pooled.device)] = pooled
-        finally:
-            for module, training in modes.items():
-                module.training = training
         assert out is not None
         return out
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -57,25 +57,101 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return fingerprint(type(tokenizer).__name__, getattr(tokenizer, "name_or_path", ""), len(tokenizer))
 
 
+#: Dataclasses the cache may hold, by qualified name: only these are rebuilt when an entry is read, so an
+#: entry can name no other class (and run no code). Registered with :func:`cacheable`.
+_CACHEABLE: dict[str, type] = {}
+
+
+def cacheable(cls: type) -> type:
+    """Class decorator: allow instances of this dataclass in cached values."""
+    _CACHEABLE[f"{cls.__module__}.{cls.__qualname__}"] = cls
+    return cls
+
+
+def _encode(value: Any, arrays: dict[str, Any]) -> Any:
+    """A JSON tree for ``value``; tensors and numpy arrays go to ``arrays`` (saved with safetensors)."""
+    import dataclasses
+
+    import numpy as np
+    import torch   # lazy: only a trial that caches tensors pays for it
+
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, list):
+        return [_encode(v, arrays) for v in value]
+    if isinstance(value, tuple):
+        return {"t": [_encode(v, arrays) for v in value]}
+    if isinstance(value, dict):
+        return {"d": [[_encode(k, arrays), _encode(v, arrays)] for k, v in value.items()]}
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        name = str(len(arrays))
+        tensor = torch.from_numpy(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) else value
+        arrays[name] = tensor.detach().cpu().contiguous().clone()
+        return {"a": name, "np": isinstance(value, np.ndarray)}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        kind = f"{type(value).__module__}.{type(value).__qualname__}"
+        if kind not in _CACHEABLE:
+            raise TypeError(f"{kind} is not registered with lfmlf.data.cache.cacheable")
+        return {"c": kind, "f": {f.name: _encode(getattr(value, f.name), arrays) for f in dataclasses.fields(value)}}
+    raise TypeError(f"the tokenised-data cache cannot store a {type(value).__name__}")
+
+
+def _decode(tree: Any, arrays: dict[str, Any]) -> Any:
+    if tree is None or isinstance(tree, (bool, int, float, str)):
+        return tree
+    if isinstance(tree, list):
+        return [_decode(v, arrays) for v in tree]
+    if "t" in tree:
+        return tuple(_decode(v, arrays) for v in tree["t"])
+    if "d" in tree:
+        return {_decode(k, arrays): _decode(v, arrays) for k, v in tree["d"]}
+    if "a" in tree:
+        tensor = arrays[tree["a"]]
+        return tensor.numpy() if tree["np"] else tensor
+    cls = _CACHEABLE[tree["c"]]   # KeyError for anything not registered: the entry is rebuilt
+    return cls(**{k: _decode(v, arrays) for k, v in tree["f"].items()})
+
+
+def _write(folder: Path, value: Any) -> None:
+    """``folder/tree.json`` + ``folder/arrays.safetensors``, written to a temporary folder and renamed."""
+    from safetensors.torch import save_file
+
+    arrays: dict[str, Any] = {}
+    tree = _encode(value, arrays)
+    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    (tmp / "tree.json").write_text(json.dumps(tree))
+    save_file(arrays, str(tmp / "arrays.safetensors"))
+    os.replace(tmp, folder)
+
+
+def _read(folder: Path) -> Any:
+    """The value of an entry; only JSON, tensors and :func:`cacheable` dataclasses, so no code runs."""
+    from safetensors.torch import load_file
+
+    return _decode(json.loads((folder / "tree.json").read_text()), load_file(str(folder / "arrays.safetensors")))
+
+
 def cached(root: Path, namespace: str, key: str, build: Callable[[], T]) -> tuple[T, bool]:
-    """(value, hit): read ``root/namespace/key.pkl`` or build it once under a file lock (other processes
-    asking for the same key wait and then read it). Writes are atomic (temp file + rename)."""
+    """(value, hit): read the entry ``root/namespace/key/`` or build it once under a file lock (other
+    processes asking for the same key wait and then read it). An entry is JSON plus safetensors (no pickle:
+    the folder may be shared, and whoever can write there must not be able to run code in every trial);
+    it is written to a temporary folder and renamed, so nobody reads half an entry. An unreadable entry is
+    rebuilt, with a warning."""
     from filelock import FileLock
 
     folder = root / namespace
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{key}.pkl"
-    with FileLock(str(path) + ".lock", timeout=3600):
-        if path.is_file():
+    entry = folder / key
+    with FileLock(str(entry) + ".lock", timeout=3600):
+        if entry.is_dir():
             try:
-                with path.open("rb") as f:
-                    return pickle.load(f), True
-            except (pickle.UnpicklingError, EOFError, AttributeError, ImportError):
-                warnings.warn(f"lfmlf: the cached dataset {path} is unreadable; rebuilding it")
-                path.unlink()
+                return _read(entry), True
+            except Exception as e:   # noqa: BLE001 - any damage (or a crafted entry) means: build it again
+                warnings.warn(f"lfmlf: the cached dataset {entry} is unreadable ({type(e).__name__}: {e}); "
+                              "rebuilding it")
+                shutil.rmtree(entry, ignore_errors=True)
         value = build()
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        with tmp.open("wb") as f:
-            pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
+        _write(entry, value)
         return value, False
