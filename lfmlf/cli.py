@@ -1,51 +1,60 @@
 """``lfmlf`` command line: parses, then calls one function. Errors in the input print one paragraph and
-exit with status 2, without a traceback."""
+exit with status 2, without a traceback.
+
+Importing this module, and ``lfmlf --help``, load neither torch nor Ray nor MLflow: each command imports
+what it runs inside its function (the comment there says which heavy package that keeps lazy).
+"""
 from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from lfmlf.contents import TIME_CAP_S, check_contents
+from lfmlf.errors import USER_ERRORS, SweepError
+from lfmlf.storage import Storage, redact
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from lfmlf.config import load_sweep
+    # lazy: the registries (tasks, methods) import torch
+    from lfmlf.checks import load_checked
 
-    cfg = load_sweep(args.sweep, _overrides(args))
-    from lfmlf.contents import TIME_CAP_S, check_contents
-
+    cfg = load_checked(args.sweep, _overrides(args))
     unread = check_contents(cfg)   # the data files' contents, with the trials' readers, before Ray
     if unread:
         print(f"lfmlf: data check stopped after {TIME_CAP_S:.0f} s; not read yet (the trials will): "
               f"{', '.join(unread)}", flush=True)
     if args.check:
-        from lfmlf.storage import Storage, redact
-
         Storage(cfg.storage_location).check_writable()   # writes (and deletes) one probe file; creates no folder
         print(f"{args.sweep}: valid. {len(cfg.methods)} method(s) x {cfg.search.num_samples} trials; "
               f"{len(cfg.source_sets())} candidate source sets; results in {redact(cfg.storage_location)}")
         return 0
-    from lfmlf.sweep import run  # Ray and torch load only once the input is known to be good
+    from lfmlf.sweep import run  # lazy: Ray and torch load only once the input is known to be good
 
     outcome = run(cfg, resume=args.resume, address=args.address, tracking_uri=args.tracking_uri)
     return 0 if outcome.ok else 3   # 3: the sweep ran, but a method has no finished trial or too many failed
 
 
 def _best(args: argparse.Namespace) -> int:
+    # lazy: the registries import torch, the commands MLflow
+    from lfmlf.checks import load_checked
     from lfmlf.commands import best
-    from lfmlf.config import load_sweep
 
-    cfg = load_sweep(args.sweep, _overrides(args))
+    cfg = load_checked(args.sweep, _overrides(args))
     best(cfg, args.tracking_uri, args.out, args.metric)
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
-    from lfmlf.commands import load_configuration, train
+    from lfmlf.commands import load_configuration, train   # lazy: torch and MLflow
 
     train(load_configuration(args.config, _overrides(args)), args.tracking_uri, args.seed, args.save)
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
+    # lazy: transformers and torch, and MLflow
     from transformers.utils import logging as hf_logging
 
     from lfmlf.export import export
@@ -56,14 +65,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _rerun(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from lfmlf.commands import load_configuration
-    from lfmlf.storage import Storage
+    from lfmlf.commands import load_configuration   # lazy: torch and MLflow
 
     if args.seeds < 1:
-        from lfmlf.errors import SweepError
-
         raise SweepError(f"--seeds {args.seeds}: a rerun needs at least one seed. Fix: pass --seeds 2 or more.")
     configs = {}
     for path in args.configs:
@@ -74,7 +78,7 @@ def _rerun(args: argparse.Namespace) -> int:
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     first = next(iter(configs.values()))
     location = args.output_dir or f"{Storage(first.storage_location).parent()}/rerun-{args.name or first.name}"
-    from lfmlf.sweep import rerun
+    from lfmlf.sweep import rerun   # lazy: Ray
 
     outcome = rerun(configs, seeds, location=location, resume=args.resume, address=args.address,
                     tracking_uri=args.tracking_uri)
@@ -83,10 +87,11 @@ def _rerun(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    # lazy: the registries import torch, the commands MLflow
+    from lfmlf.checks import load_checked
     from lfmlf.commands import report
-    from lfmlf.config import load_sweep
 
-    report(load_sweep(args.sweep, _overrides(args)), args.tracking_uri, args.rerun, args.out, args.metric,
+    report(load_checked(args.sweep, _overrides(args)), args.tracking_uri, args.rerun, args.out, args.metric,
            args.oracle)
     return 0
 
@@ -114,6 +119,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lfmlf", description="Method and hyper-parameter sweeps for "
                                      "multilingual fine-tuning on Ray Tune, Optuna and MLflow.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sweep = sub.add_parser("sweep", help="run (or resume) a sweep described by a YAML file")
     sweep.add_argument("sweep", help="the sweep YAML, e.g. sweeps/quickstart.yaml")
@@ -180,9 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from lfmlf.errors import USER_ERRORS
+def _version() -> str:
+    try:
+        return version("lfmlf")
+    except PackageNotFoundError:   # a source tree on sys.path without an install
+        return "0+unknown"
 
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from lfmlf.config import SweepConfig, TrialSpec, load_sweep, trial_spec
+from lfmlf.checks import load_checked
+from lfmlf.config import SweepConfig, TrialSpec, trial_spec
 from lfmlf.errors import SweepError
 from lfmlf.redaction import redact_data
 from lfmlf.search import search_metric
@@ -146,7 +147,7 @@ def _header(selection: dict[str, Any]) -> str:
 
 def load_configuration(path: str | Path, overrides: list[str] | None = None) -> SweepConfig:
     """A configuration file for ``train``/``rerun``: a sweep file with exactly one method."""
-    cfg = load_sweep(path, overrides or [])
+    cfg = load_checked(path, overrides or [])
     if len(cfg.methods) != 1:
         raise SweepError(f"{path}: lists {len(cfg.methods)} methods ({', '.join(cfg.methods)}); a configuration "
                          "for train/rerun has exactly one. Fix: use a file written by `lfmlf best`, or keep one "

@@ -9,6 +9,8 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Iterable, Sequence
 
+from lfmlf.errors import UserError
+
 # Every ISO 639-1 code.
 _ISO_639_1 = frozenset("""
 aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv dz ee
@@ -29,7 +31,7 @@ tzl vec vep vls war wuu xmf yue zea hau luo kin lug swh cmn pes tgl
 KNOWN_LANGUAGES = _ISO_639_1 | _ISO_639_3_ONLY
 
 
-class LanguageError(ValueError):
+class LanguageError(UserError, ValueError):
     """An unknown language code or an impossible source-set constraint."""
 
 

@@ -14,9 +14,10 @@ import torch
 from torch import Tensor, nn
 
 from lfmlf.config import ModelConfig
+from lfmlf.errors import UserError
 
 
-class ModelError(ValueError):
+class ModelError(UserError, ValueError):
     """A model cannot be built or loaded; the message says why and what to do."""
 
 

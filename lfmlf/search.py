@@ -1,5 +1,5 @@
-"""Search spaces: ``search_spaces/*.yaml`` -> a picklable Optuna define-by-run function. The only module
-that imports Optuna.
+"""Search spaces: ``search_spaces/*.yaml`` -> Optuna distributions -> a picklable define-by-run function.
+The only module that imports Optuna (besides the Tune searcher that drives the studies, lfmlf.sweep).
 
 A space file maps parameter names to distributions::
 
@@ -10,23 +10,34 @@ A space file maps parameter names to distributions::
 
 A name is a training setting (``lr``, ``warmup_ratio``, ...), ``source_set``, or a hyper-parameter of the
 method the space belongs to. One space per method, so conditional parameters (``slack`` only for LF-MLF)
-need no special syntax.
+need no special syntax. ``search_spaces/README.md`` describes the format.
+
+A space is parsed once into :class:`ParamSpec` objects (:func:`load_space`) and turned into Optuna
+distributions once (:func:`distributions`); the define-by-run function and the pre-flight check
+(:mod:`lfmlf.checks`, which builds each method's parameter model at the bounds of every range) read those.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
+import warnings
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import Any, Literal, Union
 
+import optuna
+from filelock import FileLock
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-if TYPE_CHECKING:
-    from collections.abc import Collection
+from lfmlf.config import SweepConfig, TrainConfig, read_yaml
+from lfmlf.methods import METHODS
+from lfmlf.tasks import TASKS
 
-    import optuna
-
-    from lfmlf.config import SweepConfig
+#: Training settings a space may not search: the budget and the evaluation grid stay fixed per sweep.
+FIXED_TRAIN = frozenset({"device", "seed", "max_steps", "eval_every", "average_last"})
 
 
 class SpaceError(ValueError):
@@ -34,6 +45,8 @@ class SpaceError(ValueError):
 
 
 class ParamSpec(BaseModel):
+    """One parameter of a space file, as written."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["float", "int", "categorical", "source_set"]
@@ -60,26 +73,19 @@ class ParamSpec(BaseModel):
 Space = dict[str, ParamSpec]
 
 
-def load_space(method: str, space: str | dict[str, Any] | None, cfg: "SweepConfig") -> Space:
-    """Read and validate one method's space (a file path, an inline mapping, or None = fixed config)."""
-    from lfmlf.config import TrainConfig, read_yaml
-    from lfmlf.methods import METHODS
+def searchable(method: str) -> set[str]:
+    """The names a space of ``method`` may hold: training settings, ``source_set``, the method's parameters."""
+    return (set(TrainConfig.model_fields) - FIXED_TRAIN) | {"source_set"} | set(METHODS[method].param_names())
 
+
+def load_space(method: str, space: str | dict[str, Any] | None, cfg: SweepConfig | None = None) -> Space:
+    """Read and validate one method's space (a file path, an inline mapping, or None = fixed config).
+    ``cfg`` is not needed (the names are checked against the method and the training settings)."""
     if space is None:
         return {}
     where = str(space) if isinstance(space, str) else "inline space"
-    if isinstance(space, str):
-        if not Path(space).is_file():
-            raise SpaceError(f"search-space file {space} does not exist. Fix: check the path (relative to the "
-                             "sweep file).")
-        try:
-            raw = read_yaml(space)
-        except ValueError as e:
-            raise SpaceError(str(e)) from None
-    else:
-        raw = space
-    valid = set(TrainConfig.model_fields) | {"source_set"} | set(METHODS[method].param_names())
-    valid -= {"device", "seed", "max_steps", "eval_every", "average_last"}  # the budget and evaluation grid stay fixed
+    raw = _read(space) if isinstance(space, str) else space
+    valid = searchable(method)
     out: Space = {}
     for name, spec in raw.items():
         if name not in valid:
@@ -94,45 +100,84 @@ def load_space(method: str, space: str | dict[str, Any] | None, cfg: "SweepConfi
     return out
 
 
+def _read(path: str) -> dict[str, Any]:
+    if not Path(path).is_file():
+        raise SpaceError(f"search-space file {path} does not exist. Fix: check the path (relative to the "
+                         "sweep file).")
+    try:
+        return read_yaml(path)
+    except ValueError as e:
+        raise SpaceError(str(e)) from None
+
+
+def distributions(space: Mapping[str, ParamSpec], source_sets: Sequence[str]) -> dict[str, BaseDistribution]:
+    """The space as Optuna distributions, ``source_set`` a categorical over the sweep's canonical sets."""
+    out: dict[str, BaseDistribution] = {}
+    for name, s in space.items():
+        if s.type == "float":
+            assert s.low is not None and s.high is not None   # ParamSpec's validator
+            out[name] = FloatDistribution(s.low, s.high, log=s.log, step=s.step)
+        elif s.type == "int":
+            assert s.low is not None and s.high is not None
+            out[name] = IntDistribution(int(s.low), int(s.high), log=s.log, step=int(s.step or 1))
+        elif s.type == "categorical":
+            assert s.choices is not None
+            out[name] = CategoricalDistribution(s.choices)
+        else:
+            out[name] = CategoricalDistribution(list(source_sets))
+    return out
+
+
+def extremes(dist: BaseDistribution) -> list[Any]:
+    """The values of ``dist`` that bound what the search can pick: both ends of a range (as Optuna
+    adjusted them to the step), every choice of a categorical."""
+    if isinstance(dist, (FloatDistribution, IntDistribution)):
+        return [dist.low] if dist.low == dist.high else [dist.low, dist.high]
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    raise TypeError(f"no extremes for {type(dist).__name__}")
+
+
+def edges(space: Mapping[str, ParamSpec], source_sets: Sequence[str]) -> dict[str, list[Any]]:
+    """Parameter -> :func:`extremes` of its distribution: what the pre-flight check builds the models at."""
+    return {name: extremes(dist) for name, dist in distributions(space, source_sets).items()}
+
+
+def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+    """Ask ``trial`` for a value of ``name`` from ``dist``."""
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    raise TypeError(f"cannot suggest from {type(dist).__name__}")
+
+
 class DefineByRun:
     """Picklable define-by-run function for ``OptunaSearch(space=...)``: suggests every parameter of one
     method's space and returns the constants (the method name) that Tune adds to the trial config."""
 
-    def __init__(self, method: str, space: Space, source_sets: list[str]) -> None:
+    def __init__(self, method: str, space: Mapping[str, ParamSpec], source_sets: Sequence[str]) -> None:
         self.method = method
-        self.space = {k: v.model_dump() for k, v in space.items()}
-        self.source_sets = list(source_sets)
+        self.space = distributions(space, source_sets)
 
-    def __call__(self, trial: "optuna.Trial") -> dict[str, Any]:
-        for name, s in self.space.items():
-            if s["type"] == "float":
-                trial.suggest_float(name, s["low"], s["high"], log=s["log"], step=s["step"])
-            elif s["type"] == "int":
-                step = int(s["step"] or 1)
-                trial.suggest_int(name, int(s["low"]), int(s["high"]), log=s["log"], step=step)
-            elif s["type"] == "categorical":
-                trial.suggest_categorical(name, s["choices"])
-            else:
-                trial.suggest_categorical(name, self.source_sets)
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        for name, dist in self.space.items():
+            suggest(trial, name, dist)
         return {"method": self.method}
 
 
-def make_sampler(seed: int, n_startup_trials: int) -> "optuna.samplers.BaseSampler":
+def make_sampler(seed: int, n_startup_trials: int) -> optuna.samplers.BaseSampler:
     """Multivariate, grouped TPE with the constant liar (parallel trials do not all pick the same point)."""
-    import warnings
-
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials, multivariate=True,
                                       group=True, constant_liar=True)
 
 
-def search_metric(cfg: "SweepConfig") -> str:
+def search_metric(cfg: SweepConfig) -> str:
     """The metric the studies optimise and ``lfmlf best`` selects on (``{metric}`` = the task's metric)."""
-    from lfmlf.tasks import TASKS
-
     return cfg.search.metric.format(metric=TASKS[cfg.task.name].metric)
 
 
@@ -153,14 +198,9 @@ def study_name(sweep: str, method: str, sweep_run_id: str) -> str:
     return f"{sweep}.{method}.{sweep_run_id[:8]}"
 
 
-def study_storage(url: str) -> "optuna.storages.BaseStorage":
+def study_storage(url: str) -> optuna.storages.BaseStorage:
     """The RDB storage at ``url`` (picklable: Tune keeps the searcher, and this with it, in its experiment
     state, so a resumed sweep writes to the same study)."""
-    import contextlib
-
-    import optuna
-    from filelock import FileLock
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # the first open creates the schema; two sweeps doing that at once on one SQLite file can break it
     db = url[len("sqlite:///"):] if url.startswith("sqlite:///") else None
@@ -168,7 +208,7 @@ def study_storage(url: str) -> "optuna.storages.BaseStorage":
         return optuna.storages.RDBStorage(url)
 
 
-def trial_finished(study: "optuna.Study", trial: "optuna.Trial") -> bool:
+def trial_finished(study: optuna.Study, trial: optuna.Trial) -> bool:
     """Whether the persistent study already holds ``trial`` as finished (COMPLETE, PRUNED or FAIL)."""
     return study._storage.get_trial(trial._trial_id).state.is_finished()  # noqa: SLF001 (Optuna's own ids)
 
@@ -176,9 +216,6 @@ def trial_finished(study: "optuna.Study", trial: "optuna.Trial") -> bool:
 def fail_orphaned_trials(url: str, name: str) -> int:
     """Mark the study's trials still RUNNING as FAIL; called when every Tune trial of the study has ended,
     so these are trials whose process was killed (SIGKILL) before it could report. Returns how many."""
-    import optuna
-    from optuna.trial import TrialState
-
     storage = study_storage(url)
     try:
         study = optuna.load_study(study_name=name, storage=storage)
@@ -212,9 +249,6 @@ def study_summary(url: str, name: str, exclude: Collection[int] = ()) -> dict[st
     computed on), ``excluded`` (reason -> n), ``importances`` (parameter -> share, summing to 1; empty when
     not computed), ``why`` (why not computed, else "") and ``caveat`` (when ``n_used`` is below
     :func:`importance_threshold`, else "")."""
-    import optuna
-    from optuna.trial import TrialState
-
     study = optuna.load_study(study_name=name, storage=study_storage(url))
     trials = study.get_trials(deepcopy=False)
     counts = {state.name.lower(): sum(1 for t in trials if t.state == state) for state in TrialState}

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from lfmlf.errors import UserError
+
 #: URI schemes pyarrow.fs.FileSystem.from_uri resolves (``file`` is a local path).
 SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs")
 
 
-class StorageError(RuntimeError):
+class StorageError(UserError, RuntimeError):
     """The sweep's storage cannot be used; the message names the location and the fix."""
 
 

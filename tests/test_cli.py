@@ -7,6 +7,7 @@ overlaps the in-process tests.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,8 @@ from types import SimpleNamespace
 import pytest
 
 from lfmlf.cli import build_parser, main
-from lfmlf.config import ConfigError, load_sweep
+from lfmlf.checks import load_checked
+from lfmlf.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "config"
@@ -38,7 +40,7 @@ def cli_process(tmp_path_factory: pytest.TempPathFactory):
     path = cases.build(cases.Case("cli_typo"), tmp)
     proc = subprocess.Popen([sys.executable, "-m", "lfmlf.cli", "sweep", str(path), "--check", "--set",
                              "train.lrr=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp)
+                            cwd=tmp, env={**os.environ, "PYTHONPATH": str(REPO)})   # this checkout, installed or not
     yield SimpleNamespace(proc=proc, path=path, cwd=tmp)
     if proc.poll() is None:
         proc.kill()
@@ -60,7 +62,7 @@ def test_bad_input_exits_2_with_one_error_paragraph(case, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture) -> None:
     path = cases.build(case, tmp_path)
     with pytest.raises(ConfigError) as ei:
-        load_sweep(path, list(case.overrides))
+        load_checked(path, list(case.overrides))
     rc = main(_argv(path, case.overrides, "--check"))
     out, err = capsys.readouterr()
     assert rc == 2
@@ -115,6 +117,23 @@ def test_check_applies_set_overrides(capsys: pytest.CaptureFixture) -> None:
     out = capsys.readouterr().out
     assert "1 method(s) x 7 trials" in out
     assert "3 candidate source sets" in out          # de+en, en+es, en+nl
+
+
+def test_check_rejects_a_space_the_method_would_reject(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # constraint mgda_relative reads the slack as delta in [0, 1): a slack range up to 10 would fail about half
+    # the trials at run time, so --check (and the pre-flight of `sweep`) refuses it before Ray starts
+    space = tmp_path / "lfmlf_space.yaml"
+    space.write_text("slack: {type: float, low: 0.1, high: 10.0, log: true}\n", encoding="utf-8")
+    rc = main(["sweep", str(QUICKSTART), "--check", "--set", "methods.lfmlf.params.constraint=mgda_relative",
+               "--set", f"methods.lfmlf.space={space}"])
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == ""
+    assert err.startswith(f"lfmlf: error: {QUICKSTART}: key 'methods.lfmlf.space': the search can pick "
+                          "slack=10.0, which method 'lfmlf' rejects: with constraint 'mgda_relative'")
+    assert f"Fix: narrow the range(s) in {space}" in err and err.count("\n") == 1
+    # the space of that constraint form is accepted
+    assert main(["sweep", str(QUICKSTART), "--check", "--set", "methods.lfmlf.params.constraint=mgda_relative",
+                 "--set", f"methods.lfmlf.space={REPO / 'search_spaces' / 'lfmlf_mgda_relative.yaml'}"]) == 0
 
 
 class _FakeRun:

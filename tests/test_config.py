@@ -8,15 +8,16 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from lfmlf.config import ConfigError, SweepConfig, TrialSpec, load_sweep, trial_spec
+from lfmlf.checks import load_checked
+from lfmlf.config import ConfigError, SweepConfig, TrialSpec, trial_spec
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "config"
 QUICKSTART = REPO / "sweeps" / "quickstart.yaml"
 UNER = REPO / "sweeps" / "uner_e5.yaml"
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+from tests.conftest import DEFAULT_DATA, real_data  # noqa: E402
 from tests.fixtures.config import cases  # noqa: E402  (shared with the other config test module)
 _BY_ID = {c.id: c for c in cases.CASES}
 
@@ -30,7 +31,7 @@ def _no_stray_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def _error(case, tmp_path: Path) -> tuple[Path, str]:
     path = cases.build(case, tmp_path)
     with pytest.raises(ConfigError) as ei:
-        load_sweep(path, list(case.overrides))
+        load_checked(path, list(case.overrides))
     return path, str(ei.value)
 
 
@@ -64,7 +65,7 @@ def test_every_error_class_of_the_brief_is_covered() -> None:
 def test_unknown_key_without_close_match_lists_valid_keys(tmp_path: Path) -> None:
     path = cases.build(cases.Case("no_match"), tmp_path)
     with pytest.raises(ConfigError) as ei:
-        load_sweep(path, ["train.zzzzzz=1"])
+        load_checked(path, ["train.zzzzzz=1"])
     msg = str(ei.value)
     assert "unknown key 'train.zzzzzz'" in msg
     assert "valid keys here:" in msg and "batch_size" in msg and "lr" in msg
@@ -73,7 +74,7 @@ def test_unknown_key_without_close_match_lists_valid_keys(tmp_path: Path) -> Non
 def test_every_problem_of_a_file_is_reported(tmp_path: Path) -> None:
     path = cases.build(cases.Case("two_problems"), tmp_path)
     with pytest.raises(ConfigError) as ei:
-        load_sweep(path, ["train.lrr=1", "train.batch_size=abc"])
+        load_checked(path, ["train.lrr=1", "train.batch_size=abc"])
     lines = str(ei.value).splitlines()
     assert len(lines) == 2
     assert all(line.startswith(str(path)) for line in lines)
@@ -88,7 +89,7 @@ def test_missing_sweep_file_names_the_working_directory(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError) as ei:
-        load_sweep("sweeps/nope.yaml")
+        load_checked("sweeps/nope.yaml")
     msg = str(ei.value)
     assert msg.startswith("sweeps/nope.yaml: no such file")
     assert str(tmp_path) in msg
@@ -96,7 +97,7 @@ def test_missing_sweep_file_names_the_working_directory(tmp_path: Path,
 
 def test_sweep_path_that_is_a_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
-        load_sweep(tmp_path)
+        load_checked(tmp_path)
 
 
 def test_model_dir_error_names_the_resolved_dir(tmp_path: Path) -> None:
@@ -105,7 +106,7 @@ def test_model_dir_error_names_the_resolved_dir(tmp_path: Path) -> None:
 
 
 def test_batch_check_uses_the_largest_possible_set() -> None:
-    cfg = load_sweep(QUICKSTART, ["languages.max_sources=10", "train.batch_size=8"])
+    cfg = load_checked(QUICKSTART, ["languages.max_sources=10", "train.batch_size=8"])
     assert cfg.train.batch_size == 8
 
 
@@ -113,7 +114,7 @@ def test_batch_check_uses_the_largest_possible_set() -> None:
 
 
 def test_quickstart_loads() -> None:
-    cfg = load_sweep(QUICKSTART)
+    cfg = load_checked(QUICKSTART)
     assert isinstance(cfg, SweepConfig)
     assert cfg.name == "quickstart"
     assert cfg.source == str(QUICKSTART.resolve())
@@ -133,38 +134,45 @@ def test_quickstart_loads() -> None:
 
 def test_quickstart_run_dir_defaults_to_runs_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert load_sweep(QUICKSTART).run_dir == tmp_path.resolve() / "runs" / "quickstart"
-    assert load_sweep(QUICKSTART, [f"output_dir={tmp_path / 'out'}"]).run_dir == tmp_path / "out"
+    assert load_checked(QUICKSTART).run_dir == tmp_path.resolve() / "runs" / "quickstart"
+    assert load_checked(QUICKSTART, [f"output_dir={tmp_path / 'out'}"]).run_dir == tmp_path / "out"
 
 
 def test_overrides_apply_and_are_validated() -> None:
-    cfg = load_sweep(QUICKSTART, ["train.max_steps=20", "train.eval_every=10", "search.num_samples=1",
+    cfg = load_checked(QUICKSTART, ["train.max_steps=20", "train.eval_every=10", "search.num_samples=1",
                                   "languages.targets=[fr]", "methods.lfmlf.params.slack=0.25"])
     assert (cfg.train.max_steps, cfg.train.eval_every, cfg.search.num_samples) == (20, 10, 1)
     assert cfg.languages.targets == ["fr"]
     assert cfg.methods["lfmlf"].params == {"forgetting": "l2", "slack": 0.25}
-    assert load_sweep(QUICKSTART, {"train.lr": "0.002"}).train.lr == 0.002   # a mapping works too
+    assert load_checked(QUICKSTART, {"train.lr": "0.002"}).train.lr == 0.002   # a mapping works too
 
 
 def test_loading_does_not_touch_the_yaml(tmp_path: Path) -> None:
     path = cases.build(cases.Case("untouched"), tmp_path)
     before = path.read_text()
-    load_sweep(path, ["train.max_steps=60"])
+    load_checked(path, ["train.max_steps=60"])
     assert path.read_text() == before
 
 
-def test_uner_e5_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if not (SHARED_DATA / "uner").is_dir():
-        pytest.skip(f"the shared data folder {SHARED_DATA} is absent")
+def _use_data(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweeps read ${LFMLF_DATA_DIR:-../../shared/data}: leave it unset where the data is at that default,
+    so the default itself is what a test checks."""
+    real_data("uner")
+    if data_dir.resolve() != DEFAULT_DATA.resolve():
+        monkeypatch.setenv("LFMLF_DATA_DIR", str(data_dir))
+
+
+def test_uner_e5_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
     encoder = tmp_path / "e5-6l"
     encoder.mkdir()
     (encoder / "config.json").write_text("{}")
     monkeypatch.setenv("LFMLF_ENCODER_DIR", str(encoder))
     monkeypatch.delenv("LFMLF_DATA_DIR", raising=False)
-    cfg = load_sweep(UNER)
+    _use_data(data_dir, monkeypatch)
+    cfg = load_checked(UNER)
     assert cfg.name == "uner_e5"
     assert cfg.task.format == "conll"
-    assert cfg.task.data_dir == str(SHARED_DATA.resolve())       # ../../shared/data relative to sweeps/
+    assert cfg.task.data_dir == str(data_dir.resolve())          # by default ../../shared/data relative to sweeps/
     assert cfg.model.name_or_path == str(encoder)
     assert cfg.model.freeze_embeddings is True
     assert cfg.languages.sources == ["da", "en", "pt", "sv"] and cfg.languages.targets == ["de", "ru"]
@@ -172,13 +180,12 @@ def test_uner_e5_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert cfg.methods["lfmlf"].space == str(REPO / "search_spaces" / "lfmlf.yaml")
 
 
-def test_uner_e5_without_encoder_explains_how_to_build_it(tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    if not (SHARED_DATA / "uner").is_dir():
-        pytest.skip(f"the shared data folder {SHARED_DATA} is absent")
+def test_uner_e5_without_encoder_explains_how_to_build_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          data_dir: Path) -> None:
+    _use_data(data_dir, monkeypatch)
     monkeypatch.setenv("LFMLF_ENCODER_DIR", str(tmp_path / "not-built"))
     with pytest.raises(ConfigError) as ei:
-        load_sweep(UNER)
+        load_checked(UNER)
     msg = str(ei.value)
     assert "uner_e5.yaml" in msg and "model.name_or_path" in msg and "build_encoder.py" in msg
 
@@ -190,7 +197,7 @@ def test_uner_e5_data_dir_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("LFMLF_ENCODER_DIR", str(encoder))
     monkeypatch.setenv("LFMLF_DATA_DIR", str(tmp_path / "elsewhere"))
     with pytest.raises(ConfigError) as ei:          # the env var is used: the files are looked up there
-        load_sweep(UNER)
+        load_checked(UNER)
     assert str(tmp_path / "elsewhere" / "uner") in str(ei.value)
 
 
@@ -203,7 +210,7 @@ def test_relative_paths_resolve_against_the_yaml_folder(tmp_path: Path,
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    cfg = load_sweep("../exp/sweep.yaml", ["model.name_or_path=./encoder"])
+    cfg = load_checked("../exp/sweep.yaml", ["model.name_or_path=./encoder"])
     assert cfg.task.data_dir == str(exp / "data")
     assert cfg.methods["lfmlf"].space == str(exp / "spaces" / "lfmlf.yaml")
     assert cfg.methods["mlf"].space is None
@@ -216,12 +223,12 @@ def test_absolute_paths_are_kept(tmp_path: Path) -> None:
     shutil.copytree(FIXTURES / "conll", exp)
     data = tmp_path / "absdata"
     shutil.copytree(exp / "data", data)
-    cfg = load_sweep(exp / "sweep.yaml", [f"task.data_dir={data}"])
+    cfg = load_checked(exp / "sweep.yaml", [f"task.data_dir={data}"])
     assert cfg.task.data_dir == str(data)
 
 
 def test_hub_model_names_are_not_paths() -> None:
-    cfg = load_sweep(QUICKSTART, ["model.name_or_path=intfloat/multilingual-e5-small"])
+    cfg = load_checked(QUICKSTART, ["model.name_or_path=intfloat/multilingual-e5-small"])
     assert cfg.model.name_or_path == "intfloat/multilingual-e5-small"
 
 
@@ -229,7 +236,7 @@ def test_env_default_used_when_unset(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("LFMLF_TEST_DATA", raising=False)
     exp = tmp_path / "exp"
     shutil.copytree(FIXTURES / "conll", exp)
-    cfg = load_sweep(exp / "sweep.yaml", ["task.data_dir=${LFMLF_TEST_DATA:-data}",
+    cfg = load_checked(exp / "sweep.yaml", ["task.data_dir=${LFMLF_TEST_DATA:-data}",
                                           "name=${LFMLF_TEST_NAME:-from_default}"])
     assert cfg.task.data_dir == str(exp / "data")           # the default, then resolved like any path
     assert cfg.name == "from_default"
@@ -241,7 +248,7 @@ def test_env_value_wins_over_default(tmp_path: Path, monkeypatch: pytest.MonkeyP
     shutil.copytree(exp / "data", tmp_path / "other")
     monkeypatch.setenv("LFMLF_TEST_DATA", "../other")
     monkeypatch.setenv("LFMLF_TEST_NAME", "from_env")
-    cfg = load_sweep(exp / "sweep.yaml", ["task.data_dir=${LFMLF_TEST_DATA:-data}",
+    cfg = load_checked(exp / "sweep.yaml", ["task.data_dir=${LFMLF_TEST_DATA:-data}",
                                           "name=${LFMLF_TEST_NAME}"])
     assert cfg.task.data_dir == str(tmp_path / "other")
     assert cfg.name == "from_env"
@@ -250,7 +257,7 @@ def test_env_value_wins_over_default(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_env_expansion_inside_text_and_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LFMLF_TEST_SUFFIX", "v2")
     monkeypatch.delenv("LFMLF_TEST_LR", raising=False)
-    cfg = load_sweep(QUICKSTART, ["name=qs-${LFMLF_TEST_SUFFIX}-${LFMLF_TEST_MISSING:-x}",
+    cfg = load_checked(QUICKSTART, ["name=qs-${LFMLF_TEST_SUFFIX}-${LFMLF_TEST_MISSING:-x}",
                                   "train.lr=${LFMLF_TEST_LR:-0.002}"])
     assert cfg.name == "qs-v2-x"
     assert cfg.train.lr == 0.002
@@ -258,11 +265,11 @@ def test_env_expansion_inside_text_and_numbers(monkeypatch: pytest.MonkeyPatch) 
 
 def test_empty_default_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LFMLF_TEST_SUFFIX", raising=False)
-    assert load_sweep(QUICKSTART, ["name=qs${LFMLF_TEST_SUFFIX:-}"]).name == "qs"
+    assert load_checked(QUICKSTART, ["name=qs${LFMLF_TEST_SUFFIX:-}"]).name == "qs"
 
 
 def test_configs_are_frozen() -> None:
-    cfg = load_sweep(QUICKSTART)
+    cfg = load_checked(QUICKSTART)
     with pytest.raises(ValidationError, match="frozen"):
         cfg.name = "other"
     with pytest.raises(ValidationError, match="frozen"):
@@ -280,7 +287,7 @@ def test_configs_are_frozen() -> None:
 def test_config_is_picklable() -> None:
     import pickle
 
-    cfg = load_sweep(QUICKSTART)
+    cfg = load_checked(QUICKSTART)
     assert pickle.loads(pickle.dumps(cfg)) == cfg
 
 
@@ -288,7 +295,7 @@ def test_config_is_picklable() -> None:
 
 
 def test_trial_spec_combines_sweep_and_sample() -> None:
-    cfg = load_sweep(QUICKSTART)
+    cfg = load_checked(QUICKSTART)
     spec = trial_spec(cfg, {"method": "lfmlf", "lr": 1e-3, "slack": 0.3, "source_set": "de+en"})
     assert isinstance(spec, TrialSpec)
     assert spec.sweep == "quickstart"
@@ -313,7 +320,7 @@ def test_trial_spec_combines_sweep_and_sample() -> None:
 
 
 def test_trial_spec_without_source_set_uses_the_whole_pool() -> None:
-    cfg = load_sweep(QUICKSTART)
+    cfg = load_checked(QUICKSTART)
     spec = trial_spec(cfg, {"method": "mlf"})
     assert spec.sources == ("de", "en", "es", "nl")
     assert spec.method_params == {}
@@ -323,12 +330,12 @@ def test_trial_spec_without_source_set_uses_the_whole_pool() -> None:
 def test_trial_spec_rejects_non_canonical_source_set() -> None:
     from lfmlf.languages import LanguageError
 
-    cfg = load_sweep(QUICKSTART)
+    cfg = load_checked(QUICKSTART)
     with pytest.raises(LanguageError, match="de\\+en"):
         trial_spec(cfg, {"method": "mlf", "source_set": "en+de"})
 
 
 def test_trial_spec_revalidates_train_values() -> None:
-    cfg = load_sweep(QUICKSTART)
+    cfg = load_checked(QUICKSTART)
     with pytest.raises(ValidationError):
         trial_spec(cfg, {"method": "mlf", "lr": -1.0})

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lfmlf.config import ConfigError, ModelConfig, UnlabelledConfig, load_sweep
+from lfmlf.checks import load_checked
+from lfmlf.config import ConfigError, ModelConfig, UnlabelledConfig
 from lfmlf.data.base import DataError
 from lfmlf.data.unlabelled import UnlabelledText, read_lines
 from lfmlf.forgetting import MlmForgetting
@@ -80,10 +81,10 @@ def test_a_model_without_an_mlm_head_is_a_clear_error_at_build_and_at_config_loa
                      "methods: {mlf: {}, lfmlf: {space: {forgetting: {type: categorical, "
                      "choices: [l2, mlm]}}}}\n")
     with pytest.raises(ConfigError, match=r"lfmlf need\(s\) a masked-LM head.*has none.*Fix:.*pcgrad"):
-        load_sweep(sweep)
+        load_checked(sweep)
     # the same sweep without the MLM choice is fine
     sweep.write_text(sweep.read_text().replace("[l2, mlm]", "[l2, distill]"))
-    load_sweep(sweep)
+    load_checked(sweep)
 
 
 def test_masked_batches_follow_berts_recipe_and_never_mask_special_or_padding():

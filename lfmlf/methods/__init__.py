@@ -1,6 +1,8 @@
 """Method registry: name -> Method class. Add a method by writing one module and one line here."""
 from __future__ import annotations
 
+from typing import Any
+
 from lfmlf.methods.agem import Agem
 from lfmlf.methods.base import Method, MethodParams, SetupData, StepObjectives
 from lfmlf.methods.distill import Distill
@@ -14,9 +16,8 @@ from lfmlf.methods.mlf import Mlf
 from lfmlf.methods.mtl_mlm import MtlMlm
 from lfmlf.methods.pcgrad import Pcgrad
 
-METHODS: dict[str, type[Method]] = {
+METHODS: dict[str, type[Method[Any]]] = {
     m.name: m for m in (Mlf, Freeze, L2sp, Ewc, Distill, MtlMlm, Lfmlf, Agem, Gem, Mgda, Pcgrad)}
-
 
 
 def without_mlm_head() -> str:

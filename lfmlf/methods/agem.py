@@ -43,9 +43,8 @@ def agem_project(g: Tensor, g_ref: Tensor) -> Tensor:
     return g - c * g_ref
 
 
-class Agem(GradientMethod):
+class Agem(GradientMethod[AgemParams]):
     name = "agem"
-    Params = AgemParams
 
     def forgetting_objective(self) -> str:
         return self.params.forgetting

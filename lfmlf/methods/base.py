@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Generic, Iterator, Mapping, Sequence, TypeVar, cast, get_args
 
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor
@@ -46,14 +46,30 @@ class SetupData:
     loss: Callable[[TaskModel, Mapping[str, Tensor]], tuple[Tensor, Tensor]]  # the task's loss: (mean loss, hidden)
 
 
-class Method(ABC):
-    """One fine-tuning method. Its whole algebra lives in its own short module."""
+P = TypeVar("P", bound=MethodParams)
+
+
+class Method(ABC, Generic[P]):
+    """One fine-tuning method, generic in its parameter model: ``class Lfmlf(GradientMethod[LfmlfParams])``
+    types ``self.params`` as ``LfmlfParams`` and makes ``Lfmlf.Params`` that class. Its whole algebra lives
+    in its own short module."""
 
     name: ClassVar[str]
-    Params: ClassVar[type[MethodParams]] = MethodParams
+    Params: ClassVar[type[MethodParams]] = MethodParams   # set from the type argument (see __init_subclass__)
+    params: P
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """``Params`` from the class's own type argument: a parameter class, or the bound of a type variable
+        (``GradientMethod(Method[GP])`` with ``GP`` bound to ``GradientParams``)."""
+        super().__init_subclass__(**kwargs)
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            for arg in get_args(base):
+                found = arg.__bound__ if isinstance(arg, TypeVar) else arg
+                if isinstance(found, type) and issubclass(found, MethodParams):
+                    cls.Params = found
 
     def __init__(self, **params: Any) -> None:
-        self.params = self.Params(**params)
+        self.params = cast(P, self.Params(**params))   # Params is P's class (set in __init_subclass__)
 
     @classmethod
     def validate_params(cls, params: Mapping[str, Any]) -> None:

@@ -23,9 +23,8 @@ class DistillParams(PenaltyParams):
                                                    "pre-trained encoder's hidden states (0 = plain MLF).")
 
 
-class Distill(PenaltyMethod):
+class Distill(PenaltyMethod[DistillParams]):
     name = "distill"
-    Params = DistillParams
 
     def needs(self) -> Needs:
         return Needs(unlabelled="text")

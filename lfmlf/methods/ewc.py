@@ -44,9 +44,8 @@ class EwcError(ValueError):
     """EWC cannot estimate its Fisher; the message says why and what to do."""
 
 
-class Ewc(PenaltyMethod):
+class Ewc(PenaltyMethod[EwcParams]):
     name = "ewc"
-    Params = EwcParams
 
     def setup(self, model: TaskModel, sources: Sequence[str], data: SetupData | None = None) -> None:
         super().setup(model, sources)

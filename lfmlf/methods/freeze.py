@@ -21,9 +21,8 @@ class FreezeParams(MlfParams):
     freeze_layers: int = Field(2, ge=0, description="Freeze the bottom n transformer layers (0 = none).")
 
 
-class Freeze(Mlf):
+class Freeze(Mlf[FreezeParams]):
     name = "freeze"
-    Params = FreezeParams
 
     def setup(self, model: TaskModel, sources: Sequence[str], data: object = None) -> None:
         super().setup(model, sources)

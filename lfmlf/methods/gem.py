@@ -53,9 +53,8 @@ def gem_dual(Q: Tensor, b: Tensor, margin: float) -> QPResult | None:
     return QPResult(qp.lam + margin, qp.status, qp.iterations, qp.kkt_residual)
 
 
-class Gem(GradientMethod):
+class Gem(GradientMethod[GemParams]):
     name = "gem"
-    Params = GemParams
 
     def forgetting_objective(self) -> str:
         return self.params.forgetting

@@ -9,7 +9,7 @@ algebra in ``combine``.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import ClassVar, Literal, Sequence
+from typing import ClassVar, Literal, Sequence, TypeVar
 
 import torch
 from pydantic import Field
@@ -38,10 +38,12 @@ def _kept_slices(params: Sequence[torch.nn.Parameter], kept: Sequence[torch.nn.P
     return slices
 
 
-class GradientMethod(Method):
+GP = TypeVar("GP", bound=GradientParams)
+
+
+class GradientMethod(Method[GP]):
     """Base of the methods that combine per-source gradients (and g_F) into one update."""
 
-    Params: ClassVar[type[GradientParams]] = GradientParams
     fallback_key: ClassVar[str] = "fallbacks"   # reported as "<name>/<fallback_key>"
 
     def forgetting_objective(self) -> str | None:

@@ -23,9 +23,8 @@ class L2spParams(PenaltyParams):
                                                     "trainable parameters (0 = plain MLF).")
 
 
-class L2sp(PenaltyMethod):
+class L2sp(PenaltyMethod[L2spParams]):
     name = "l2sp"
-    Params = L2spParams
 
     def setup(self, model: TaskModel, sources: Sequence[str], data: object = None) -> None:
         super().setup(model, sources)

@@ -53,9 +53,8 @@ class LfmlfParams(GradientParams):
         return self
 
 
-class Lfmlf(GradientMethod):
+class Lfmlf(GradientMethod[LfmlfParams]):
     name = "lfmlf"
-    Params = LfmlfParams
     fallback_key = "qp_fallbacks"
 
     def forgetting_objective(self) -> str:

@@ -58,9 +58,8 @@ def min_norm_weights(Q: Tensor, tol: float = 1e-6) -> Tensor | None:
     return alpha
 
 
-class Mgda(GradientMethod):
+class Mgda(GradientMethod[MgdaParams]):
     name = "mgda"
-    Params = MgdaParams
 
     def combine(self, G: Tensor, g_f: Tensor | None, langs: list[str]) -> tuple[Tensor | None, dict[str, float]]:
         Q, _ = gram(G, G[0])                         # G G^T in float64 (the second output is not used)

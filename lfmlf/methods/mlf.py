@@ -1,7 +1,7 @@
 """MLF: plain multi-source fine-tuning. The per-source losses are combined and back-propagated once."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import Field
 from torch import Tensor
@@ -15,9 +15,13 @@ class MlfParams(MethodParams):
                             "number of examples each source has in the batch (= one loss over the union).")
 
 
-class Mlf(Method):
+MP = TypeVar("MP", bound=MlfParams)
+
+
+class Mlf(Method[MP]):
+    """Generic in its parameters, so that freezing and the penalty methods extend MLF's own."""
+
     name = "mlf"
-    Params = MlfParams
 
     def combined_loss(self, obj: StepObjectives) -> Tensor:
         """The per-source losses combined by ``reduction`` (also the task part of the penalty methods)."""

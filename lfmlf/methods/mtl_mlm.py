@@ -28,9 +28,8 @@ class MtlMlmParams(PenaltyParams):
     weight: float = Field(1.0, ge=0.0, description="Multiplier of the masked-LM loss (0 = plain MLF).")
 
 
-class MtlMlm(PenaltyMethod):
+class MtlMlm(PenaltyMethod[MtlMlmParams]):
     name = "mtl_mlm"
-    Params = MtlMlmParams
 
     def needs(self) -> Needs:
         return Needs(mlm_head=True, unlabelled="masked")

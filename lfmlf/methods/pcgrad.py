@@ -50,9 +50,8 @@ def pcgrad(G: Tensor, orders: list[list[int]] | None = None) -> Tensor:
     return W @ G
 
 
-class Pcgrad(GradientMethod):
+class Pcgrad(GradientMethod[PcgradParams]):
     name = "pcgrad"
-    Params = PcgradParams
 
     def combine(self, G: Tensor, g_f: Tensor | None, langs: list[str]) -> tuple[Tensor | None, dict[str, float]]:
         Q, _ = gram(G, G[0])                         # G G^T in float64 (the second output is not used)

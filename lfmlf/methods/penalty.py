@@ -7,6 +7,8 @@ A subclass snapshots what its penalty needs in ``setup`` (the model is at theta0
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import TypeVar
+
 import torch
 from pydantic import Field
 from torch import Tensor
@@ -20,10 +22,11 @@ class PenaltyParams(MlfParams):
                                                    "(0 = plain MLF).")
 
 
-class PenaltyMethod(Mlf):
-    """loss = MLF's combined task loss + weight * penalty; signal ``<name>/penalty`` (unweighted)."""
+PP = TypeVar("PP", bound=PenaltyParams)
 
-    Params = PenaltyParams
+
+class PenaltyMethod(Mlf[PP]):
+    """loss = MLF's combined task loss + weight * penalty; signal ``<name>/penalty`` (unweighted)."""
 
     @abstractmethod
     def penalty(self, obj: StepObjectives) -> Tensor:
