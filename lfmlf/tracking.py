@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Mapping
 
+from lfmlf.errors import UserError
+
 DEFAULT_URI = "sqlite:///mlflow.db"
 
 
@@ -26,6 +28,51 @@ def resolve_uri(cli: str | None, yaml: str | None) -> str:
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
     return uri
+
+
+class TrackingError(UserError):
+    """The tracking store cannot be used (unwritable folder, unreachable server, not a database)."""
+
+
+def check_store(uri: str, timeout_s: float = 10.0) -> None:
+    """Called before a sweep, rerun or training run writes anything: raise :class:`TrackingError` naming
+    the store and the fix if it cannot be opened. A SQLite store's folder must be a writable directory (the
+    store itself is created here, under its lock); a server must answer ``/health`` within ``timeout_s``
+    (MLflow's own client would retry for minutes); any other store is opened once."""
+    from lfmlf.storage import redact
+
+    shown = redact(uri)
+    db = sqlite_path(uri)
+    if db is not None:
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TrackingError(f"the MLflow store {shown} cannot be created: its folder {db.parent} cannot be "
+                                f"made ({e.strerror or e}). Fix: pass --tracking-uri sqlite:///<a writable "
+                                "folder>/mlflow.db, or an http(s):// MLflow server.") from None
+        if not os.access(db.parent, os.W_OK) or (db.exists() and not db.is_file()):
+            raise TrackingError(f"the MLflow store {shown} is not writable. Fix: pass --tracking-uri "
+                                "sqlite:///<a writable folder>/mlflow.db, or an http(s):// MLflow server.")
+    elif uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s).close()
+        except urllib.error.HTTPError:
+            pass   # it answered: authentication and paths are MLflow's business
+        except (OSError, ValueError) as e:
+            raise TrackingError(f"the MLflow server {shown} does not answer ({getattr(e, 'reason', e)}). Fix: start "
+                                "it (mlflow server --host ... --port ...), check the address, or pass "
+                                "--tracking-uri sqlite:///$PWD/mlflow.db for a local store.") from None
+        return
+    try:
+        open_store(uri, None, create=False)[0].search_experiments(max_results=1)
+    except Exception as e:   # noqa: BLE001 - whatever the backend raises, the store is unusable
+        line = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise TrackingError(f"the MLflow store {shown} cannot be opened: {line}. Fix: point --tracking-uri (or "
+                            "tracking.uri, MLFLOW_TRACKING_URI) at a working store, e.g. "
+                            "sqlite:///$PWD/mlflow.db.") from None
 
 
 def location_key(location: str) -> str:

@@ -24,6 +24,7 @@ from lfmlf.config import SweepConfig
 from lfmlf.errors import SweepError
 from lfmlf.search import (DefineByRun, fail_orphaned_trials, load_space, make_sampler, search_metric,
                           study_name, study_storage, study_storage_url)
+from lfmlf.preflight import check_model
 from lfmlf.redaction import redact_data
 from lfmlf.selection import selection_label
 from lfmlf.storage import Storage, redact
@@ -32,7 +33,7 @@ from lfmlf.sweep.cluster import start_ray
 from lfmlf.sweep.routing import MethodScheduler, MethodSearch, ResumableOptunaSearch, SchedulerState
 from lfmlf.sweep.trainable import RerunSpecs, SweepSpecs, trainable
 from lfmlf.tasks import TASKS
-from lfmlf.tracking import SweepTracker, resolve_uri
+from lfmlf.tracking import SweepTracker, check_store, resolve_uri
 
 EXPERIMENT = "sweep"   # Tune's experiment folder below <storage>/ray
 
@@ -94,6 +95,14 @@ def sweep_params(cfg: SweepConfig, location: str) -> dict[str, str]:
 #: not recover from checkpoint as it does not exist on storage anymore": the trial is lost). With 2, the
 #: previous checkpoint is still there unless two checkpoints of one trial fall inside one upload gap.
 KEEP_CHECKPOINTS = 2
+
+
+def preflight(uri: str, configs: list[SweepConfig]) -> None:
+    """The tracking store and (offline) every configuration's model, checked in seconds before a sweep or
+    rerun writes anything or starts Ray."""
+    check_store(uri)
+    for model in {(c.model.name_or_path, c.model.revision) for c in configs}:
+        check_model(*model)
 
 
 def _open_storage(location: str, name: str, resume: bool) -> Storage:
@@ -162,8 +171,9 @@ def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
         tracking_uri: str | None = None) -> SweepOutcome:
     """Run (or resume) every method's study in one Tuner; print the best trial per method and how to open
     MLflow. Storage and (on a cluster) every node are checked before anything is written."""
-    storage = _open_storage(cfg.storage_location, cfg.name, resume)
     uri = resolve_uri(tracking_uri, cfg.tracking.uri)
+    preflight(uri, [cfg])   # before anything is written: a failed start leaves nothing behind
+    storage = _open_storage(cfg.storage_location, cfg.name, resume)
     start_ray(cfg, address or cfg.ray.address)
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -250,8 +260,9 @@ def rerun(configs: dict[str, SweepConfig], seeds: list[int], *, location: str, r
     first = next(iter(configs.values()))
     name = location.rstrip("/").rsplit("/", 1)[-1]
     local = first.model_copy(update={"output_dir": location, "name": name})
-    storage = _open_storage(local.storage_location, name, resume)
     uri = resolve_uri(tracking_uri, first.tracking.uri)
+    preflight(uri, list(configs.values()))
+    storage = _open_storage(local.storage_location, name, resume)
     start_ray(local, address or first.ray.address)
     tracker = SweepTracker(uri, first.tracking.experiment)
     sweeps = sorted({str((c.selection or {}).get("sweep_run_id", "")) for c in configs.values()} - {""})
