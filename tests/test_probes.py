@@ -2,7 +2,6 @@
 caching, errors, metric keys, and (slow) the real 6-layer e5 encoder."""
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -297,17 +296,6 @@ def test_bad_pud_files(tmp_path):
         read_pairs(pud_cfg(tmp_path, data_dir=str(data), languages=["de"]))
     with pytest.raises(DataError, match=r"fr_pud-ud-test\.conllu:1: .*'# text =' .*Fix"):
         read_pairs(pud_cfg(tmp_path, data_dir=str(data), languages=["fr"]))
-
-
-def test_probes_imports_no_ray_optuna_mlflow():
-    source = (Path(__file__).parents[1] / "lfmlf" / "probes.py").read_text()
-    names = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module.split(".")[0])
-    assert not names & {"ray", "optuna", "mlflow"}
 
 
 # ------------------------------------------------------------------------------------------------ real data

@@ -1,7 +1,6 @@
 """Result tables: aggregation, left-out runs, row splitting, Wilcoxon significance, Markdown/LaTeX/CSV output."""
 from __future__ import annotations
 
-import ast
 import csv
 import io
 import math
@@ -399,18 +398,6 @@ def test_write_report_has_one_left_out_list(tmp_path: Path):
     tex = tex_path.read_text()
     assert "% left out: run s1 (mlf, de+en): stopped early by ASHA (at step 60 of 120)" in tex
     assert merge_left_out(["a", "b"], ["b", "c"], ["a"]) == ["a", "b", "c"]
-
-
-@pytest.mark.parametrize("module", ["report.py", "plots.py"])
-def test_no_tracking_or_tuning_imports(module: str):
-    tree = ast.parse((Path(__file__).resolve().parents[1] / "lfmlf" / module).read_text())
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module.split(".")[0])
-    assert not names & {"mlflow", "ray", "optuna"}
 
 
 def averaged(r: RunRecord, scores: dict[str, float], source: float, forgetting: float | None = None,
