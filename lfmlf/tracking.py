@@ -36,8 +36,8 @@ class TrackingError(UserError):
 
 def check_store(uri: str, timeout_s: float = 10.0) -> None:
     """Called before a sweep, rerun or training run writes anything: raise :class:`TrackingError` naming
-    the store and the fix if it cannot be opened. A SQLite store's folder must be a writable directory (the
-    store itself is created here, under its lock); a server must answer ``/health`` within ``timeout_s``
+    the store and the fix if it cannot be opened. A SQLite store's folder must be a writable directory, and
+    an existing database file must open (a new one is not created here); a server must answer ``/health`` within ``timeout_s``
     (MLflow's own client would retry for minutes); any other store is opened once."""
     from lfmlf.storage import redact
 
@@ -53,6 +53,8 @@ def check_store(uri: str, timeout_s: float = 10.0) -> None:
         if not os.access(db.parent, os.W_OK) or (db.exists() and not db.is_file()):
             raise TrackingError(f"the MLflow store {shown} is not writable. Fix: pass --tracking-uri "
                                 "sqlite:///<a writable folder>/mlflow.db, or an http(s):// MLflow server.")
+        if not db.exists():
+            return   # a new store: its folder will do, and nothing is written yet
     elif uri.startswith(("http://", "https://")):
         import urllib.error
         import urllib.request

@@ -55,9 +55,9 @@ def test_a_corrupt_store_file_is_named(tmp_path):
         check_store(f"sqlite:///{db}")
 
 
-def test_a_usable_store_passes_and_is_created(tmp_path):
-    check_store(f"sqlite:///{tmp_path}/new/mlflow.db")
-    assert (tmp_path / "new" / "mlflow.db").is_file()
+def test_a_usable_store_passes_and_nothing_is_written(tmp_path):
+    check_store(f"sqlite:///{tmp_path}/mlflow.db")
+    assert not list(tmp_path.iterdir())
 
 
 def test_no_network_counts_as_offline(monkeypatch):
