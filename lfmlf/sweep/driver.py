@@ -15,7 +15,7 @@ import math
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 from ray import tune
@@ -119,16 +119,73 @@ def _open_storage(location: str, name: str, resume: bool) -> Storage:
     return storage
 
 
-def _tuner(cfg: SweepConfig, storage: Storage, resume: bool, tracker: SweepTracker,
-           optuna_url: str, studies: dict[str, str]) -> tune.Tuner:
+def _trial_name(trial: Any) -> str:
+    return f"{trial.config.get('method') or trial.config.get('config', 'trial')}_{trial.trial_id}"
+
+
+class _Driver:
+    """What a sweep and a rerun share: the checks before anything is written, Ray, the MLflow parent run, a
+    Tuner restored on ``--resume`` or built fresh with the project's Tune settings, and the parent run's
+    end (KILLED if ``fit`` is interrupted, with the trial runs Tune never saved marked KILLED).
+
+    Used in this order: ``__init__`` (checks, storage, Ray), :meth:`start` (parent run),
+    :meth:`tune_config` / :meth:`run_config` inside the ``fresh`` function given to :meth:`fit`."""
+
+    def __init__(self, cfg: SweepConfig, configs: list[SweepConfig], experiment: str,
+                 specs: SweepSpecs | RerunSpecs, *, resume: bool, address: str | None, tracking_uri: str | None):
+        self.cfg, self.experiment, self.specs, self.resume = cfg, experiment, specs, resume
+        self.uri = resolve_uri(tracking_uri, cfg.tracking.uri)
+        preflight(self.uri, configs)   # before anything is written: a failed start leaves nothing behind
+        self.storage = _open_storage(cfg.storage_location, cfg.name, resume)
+        start_ray(cfg, address or cfg.ray.address)
+        self.tracker = SweepTracker(self.uri, cfg.tracking.experiment)
+        self.fn = tune.with_resources(tune.with_parameters(trainable, specs=specs),
+                                      {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu})
+
+    def start(self, title: str, role: str, params: dict[str, str], tags: dict[str, str]) -> str:
+        """Create (or, resuming, find) the parent run; returns its id."""
+        return self.tracker.start_sweep(title, self.storage.location, params, {**lineage_tags(self.cfg), **tags},
+                                        self.resume, role=role)
+
+    def tune_config(self, **kw: Any) -> tune.TuneConfig:
+        return tune.TuneConfig(max_concurrent_trials=self.cfg.search.max_concurrent, reuse_actors=True,
+                               trial_name_creator=_trial_name, trial_dirname_creator=_trial_name, **kw)
+
+    def run_config(self, callbacks: list, reporter: Any) -> tune.RunConfig:
+        return tune.RunConfig(name=self.experiment, storage_path=self.storage.uri("ray"), callbacks=callbacks,
+                              verbose=1, progress_reporter=reporter,
+                              failure_config=tune.FailureConfig(max_failures=self.cfg.ray.max_failures),
+                              checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS))
+
+    def fit(self, fresh: Callable[[], tune.Tuner], summarise: Callable[[Any], dict[str, float]]) -> Any:
+        """Run the Tuner (restored from the experiment state on ``--resume``: searcher, scheduler and
+        callbacks come back with it; else ``fresh()``); ``summarise(grid)`` gives the parent run's final
+        metrics. The parent run ends FINISHED, or KILLED when interrupted."""
+        path = self.storage.uri("ray", self.experiment)
+        if self.resume and tune.Tuner.can_restore(path):
+            tuner = tune.Tuner.restore(path, trainable=self.fn, resume_unfinished=True, resume_errored=True)
+        else:
+            tuner = fresh()
+        status, metrics = "FINISHED", {}
+        try:
+            grid = tuner.fit()
+            metrics = summarise(grid)
+            return grid
+        except BaseException:
+            status = "KILLED"
+            raise
+        finally:
+            lost = self.tracker.finish_sweep(status, metrics)
+            if lost:
+                print(f"lfmlf: {lost} trial run(s) were lost when the sweep was interrupted before Tune saved "
+                      "them; their sampled points ran again as new trials, and the old MLflow runs are marked "
+                      "KILLED.", flush=True)
+
+
+def _sweep_tuner(d: _Driver, cfg: SweepConfig, parent: str, optuna_url: str, studies: dict[str, str]) -> tune.Tuner:
+    """A fresh Tuner for every method's study: one Optuna searcher and one ASHA (or FIFO) per method."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    fn = tune.with_resources(tune.with_parameters(trainable, specs=SweepSpecs(cfg, search_metric(cfg))),
-                             {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu})
-    path = storage.uri("ray", EXPERIMENT)
-    if resume and tune.Tuner.can_restore(path):
-        # the searcher, scheduler and callbacks come back from the experiment state
-        return tune.Tuner.restore(path, trainable=fn, resume_unfinished=True, resume_errored=True)
     metric, mode = search_metric(cfg), cfg.search.mode
     sc = cfg.search.scheduler
     max_t = -(-cfg.train.max_steps // cfg.train.eval_every)
@@ -145,93 +202,73 @@ def _tuner(cfg: SweepConfig, storage: Storage, resume: bool, tracker: SweepTrack
         columns += [k for k in ("lr", "slack", "source_set") if k in space.space and k not in columns]
     searcher = MethodSearch(searchers, cfg.search.num_samples, metric, mode)
     scheduler = MethodScheduler(schedulers)
-    callback = TrackingCallback(tracker.uri, cfg.tracking.experiment, tracker.parent_id or "", SweepSpecs(cfg),
-                                searcher, lineage_tags(cfg))
+    callback = TrackingCallback(d.uri, cfg.tracking.experiment, parent, d.specs, searcher, lineage_tags(cfg))
     m = TASKS[cfg.task.name].metric
     reporter = tune.CLIReporter(
         metric_columns={"step": "step", f"source/{m}/avg": "source", f"zero_shot/{m}/avg": "zero-shot",
                         metric: "best source"},
         parameter_columns=columns, max_report_frequency=20)   # no cross-method "best trial" line: not comparable
-    run_config = tune.RunConfig(
-        name=EXPERIMENT, storage_path=storage.uri("ray"), callbacks=[callback, SchedulerState(scheduler)], verbose=1,
-        progress_reporter=reporter, failure_config=tune.FailureConfig(max_failures=cfg.ray.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS))
-    tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
-                                  num_samples=cfg.search.num_samples * len(cfg.methods),
-                                  max_concurrent_trials=cfg.search.max_concurrent, reuse_actors=True,
-                                  trial_name_creator=_trial_name, trial_dirname_creator=_trial_name)
-    return tune.Tuner(fn, tune_config=tune_config, run_config=run_config)
-
-
-def _trial_name(trial: Any) -> str:
-    return f"{trial.config.get('method') or trial.config.get('config', 'trial')}_{trial.trial_id}"
+    return tune.Tuner(d.fn, tune_config=d.tune_config(search_alg=searcher, scheduler=scheduler,
+                                                      num_samples=cfg.search.num_samples * len(cfg.methods)),
+                      run_config=d.run_config([callback, SchedulerState(scheduler)], reporter))
 
 
 def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
         tracking_uri: str | None = None) -> SweepOutcome:
     """Run (or resume) every method's study in one Tuner; print the best trial per method and how to open
-    MLflow. Storage and (on a cluster) every node are checked before anything is written."""
-    uri = resolve_uri(tracking_uri, cfg.tracking.uri)
-    preflight(uri, [cfg])   # before anything is written: a failed start leaves nothing behind
-    storage = _open_storage(cfg.storage_location, cfg.name, resume)
-    start_ray(cfg, address or cfg.ray.address)
+    MLflow. The tracking store, the model, the storage and (on a cluster) every node are checked before
+    anything is written."""
+    d = _Driver(cfg, [cfg], EXPERIMENT, SweepSpecs(cfg, search_metric(cfg)), resume=resume, address=address,
+                tracking_uri=tracking_uri)
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "sweep.yaml").write_text(yaml.safe_dump(redact_data(cfg.model_dump(mode="json")), sort_keys=False))
-
-    tracker = SweepTracker(uri, cfg.tracking.experiment)
-    params = sweep_params(cfg, storage.location)
-    parent = tracker.start_sweep(cfg.name, storage.location, params, {**lineage_tags(cfg), "lfmlf.sweep": cfg.name},
-                                 resume)
-    optuna_url = study_storage_url(uri, run_dir)
+    parent = d.start(cfg.name, "sweep", sweep_params(cfg, d.storage.location), {"lfmlf.sweep": cfg.name})
+    optuna_url = study_storage_url(d.uri, run_dir)
     studies = {m: study_name(cfg.name, m, parent) for m in cfg.methods}
-    tracker.set_tags(parent, {"lfmlf.optuna_storage": optuna_url,
-                              **{f"lfmlf.optuna_study.{m}": n for m, n in studies.items()}})
-    tracker.log_text(parent, (run_dir / "sweep.yaml").read_text(), "sweep.yaml")
+    d.tracker.set_tags(parent, {"lfmlf.optuna_storage": optuna_url,
+                                **{f"lfmlf.optuna_study.{m}": n for m, n in studies.items()}})
+    d.tracker.log_text(parent, (run_dir / "sweep.yaml").read_text(), "sweep.yaml")
     for method, entry in cfg.methods.items():
         if entry.space is not None:
-            tracker.log_text(parent, yaml.safe_dump(
+            d.tracker.log_text(parent, yaml.safe_dump(
                 {k: v.model_dump() for k, v in load_space(method, entry.space, cfg).items()}),
                 f"search_spaces/{method}.yaml")
 
-    outcome = SweepOutcome(run_dir=run_dir, tracking_uri=uri, parent_run_id=parent, storage=storage.location,
+    outcome = SweepOutcome(run_dir=run_dir, tracking_uri=d.uri, parent_run_id=parent, storage=d.storage.location,
                            studies=(optuna_url, studies), max_failed_share=cfg.search.max_failed_share)
-    metric = search_metric(cfg)
-    status = "FINISHED"
     print(f"\n=== {cfg.name}: {', '.join(cfg.methods)} ({cfg.search.num_samples} trials each, at most "
           f"{cfg.search.max_concurrent} at once) ===", flush=True)
-    try:
-        grid = _tuner(cfg, storage, resume, tracker, optuna_url, studies).fit()
+
+    def summarise(grid: Any) -> dict[str, float]:
         for method in cfg.methods:
-            mine = [r for r in grid if r.config.get("method") == method]
-            outcome.trials[method] = len(mine)
-            outcome.errors[method] = sum(1 for r in mine if r.error is not None or (r.metrics or {}).get("diverged"))
-            failed = [r.error or RuntimeError(r.metrics.get("diverged_reason", "")) for r in mine
-                      if r.error is not None or (r.metrics or {}).get("diverged")]
-            if failed:
-                outcome.first_errors[method] = _error_line(failed[0])
+            _summarise_method(cfg, grid, method, outcome)
             # every Tune trial has ended: the study's trials still RUNNING errored (kept open until now, so a
             # --resume could finish them) or were sampled by a process killed before Tune saved the trial
             fail_orphaned_trials(optuna_url, studies[method])
-            outcome.stopped[method] = sum(1 for r in mine if r.error is None and r.metrics
-                                          and not r.metrics.get("diverged")
-                                          and int(r.metrics.get("step", 0)) < cfg.train.max_steps)
-            best = _best_result(grid, method, metric, cfg.search.mode, cfg.train.max_steps)
-            if best is not None:
-                outcome.best[method] = {"config": best.config, "metric": best.metrics.get(metric),
-                                        "zero_shot": best.metrics.get(metric.replace("source", "zero_shot")),
-                                        "trial_id": best.metrics.get("trial_id", "")}
-    except BaseException:
-        status = "KILLED"
-        raise
-    finally:
-        lost = tracker.finish_sweep(status, {f"best/{m}": b["metric"] for m, b in outcome.best.items()
-                                             if b.get("metric") is not None})
-        if lost:
-            print(f"lfmlf: {lost} trial run(s) were lost when the sweep was interrupted before Tune saved them; "
-                  "Tune re-ran those trials, and their old MLflow runs are marked KILLED.", flush=True)
-    _print_summary(cfg, outcome, metric)
+        return {f"best/{m}": b["metric"] for m, b in outcome.best.items() if b.get("metric") is not None}
+
+    d.fit(lambda: _sweep_tuner(d, cfg, parent, optuna_url, studies), summarise)
+    _print_summary(cfg, outcome, search_metric(cfg))
     return outcome
+
+
+def _summarise_method(cfg: SweepConfig, grid: Any, method: str, outcome: SweepOutcome) -> None:
+    """One method's trials, failures (errors and divergences), early stops and best trial, into ``outcome``."""
+    metric = search_metric(cfg)
+    mine = [r for r in grid if r.config.get("method") == method]
+    failed = [r.error or RuntimeError(r.metrics.get("diverged_reason", "")) for r in mine
+              if r.error is not None or (r.metrics or {}).get("diverged")]
+    outcome.trials[method], outcome.errors[method] = len(mine), len(failed)
+    if failed:
+        outcome.first_errors[method] = _error_line(failed[0])
+    outcome.stopped[method] = sum(1 for r in mine if r.error is None and r.metrics and not r.metrics.get("diverged")
+                                  and int(r.metrics.get("step", 0)) < cfg.train.max_steps)
+    best = _best_result(grid, method, metric, cfg.search.mode, cfg.train.max_steps)
+    if best is not None:
+        outcome.best[method] = {"config": best.config, "metric": best.metrics.get(metric),
+                                "zero_shot": best.metrics.get(metric.replace("source", "zero_shot")),
+                                "trial_id": best.metrics.get("trial_id", "")}
 
 
 def _error_line(error: BaseException) -> str:
@@ -260,54 +297,36 @@ def rerun(configs: dict[str, SweepConfig], seeds: list[int], *, location: str, r
     first = next(iter(configs.values()))
     name = location.rstrip("/").rsplit("/", 1)[-1]
     local = first.model_copy(update={"output_dir": location, "name": name})
-    uri = resolve_uri(tracking_uri, first.tracking.uri)
-    preflight(uri, list(configs.values()))
-    storage = _open_storage(local.storage_location, name, resume)
-    start_ray(local, address or first.ray.address)
-    tracker = SweepTracker(uri, first.tracking.experiment)
+    specs = RerunSpecs(configs)
+    d = _Driver(local, list(configs.values()), "rerun", specs, resume=resume, address=address,
+                tracking_uri=tracking_uri)
     sweeps = sorted({str((c.selection or {}).get("sweep_run_id", "")) for c in configs.values()} - {""})
     params = {"configs": ",".join(configs), "seeds": ",".join(map(str, seeds)), "task": first.task.name,
               **{f"selection.{k}": str((c.selection or {}).get("rule", "given")) for k, c in configs.items()}}
-    parent = tracker.start_sweep(f"rerun: {', '.join(configs)}", storage.location, params,   # every configuration
-                                 {"lfmlf.sweep_run_id": ",".join(sweeps), **lineage_tags(first)}, resume, role="rerun")
+    parent = d.start(f"rerun: {', '.join(configs)}", "rerun", params, {"lfmlf.sweep_run_id": ",".join(sweeps)})
     for key, c in configs.items():
-        tracker.log_text(parent, yaml.safe_dump(redact_data(c.model_dump(mode="json", exclude={"source"})),
-                                                sort_keys=False),
-                         f"configs/{key}.yaml")
-    specs = RerunSpecs(configs)
-    path = storage.uri("ray", "rerun")
-    fn = tune.with_resources(tune.with_parameters(trainable, specs=specs),
-                             {"cpu": first.resources.cpu, "gpu": first.resources.gpu})
-    if resume and tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(path, trainable=fn, resume_unfinished=True, resume_errored=True)
-    else:
+        d.tracker.log_text(parent, yaml.safe_dump(redact_data(c.model_dump(mode="json", exclude={"source"})),
+                                                  sort_keys=False), f"configs/{key}.yaml")
+
+    def fresh() -> tune.Tuner:
         m = TASKS[first.task.name].metric
         reporter = tune.CLIReporter(metric_columns={"step": "step", f"zero_shot/{m}/avg": "zero-shot"},
                                     parameter_columns=["config", "seed"], max_report_frequency=20)
-        tuner = tune.Tuner(
-            fn, param_space={"config": tune.grid_search(list(configs)), "seed": tune.grid_search(list(seeds))},
-            tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=first.search.max_concurrent,
-                                        reuse_actors=True, trial_name_creator=_trial_name,
-                                        trial_dirname_creator=_trial_name),
-            run_config=tune.RunConfig(name="rerun", storage_path=storage.uri("ray"), verbose=1,
-                                      progress_reporter=reporter,
-                                      callbacks=[TrackingCallback(uri, first.tracking.experiment, parent, specs,
-                                                                  lineage_tags=lineage_tags(first))],
-                                      failure_config=tune.FailureConfig(max_failures=first.ray.max_failures),
-                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS)))
-    outcome = SweepOutcome(run_dir=local.run_dir, tracking_uri=uri, parent_run_id=parent, storage=storage.location)
-    status = "FINISHED"
-    try:
-        grid = tuner.fit()
+        callback = TrackingCallback(d.uri, first.tracking.experiment, parent, specs, lineage_tags=lineage_tags(first))
+        return tune.Tuner(d.fn, param_space={"config": tune.grid_search(list(configs)),
+                                             "seed": tune.grid_search(list(seeds))},
+                          tune_config=d.tune_config(num_samples=1), run_config=d.run_config([callback], reporter))
+
+    outcome = SweepOutcome(run_dir=local.run_dir, tracking_uri=d.uri, parent_run_id=parent, storage=d.storage.location)
+
+    def summarise(grid: Any) -> dict[str, float]:
         outcome.errors["rerun"] = len(grid.errors)
         outcome.best = {f"{r.config['config']}/seed{r.config['seed']}": {"metric": None} for r in grid if not r.error}
-    except BaseException:
-        status = "KILLED"
-        raise
-    finally:
-        tracker.finish_sweep(status)
+        return {}
+
+    d.fit(fresh, summarise)
     print(f"\n=== rerun {name}: {len(outcome.best)} of {len(configs) * len(seeds)} runs finished "
-          f"({outcome.errors['rerun']} failed); MLflow parent run {parent} in {redact(uri)}")
+          f"({outcome.errors['rerun']} failed); MLflow parent run {parent} in {redact(d.uri)}")
     return outcome
 
 
