@@ -32,7 +32,8 @@ _API = {
     "TASKS": ("lfmlf.tasks", "TASKS"), "Task": ("lfmlf.tasks", "Task"), "run_sweep": ("lfmlf.sweep", "run"),
 }
 
-__all__ = ["__version__", *sorted(_API)]
+__all__ = ["METHODS", "TASKS", "ConfigError", "Evaluation", "Method", "SweepConfig", "Task", "TrialSpec",
+           "__version__", "check_sweep", "fit", "load_checked", "load_sweep", "run_sweep", "trial_spec"]
 
 
 def __getattr__(name: str) -> Any:

@@ -72,12 +72,12 @@ def check_method(cfg: SweepConfig, name: str, file: str) -> list[Needs]:
     entry = cfg.methods[name]
     try:
         METHODS[name].validate_params(entry.params)
-        space = load_space(name, entry.space)
-    except SpaceError as e:
-        raise ConfigError(f"{file}: key 'methods.{name}.space': {e}") from None
     except ValueError as e:
         raise ConfigError(f"{file}: key 'methods.{name}.params': {e}") from None
-    values = edges(space, cfg.source_sets())
+    try:
+        values = edges(load_space(name, entry.space), cfg.source_sets())
+    except SpaceError as e:
+        raise ConfigError(f"{file}: key 'methods.{name}.space': {e}") from None
     where = entry.space if isinstance(entry.space, str) else "the inline space"
     _check_train_edges(cfg, name, values, where, file)
     return _method_edges(cfg, name, values, where, file)

@@ -8,18 +8,35 @@ rule), and ``lfmlf train`` and ``lfmlf rerun`` accept it (or any sweep file that
 """
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from lfmlf import plots
 from lfmlf.checks import load_checked
 from lfmlf.config import SweepConfig, TrialSpec, trial_spec
 from lfmlf.errors import SweepError
+from lfmlf.export import check_out, log_model, write_model
+from lfmlf.loop import fit
 from lfmlf.redaction import redact_data
-from lfmlf.search import search_metric
+from lfmlf.report import (
+    Importance,
+    build_table,
+    exclusion,
+    merge_left_out,
+    no_eligible_reason,
+    selection_cost,
+    sweep_left_out,
+    write_report,
+)
+from lfmlf.search import search_metric, study_summary
+from lfmlf.selection import oracle_metric, selection_label
 from lfmlf.storage import redact
+from lfmlf.tasks import TASKS
+from lfmlf.tracking import RunStore, resolve_uri, start_run
 
 
 # ----------------------------------------------------------------------------------------------- best
@@ -32,10 +49,6 @@ def best(cfg: SweepConfig, tracking_uri: str | None = None, out_dir: Path | None
     and every trial that is not eligible is listed with its reason. The rule and the ``selection`` block
     carry the metric's label (:func:`lfmlf.selection.selection_label`): source-language dev, target-language
     data (an oracle: not zero-shot), or the key as is."""
-    from lfmlf.report import no_eligible_reason, sweep_left_out
-    from lfmlf.selection import selection_label
-    from lfmlf.tracking import RunStore, resolve_uri
-
     uri = resolve_uri(tracking_uri, cfg.tracking.uri)
     store = RunStore(uri, cfg.tracking.experiment)
     sweep_id = store.sweep_run(cfg.storage_location)
@@ -98,8 +111,6 @@ _STEPS = ("perf/steps_per_s",)   # a history logged at every evaluation: where a
 def _check_metric_exists(metric: str, runs: list) -> None:
     """A selection metric no trial logged is a typo, not "no finished trial": name it, suggest the closest
     logged key and list the selectable ones (the ``best/`` family)."""
-    import difflib
-
     logged = sorted({k for r in runs for k in r.metrics})
     if not runs or metric in logged:
         return
@@ -114,8 +125,6 @@ def _metric(cfg: SweepConfig, metric: str | None) -> str:
     """``--metric`` (``{metric}`` filled in with the task's metric), else the sweep's search metric."""
     if not metric:
         return search_metric(cfg)
-    from lfmlf.tasks import TASKS
-
     return metric.replace("{metric}", TASKS[cfg.task.name].metric)
 
 
@@ -162,14 +171,9 @@ def train(cfg: SweepConfig, tracking_uri: str | None = None, seed: int | None = 
     with the same params, tags and metrics as a trial run. Returns the last evaluation's metrics. With
     ``save``, writes the selected evaluation's model there as ``lfmlf export`` does (and the averaged one
     to ``<save>-averaged`` when ``train.average_last`` is set) and logs it to the run under ``model/``."""
-    from lfmlf.loop import fit
-    from lfmlf.tracking import resolve_uri, start_run
-
     method = next(iter(cfg.methods))
     spec = trial_spec(cfg, {"method": method, **({"seed": seed} if seed is not None else {})})
     if save is not None:
-        from lfmlf.export import check_out
-
         check_out(save)   # refused before training, not after
         if spec.train.average_last:
             check_out(Path(save).with_name(Path(save).name + "-averaged"))
@@ -208,9 +212,6 @@ def train(cfg: SweepConfig, tracking_uri: str | None = None, seed: int | None = 
 
 def _save_trained(state: dict[str, Any], out: Path, uri: str, cfg: SweepConfig, run_id: str) -> None:
     """``train --save``: the run's selected model (and its averaged one) as ``lfmlf export`` writes it."""
-    from lfmlf.export import log_model, write_model
-    from lfmlf.tracking import RunStore
-
     store = RunStore(uri, cfg.tracking.experiment)
     provenance = {"run_id": run_id, "tracking_uri": redact(uri), "selection": cfg.selection}
     for averaged, folder in ((False, out), (True, out.with_name(out.name + "-averaged"))):
@@ -236,21 +237,6 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
     the zero-shot-faithful selection costs against it. Runs that logged a checkpoint average
     (``train.average_last``: ``avg/*`` metrics) add a selection-free row per method, ``"mlf (averaged last 3)"``,
     over the same counted runs (:func:`lfmlf.report.build_table`)."""
-    from lfmlf import plots
-    from lfmlf.report import (
-        Importance,
-        build_table,
-        merge_left_out,
-        no_eligible_reason,
-        selection_cost,
-        sweep_left_out,
-        write_report,
-    )
-    from lfmlf.search import study_summary
-    from lfmlf.selection import oracle_metric, selection_label
-    from lfmlf.tasks import TASKS
-    from lfmlf.tracking import RunStore, resolve_uri
-
     uri = resolve_uri(tracking_uri, cfg.tracking.uri)
     store = RunStore(uri, cfg.tracking.experiment)
     sweep_id = store.sweep_run(cfg.storage_location)
@@ -373,8 +359,6 @@ def _budget(store, sweep_id: str, cfg: SweepConfig) -> dict[str, int]:
 def _usable(runs: list, metric: str) -> list:
     """The eligible runs: FINISHED, not stopped early by ASHA, with a finite ``metric`` (what a selection may
     pick from; :func:`lfmlf.report.exclusion` says why another is not)."""
-    from lfmlf.report import exclusion
-
     return [r for r in runs if exclusion(r, metric) is None]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from lfmlf.config import SweepConfig
+from lfmlf.data.base import DataError
 
 #: Reading stops after this many seconds; the files not read yet are named (and read by the trials).
 TIME_CAP_S = 60.0
@@ -16,7 +17,7 @@ def check_contents(cfg: SweepConfig, cap_s: float = TIME_CAP_S) -> list[str]:
     """Read every local file of every (language, split) a trial may need; raise the reader's DataError
     (naming the file, the line and the fix) on the first bad one. Returns the splits not read within
     ``cap_s`` seconds (empty when everything was read)."""
-    from lfmlf.data.base import DataError
+    # lazy: the task registry imports torch, and the CLI imports this module for `--help` too
     from lfmlf.tasks import TASKS
     from lfmlf.tasks.base import splits_needed
 

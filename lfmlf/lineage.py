@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lfmlf.config import TrialSpec
+from lfmlf.probes import data_files
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,6 @@ def trial_files(spec: TrialSpec) -> list[DataFile]:
         if name:
             out.append(describe(f"task/{lang}/{split}", split, Path(task.data_dir or ".") / name))
     if spec.probe is not None:
-        from lfmlf.probes import data_files
-
         for lang, paths in data_files(spec.probe).items():
             for p in paths:
                 out.append(describe(f"probe/{lang}/{Path(p).name}", "probe", p))

@@ -40,6 +40,7 @@ LAMBDA_PREFIX = "lfmlf/lambda/"
 
 
 def _figure(width: float, height: float):
+    # lazy: matplotlib is slow to import, and only `lfmlf report` draws
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -60,7 +61,7 @@ def _finite(x: object) -> bool:
 
 
 def _colours(n: int) -> list:
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # lazy: matplotlib
 
     cmap = colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
@@ -211,7 +212,7 @@ def source_set_heatmap(runs: list[RunRecord], path: Path | str, task_metric: str
     the method's FINISHED trials with that source set, in the table's units (value × ``scale``, ``digits``
     decimals). ``method`` draws that method only. Each panel outlines its best row by the average. Cells
     without data grey. Returns None when no run qualifies."""
-    import numpy as np
+    import numpy as np  # lazy, with matplotlib
 
     panels = [(p.method, p.sets, p.counts, np.array(p.values, dtype=float))
               for p in source_set_panels(runs, task_metric, targets, prefix, method, include_stopped_early, scale)]
@@ -311,7 +312,7 @@ def multipliers_over_steps(runs: list[RunRecord], path: Path | str) -> Path | No
 def is_blank(path: Path | str, tolerance: float = 0.002) -> bool:
     """True when (almost) every pixel of the PNG has the same colour: fewer than ``tolerance`` of the
     pixels differ (by more than 1/255 in any channel) from the most common colour."""
-    import numpy as np
+    import numpy as np  # lazy, with matplotlib
     from matplotlib.image import imread
 
     img = np.asarray(imread(str(path)), dtype=float)

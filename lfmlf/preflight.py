@@ -45,6 +45,7 @@ def check_model(name_or_path: str, revision: str | None = None) -> None:
     reason = hub_offline_reason()
     if reason is None:
         return
+    # lazy: huggingface_hub (with its HTTP stack) only for a hub model
     from huggingface_hub import constants, try_to_load_from_cache
     from huggingface_hub.errors import HFValidationError
 

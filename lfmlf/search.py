@@ -65,6 +65,8 @@ class ParamSpec(BaseModel):
                 raise ValueError(f"low ({self.low}) > high ({self.high})")
             if self.log and self.low <= 0:
                 raise ValueError("a log scale needs low > 0")
+            if self.step is not None and (self.log or self.step <= 0):
+                raise ValueError("'step' needs a linear scale (no 'log: true') and step > 0")
         if self.type == "categorical" and not self.choices:
             raise ValueError("type categorical needs a non-empty 'choices' list")
         return self
@@ -114,18 +116,24 @@ def distributions(space: Mapping[str, ParamSpec], source_sets: Sequence[str]) ->
     """The space as Optuna distributions, ``source_set`` a categorical over the sweep's canonical sets."""
     out: dict[str, BaseDistribution] = {}
     for name, s in space.items():
-        if s.type == "float":
-            assert s.low is not None and s.high is not None   # ParamSpec's validator
-            out[name] = FloatDistribution(s.low, s.high, log=s.log, step=s.step)
-        elif s.type == "int":
-            assert s.low is not None and s.high is not None
-            out[name] = IntDistribution(int(s.low), int(s.high), log=s.log, step=int(s.step or 1))
-        elif s.type == "categorical":
-            assert s.choices is not None
-            out[name] = CategoricalDistribution(s.choices)
-        else:
-            out[name] = CategoricalDistribution(list(source_sets))
+        try:
+            out[name] = _distribution(s, source_sets)
+        except ValueError as e:   # what Optuna refuses beyond ParamSpec's checks (an int step below 1)
+            raise SpaceError(f"parameter '{name}': {e}. Fix: see search_spaces/README.md.") from None
     return out
+
+
+def _distribution(s: ParamSpec, source_sets: Sequence[str]) -> BaseDistribution:
+    if s.type == "float":
+        assert s.low is not None and s.high is not None   # ParamSpec's validator
+        return FloatDistribution(s.low, s.high, log=s.log, step=s.step)
+    if s.type == "int":
+        assert s.low is not None and s.high is not None
+        return IntDistribution(int(s.low), int(s.high), log=s.log, step=int(s.step or 1))
+    if s.type == "categorical":
+        assert s.choices is not None
+        return CategoricalDistribution(s.choices)
+    return CategoricalDistribution(list(source_sets))
 
 
 def extremes(dist: BaseDistribution) -> list[Any]:

@@ -73,7 +73,7 @@ class Storage:
         return self.location.rsplit("/", 1)[0] if self.remote else str(Path(self.location).parent)
 
     def _filesystem(self) -> tuple[Any, str]:
-        from pyarrow import fs
+        from pyarrow import fs  # lazy: only a URI location needs pyarrow
 
         if self._fs is None:
             if self.remote:
@@ -92,7 +92,7 @@ class Storage:
         return f"{root}/{rel}" if rel else root
 
     def exists(self, rel: str = "") -> bool:
-        from pyarrow import fs
+        from pyarrow import fs  # lazy: only a URI location needs pyarrow
 
         fs_, _ = self._filesystem()
         try:

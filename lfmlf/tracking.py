@@ -10,13 +10,23 @@ trial's run instead of creating duplicates:
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
 import os
+import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Mapping
 
+from filelock import FileLock
+
 from lfmlf.errors import UserError
+from lfmlf.report import RunRecord
+from lfmlf.storage import redact
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 
@@ -39,8 +49,6 @@ def check_store(uri: str, timeout_s: float = 10.0) -> None:
     the store and the fix if it cannot be opened. A SQLite store's folder must be a writable directory, and
     an existing database file must open (a new one is not created here); a server must answer ``/health`` within ``timeout_s``
     (MLflow's own client would retry for minutes); any other store is opened once."""
-    from lfmlf.storage import redact
-
     shown = redact(uri)
     db = sqlite_path(uri)
     if db is not None:
@@ -56,8 +64,6 @@ def check_store(uri: str, timeout_s: float = 10.0) -> None:
         if not db.exists():
             return   # a new store: its folder will do, and nothing is written yet
     elif uri.startswith(("http://", "https://")):
-        import urllib.error
-        import urllib.request
 
         try:
             urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s).close()
@@ -81,8 +87,6 @@ def location_key(location: str) -> str:
     """A hex key for a sweep's storage location (tag ``lfmlf.sweep_key``). MLflow's filter strings cannot
     quote every value (a path holding both ``'`` and ``"`` has no spelling that matches), so runs are found
     by this key, never by the path itself."""
-    import hashlib
-
     return hashlib.sha256(location.encode("utf-8")).hexdigest()[:24]
 
 
@@ -111,10 +115,7 @@ def open_store(uri: str, experiment: str | None, create: bool) -> tuple[object, 
     a SQLite store happens under a file lock beside it (``<db>.lock``). On a server, creating an experiment
     another sweep has just created is not an error: the existing one is used. A new experiment of a SQLite
     store keeps its artifacts beside the database (``<db folder>/mlartifacts``), wherever the command runs."""
-    import contextlib
-
-    from filelock import FileLock
-    from mlflow.exceptions import MlflowException
+    from mlflow.exceptions import MlflowException  # lazy: MLflow loads only when a store is opened
     from mlflow.tracking import MlflowClient
 
     _quiet()
@@ -168,7 +169,7 @@ class SweepTracker:
 
     def create_parent(self, name: str, role: str, params: Mapping[str, str], tags: Mapping[str, str]) -> str:
         """A new top-level run (``lfmlf.role`` = sweep, rerun or train) that trial runs nest under."""
-        from mlflow.entities import Param, RunTag
+        from mlflow.entities import Param, RunTag  # lazy: MLflow
 
         all_tags = {"lfmlf.role": role, **tags}
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
@@ -213,7 +214,7 @@ class SweepTracker:
         """The trial's run: reused if this Tune trial already has one (resume, restart), else created. A reused
         run that had errored loses its ``lfmlf.error`` tag (the trial is running again; what it ends as is
         what it says) and keeps ``lfmlf.resumed_after_error`` so the earlier failure stays visible."""
-        from mlflow.entities import Param, RunTag
+        from mlflow.entities import Param, RunTag  # lazy: MLflow
 
         if trial_id in self._trial_runs:
             run_id = self._trial_runs[trial_id]
@@ -231,16 +232,14 @@ class SweepTracker:
         return run_id
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
-        from mlflow.entities import RunTag
+        from mlflow.entities import RunTag  # lazy: MLflow
 
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_data_files(self, run_id: str, files: list) -> None:
         """Record the data files a run read as MLflow dataset inputs (``lfmlf.lineage.DataFile``: name,
         context, path, size, sha256), so the run page shows what its numbers came from."""
-        import json
-
-        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.entities import Dataset, DatasetInput, InputTag  # lazy: MLflow
 
         inputs = [DatasetInput(Dataset(name=f.name, digest=f.sha256[:16], source_type="local",
                                        source=json.dumps({"uri": f.path}),
@@ -254,7 +253,7 @@ class SweepTracker:
         return self.client.get_run(run_id).data.tags.get(key, "")
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # lazy: MLflow
 
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
@@ -277,7 +276,7 @@ class SweepTracker:
 
 
 def _tag(key: str, value: str):
-    from mlflow.entities import RunTag
+    from mlflow.entities import RunTag  # lazy: MLflow
 
     return RunTag(key, value)
 
@@ -321,8 +320,6 @@ class RunStore:
 
     def children(self, parent_id: str, histories: tuple[str, ...] = ()):  # -> list[RunRecord]
         """Every child run as a RunRecord; ``histories``: metric-name prefixes whose step histories to fetch."""
-        from lfmlf.report import RunRecord
-
         out = []
         for run in self._search(f"tags.`mlflow.parentRunId` = {_literal(parent_id)}", ["attributes.start_time ASC"]):
             d = run.data
@@ -337,8 +334,6 @@ class RunStore:
 
     def text(self, run_id: str, name: str) -> str:
         """A text artifact of a run (e.g. trial_config.yaml)."""
-        import tempfile
-
         with tempfile.TemporaryDirectory() as d:
             return Path(self.client.download_artifacts(run_id, name, d)).read_text(encoding="utf-8")
 

@@ -19,7 +19,6 @@ from pydantic import BaseModel, ValidationError
 from lfmlf.config.schema import ConfigError, SweepConfig
 from lfmlf.languages import LanguageError, check_language
 
-
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 

@@ -7,6 +7,7 @@ file lock; the others (and a second sweep) read it. A cluster node keeps its own
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -14,6 +15,9 @@ import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Callable, TypeVar
+
+import numpy as np
+from filelock import FileLock
 
 T = TypeVar("T")
 
@@ -70,10 +74,7 @@ def cacheable(cls: type) -> type:
 
 def _encode(value: Any, arrays: dict[str, Any]) -> Any:
     """A JSON tree for ``value``; tensors and numpy arrays go to ``arrays`` (saved with safetensors)."""
-    import dataclasses
-
-    import numpy as np
-    import torch   # lazy: only a trial that caches tensors pays for it
+    import torch  # lazy: only a trial that caches tensors pays for it
 
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -114,7 +115,7 @@ def _decode(tree: Any, arrays: dict[str, Any]) -> Any:
 
 def _write(folder: Path, value: Any) -> None:
     """``folder/tree.json`` + ``folder/arrays.safetensors``, written to a temporary folder and renamed."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # lazy: torch, as above
 
     arrays: dict[str, Any] = {}
     tree = _encode(value, arrays)
@@ -128,7 +129,7 @@ def _write(folder: Path, value: Any) -> None:
 
 def _read(folder: Path) -> Any:
     """The value of an entry; only JSON, tensors and :func:`cacheable` dataclasses, so no code runs."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # lazy: torch, as above
 
     return _decode(json.loads((folder / "tree.json").read_text()), load_file(str(folder / "arrays.safetensors")))
 
@@ -139,8 +140,6 @@ def cached(root: Path, namespace: str, key: str, build: Callable[[], T]) -> tupl
     the folder may be shared, and whoever can write there must not be able to run code in every trial);
     it is written to a temporary folder and renamed, so nobody reads half an entry. An unreadable entry is
     rebuilt, with a warning."""
-    from filelock import FileLock
-
     folder = root / namespace
     folder.mkdir(parents=True, exist_ok=True)
     entry = folder / key

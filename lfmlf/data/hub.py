@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from lfmlf.data.base import DataError, TaggedSentence
+from lfmlf.data.xnli import NLI_LABELS, NliPair, normalise_label
 
 __all__ = ["UD_HUB_UPOS", "WIKIANN_TAGS", "load_ud", "load_wikiann", "load_xnli_hub"]
 
@@ -55,7 +56,7 @@ def load_wikiann(
     hub_split = _hub_split(split)
     what = f"WikiAnn dataset {path!r}, language {lang!r}, split {split!r}"
     try:
-        import datasets
+        import datasets  # lazy: slow to import, and only hub formats need it
     except ImportError as e:  # pragma: no cover - datasets is a hard dependency
         raise DataError(f"cannot load {what}: the 'datasets' package is not installed ({e})") from None
     try:
@@ -99,7 +100,7 @@ def _load_split(path: str, config: str, split: str, what: str, fix: str, cache_d
         raise DataError(f"unknown split {split!r} of {what}: use one of train, validation (alias dev), test "
                         f"(optionally sliced, e.g. 'train[:1000]')")
     try:
-        import datasets
+        import datasets  # lazy: slow to import, and only hub formats need it
     except ImportError as e:  # pragma: no cover - datasets is a hard dependency
         raise DataError(f"cannot load {what}: the 'datasets' package is not installed ({e})") from None
     try:
@@ -174,8 +175,6 @@ def load_xnli_hub(
     """Load one language/split of XNLI (``facebook/xnli`` layout: one config per language with
     ``premise``, ``hypothesis`` and ``label`` columns, ``label`` a ClassLabel or int in the order entailment,
     neutral, contradiction, or a label string) as :class:`lfmlf.data.xnli.NliPair` records."""
-    from lfmlf.data.xnli import NLI_LABELS, NliPair, normalise_label
-
     what = f"XNLI dataset {path!r}, language {lang!r}, split {split!r}"
     ds = _load_split(path, lang, split, what,
                      "check the language code (an XNLI config such as 'en', 'de') and the network; on "

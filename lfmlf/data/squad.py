@@ -115,7 +115,7 @@ def load_squad_hub(path: str, config: str | None, split: str, *,
     """A hub dataset (id or local dataset folder) with SQuAD columns, via ``datasets.load_dataset``."""
     what = f"QA dataset {path!r}, config {config!r}, split {split!r}"
     try:
-        import datasets
+        import datasets  # lazy: slow to import, and only hub formats need it
 
         ds = datasets.load_dataset(path, config, split=split, cache_dir=cache_dir, revision=revision)
     except Exception as e:  # no network, unknown config or split, corrupt cache, ...

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from lfmlf.data.base import DataError, TaggedSentence
+from lfmlf.data.xnli import NliPair
 
 __all__ = ["NER_TAGS", "LanguageProfile", "language_profile", "synthetic_ner", "synthetic_nli",
            "synthetic_pos"]
@@ -607,8 +608,6 @@ def synthetic_nli(langs: Sequence[str], split: str, n: int, seed: int = 0) -> di
 
     The cues are single words of each language, so a small model learns them in a few dozen steps.
     """
-    from lfmlf.data.xnli import NliPair
-
     if isinstance(langs, str):
         langs = [langs]
     m = -(-n // 3)

@@ -17,6 +17,7 @@ from torch import Tensor
 from lfmlf.config import UnlabelledConfig
 from lfmlf.data.base import DataError
 from lfmlf.data.streams import LanguageStream
+from lfmlf.tasks.base import collate
 
 
 def read_lines(path: str | Path, max_lines: int | None) -> list[str]:
@@ -63,7 +64,7 @@ class UnlabelledText:
             if tokenizer.mask_token is None:
                 raise DataError("the tokenizer has no mask token, so masked-LM batches cannot be built. "
                                 "Fix: use a model with a masked-LM head and its tokenizer.")
-            from transformers import DataCollatorForLanguageModeling
+            from transformers import DataCollatorForLanguageModeling  # lazy: transformers is slow to import
 
             self.collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=cfg.mlm_probability)
         self.special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
@@ -71,8 +72,6 @@ class UnlabelledText:
     def batch(self, device: torch.device) -> dict[str, Tensor]:
         """The next batch: ``input_ids``, ``attention_mask`` (and ``labels``, -100 except at masked
         positions, when masked)."""
-        from lfmlf.tasks.base import collate
-
         langs = list(self.streams)
         draws = torch.randint(len(langs), (self.cfg.batch_size,), generator=self.rng).tolist()
         examples = [e for i, lang in enumerate(langs) for e in self.streams[lang].take(draws.count(i))]

@@ -17,6 +17,7 @@ by value, inside the trainable, so no YAML file needs to exist on a worker.
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 import uuid
 import zlib
@@ -24,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 import lfmlf
 from lfmlf.config import SweepConfig
 from lfmlf.errors import SweepError
+from lfmlf.probes import data_files
 from lfmlf.storage import Storage, is_uri
 from lfmlf.sweep import _probe
 
@@ -82,8 +85,6 @@ def start_ray(cfg: SweepConfig, address: str | None) -> None:
 def local_token(run_dir: Path) -> str:
     """The Ray auth token of a local sweep: made once per run folder (so ``--resume`` uses the same) and
     kept in ``<run folder>/ray_auth_token``, readable by its owner only. Nothing is written to ``~/.ray``."""
-    import secrets
-
     path = run_dir / "ray_auth_token"
     if path.is_file():
         return path.read_text().strip()
@@ -127,8 +128,6 @@ def connect_cluster(cfg: SweepConfig, address: str) -> None:
 def check_cluster(cfg: SweepConfig, import_code: bool) -> list[dict[str, Any]]:
     """Run :func:`_probe.check_node` once on every alive node; raise SweepError when a node lacks the
     storage, a data file or the model directory, or does not answer in time."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     ray.cloudpickle.register_pickle_by_value(_probe)   # runs even where lfmlf cannot be imported
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     storage = Storage(cfg.storage_location)
@@ -168,8 +167,6 @@ def check_cluster(cfg: SweepConfig, import_code: bool) -> list[dict[str, Any]]:
 
 def node_paths(cfg: SweepConfig) -> list[str]:
     """Every local path a trial reads: data files, probe files, unlabelled-text files, the model folder."""
-    from lfmlf.probes import data_files
-
     task = cfg.task
     paths: list[str] = []
     for lang in [*cfg.languages.sources, *cfg.languages.targets]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+import optuna
+from optuna.trial import TrialState
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
@@ -52,9 +54,6 @@ class ResumableOptunaSearch(OptunaSearch):
 
     def _orphan(self) -> Any:
         """The oldest trial the study holds RUNNING that no Tune trial of this searcher owns, or None."""
-        import optuna
-        from optuna.trial import TrialState
-
         owned = {t._trial_id for t in self._ot_trials.values()}   # noqa: SLF001 (Optuna's own ids)
         for frozen in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if frozen._trial_id not in owned:   # noqa: SLF001
@@ -79,8 +78,6 @@ class ResumableOptunaSearch(OptunaSearch):
         if error:   # left RUNNING: a --resume may still finish it (see the class docstring)
             return
         if not error and result and int(result.get("step", self.max_steps)) < self.max_steps:
-            from optuna.trial import TrialState
-
             # Tune does not pass the result that made the scheduler stop a trial to on_trial_result, so
             # report it here: the pruned trial's last intermediate value is the score it was stopped at
             self.on_trial_result(trial_id, result)

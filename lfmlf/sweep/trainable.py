@@ -5,14 +5,17 @@ which may be on another node than the driver: everything it needs arrives by val
 cluster sweep starts, :mod:`lfmlf.sweep.cluster`)."""
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
 from lfmlf.config import SweepConfig, TrialSpec, trial_spec
+from lfmlf.loop import TrainingDiverged, fit
 
 CHECKPOINT_FILE = "state.pt"
 
@@ -73,12 +76,6 @@ def trainable(config: dict[str, Any], specs: SweepSpecs | RerunSpecs) -> None:
     """One trial: build the spec from Tune's config, resume from Tune's checkpoint if there is one, and
     report every evaluation with a checkpoint of the full training state, the step it resumed from
     (``perf/resumed_from_step``, 0 for a fresh start) and the Ray node it runs on (``node_id``)."""
-    import logging
-
-    import ray
-
-    from lfmlf.loop import TrainingDiverged, fit
-
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # one line per checkpoint
     spec = specs(config)
     torch.set_num_threads(max(1, int(spec.cpus)))  # the CPUs Ray reserved for this trial, no more

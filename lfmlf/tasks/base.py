@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from lfmlf.config import TaskConfig, check_fields
+from lfmlf.data.base import DataError
 from lfmlf.data.cache import cache_root, cached, file_stamp, fingerprint, tokenizer_fingerprint
 
 Example = dict[str, Any]   # "input_ids": list[int], other sequences (list[int]) or per-example ints
@@ -80,8 +81,6 @@ class Task(ABC):
     def capped(self, items: Sequence[Any], lang: str, split: str, unit: str) -> list[Any]:
         """A split's items as read, capped by ``max_train_sentences`` / ``max_eval_sentences``; no items at
         all is a DataError naming the language, split and format (it would otherwise score 0 silently)."""
-        from lfmlf.data.base import DataError
-
         if not items:
             raise DataError(f"task '{self.name}': no {unit} for language '{lang}', split '{split}' (format "
                             f"'{self.cfg.format}'). Fix: check the data source of that split.")

@@ -10,6 +10,9 @@ from __future__ import annotations
 from typing import Sequence
 
 from lfmlf.data.base import TaggedSentence
+from lfmlf.data.conll import read_tagged
+from lfmlf.data.hub import load_wikiann
+from lfmlf.data.synthetic import synthetic_ner
 from lfmlf.tasks.tagging import IGNORE, SPLITS, TaggingTask, align_labels
 
 __all__ = ["IGNORE", "SPLITS", "NerTask", "align_labels"]
@@ -28,15 +31,9 @@ class NerTask(TaggingTask):
     def read(self, lang: str, split: str) -> Sequence[TaggedSentence]:
         cfg = self.cfg
         if cfg.format == "conll":
-            from lfmlf.data.conll import read_tagged
-
             return read_tagged(self.file(lang, split))
         if cfg.format == "wikiann":
-            from lfmlf.data.hub import load_wikiann
-
             return load_wikiann(lang, split, path=cfg.hub_path or "unimelb-nlp/wikiann", revision=cfg.hub_revision)
-        from lfmlf.data.synthetic import synthetic_ner
-
         return synthetic_ner([lang], split, getattr(cfg.synthetic, split))[lang]
 
     def label_set(self, sources: Sequence[str]) -> list[str]:
@@ -47,6 +44,6 @@ class NerTask(TaggingTask):
         return sorted(tags, key=lambda t: (t != "O", t[2:], t))
 
     def score(self, gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]:
-        from seqeval.metrics import f1_score
+        from seqeval.metrics import f1_score  # lazy: only evaluation scores
 
         return {self.metric: float(f1_score(gold, pred, zero_division=0))}

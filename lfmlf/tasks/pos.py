@@ -13,7 +13,10 @@ from typing import Sequence
 from pydantic import Field
 
 from lfmlf.data.base import DataError, TaggedSentence
-from lfmlf.data.conllu import UPOS_TAGS
+from lfmlf.data.conll import read_tagged
+from lfmlf.data.conllu import UPOS_TAGS, read_conllu, sniff_layout
+from lfmlf.data.hub import load_ud
+from lfmlf.data.synthetic import synthetic_pos
 from lfmlf.tasks.base import TaskOptions
 from lfmlf.tasks.tagging import TaggingTask
 
@@ -77,25 +80,17 @@ class PosTask(TaggingTask):
     def read(self, lang: str, split: str) -> Sequence[TaggedSentence]:
         cfg = self.cfg
         if cfg.format in self.file_formats:
-            from lfmlf.data.conllu import read_conllu, sniff_layout
-
             path = self.file(lang, split)
             layout = sniff_layout(path) or ("conllu" if cfg.format == "conllu" else "tagged")
             if layout == "conllu":
                 return read_conllu(path, "upos", tagset=UPOS_TAGS)
-            from lfmlf.data.conll import read_tagged
-
             sents = read_tagged(path)
             where = str(path)
         elif cfg.format == "hub":
-            from lfmlf.data.hub import load_ud
-
             path_id = cfg.hub_path or "universal-dependencies/universal_dependencies"
             sents = load_ud(self.treebank(lang), split, path=path_id, revision=cfg.hub_revision)
             where = f"{path_id} ({self.treebank(lang)}, {split})"
         else:
-            from lfmlf.data.synthetic import synthetic_pos
-
             return synthetic_pos([lang], split, getattr(cfg.synthetic, split))[lang]
         known = set(UPOS_TAGS)
         for i, s in enumerate(sents):
