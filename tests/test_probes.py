@@ -12,7 +12,8 @@ from torch import nn
 from lfmlf.config import ModelConfig, ProbeConfig
 from lfmlf.data.base import DataError
 from lfmlf.models import ModelError, TaskModel
-from lfmlf.probes import RetrievalProbe, _build, metrics, model_key, read_pairs, read_pud, read_tatoeba, top1
+from lfmlf.probes import RetrievalProbe, metrics, model_key, read_pairs, read_pud, read_tatoeba, top1
+from lfmlf.probes.retrieval import _build
 
 FIXTURES = Path(__file__).parent / "fixtures" / "probe"
 
