@@ -21,11 +21,14 @@ import io
 import json
 import math
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
+
+from lfmlf.errors import SweepError
 
 EXPORT_FILE = "lfmlf.json"
 HEAD_FILE = "head.safetensors"
@@ -110,8 +113,6 @@ def _labels(task: Any, outputs: int) -> list[str]:
 
 def check_out(out: str | Path) -> Path:
     """An export folder may be new, empty or an earlier export (replaced); anything else is refused."""
-    from lfmlf.errors import SweepError
-
     folder = Path(out)
     if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not (folder / EXPORT_FILE).is_file())):
         raise SweepError(f"the export folder {folder} exists and holds something other than an lfmlf export. Fix: "
@@ -127,68 +128,22 @@ def write_model(out: str | Path, state: Mapping[str, Any], *, averaged: bool = F
     into ``lfmlf.json`` under ``run`` / ``selection``. Rebuilds the trial's model from its spec (on the CPU),
     so the data and model paths in the spec must exist here; a rebuilt tokenizer other than the one the
     checkpoint was trained with is an error."""
-    from safetensors.torch import save_file
-
     from lfmlf.config import TrialSpec
-    from lfmlf.errors import SweepError
-    from lfmlf.loop import averaged_weights, build_model, selected_weights
-    from lfmlf.models import tokenizer_digest
+    from lfmlf.loop import build_model
     from lfmlf.tasks import TASKS
 
     provenance = dict(provenance or {})
     spec = TrialSpec.model_validate(state["spec"])
     metric = TASKS[spec.task.name].metric
-    try:
-        if averaged:
-            steps, weights = averaged_weights(state)
-        else:
-            step, weights = selected_weights(state)
-            steps = [step]
-    except KeyError as e:
-        raise SweepError(f"cannot export: {e.args[0]}. Fix: "
-                         + ("set train.average_last (2 or more) and run the trial again." if averaged else
-                            "re-run the trial with this lfmlf version.")) from None
+    steps, weights = _kept_weights(state, averaged)
     folder = check_out(out)
 
     task, model = build_model(spec, torch.device("cpu"))
-    digest = tokenizer_digest(task.tokenizer)
-    if state.get("tokenizer") and state["tokenizer"] != digest:
-        raise SweepError(f"the tokenizer rebuilt for {spec.model.name_or_path} is not the one the run trained "
-                         f"with (digest {digest}, checkpoint {state['tokenizer']}): the model source or the tiny "
-                         "model's text changed since, or another tokenizers version trains it differently. Fix: "
-                         "export with the data, model directory and package versions of the run.")
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    if set(weights) != trainable:
-        raise SweepError(f"the checkpoint's weights do not fit the rebuilt model (missing: "
-                         f"{sorted(trainable - set(weights))[:3]}, unexpected: {sorted(set(weights) - trainable)[:3]}). "
-                         "Fix: export with the lfmlf version and model source the run used.")
-    model.load_state_dict(weights, strict=False)
-    model.eval()
+    digest = _load_kept_weights(model, task.tokenizer, weights, state, spec.model.name_or_path)
     lin, head_input = describe_head(model.head, model.encoder.config.hidden_size)
+    _save_files(folder, model.encoder, task.tokenizer, lin, digest)
 
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    model.encoder.save_pretrained(folder)
-    task.tokenizer.save_pretrained(folder)
-    from transformers import AutoTokenizer
-
-    if tokenizer_digest(AutoTokenizer.from_pretrained(folder)) != digest:
-        raise SweepError(f"AutoTokenizer does not read back from {folder} the tokenizer that was saved there "
-                         f"({type(task.tokenizer).__name__}). Fix: report this with your transformers version.")
-    save_file({"weight": lin.weight.detach().contiguous().cpu(), "bias": lin.bias.detach().contiguous().cpu()},
-              str(folder / HEAD_FILE))
-
-    last = state.get("metrics") or {}
-    if averaged:
-        scores = {k: v for k, v in last.items() if k.startswith("avg/")}
-        rule = (f"uniform mean of the trainable weights of the last {len(steps)} evaluations (steps "
-                f"{', '.join(map(str, steps))}; train.average_last = {spec.train.average_last}); no selection")
-    else:
-        scores = {f"best/{k}": v for k, v in state["best"]["metrics"].items()}
-        scores["best/step"] = float(steps[0])
-        rule = (f"the evaluation with the best source-language dev average (source/{metric}/avg = "
-                f"{state['best']['score']:.6g}) among the trial's evaluations up to step {state['step']}")
+    scores, rule = _scores_and_rule(state, steps, averaged, metric, spec.train.average_last)
     meta = {
         "format": FORMAT,
         "task": spec.task.name, "metric": metric, "labels": _labels(task, lin.out_features),
@@ -208,6 +163,85 @@ def write_model(out: str | Path, state: Mapping[str, Any], *, averaged: bool = F
     (folder / EXPORT_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False, default=str) + "\n",
                                       encoding="utf-8")
     return folder
+
+
+def _kept_weights(state: Mapping[str, Any], averaged: bool) -> tuple[list[int], dict[str, Any]]:
+    """(the steps, the trainable weights) a checkpoint keeps: its selected evaluation's, or with ``averaged``
+    the average of its last evaluations'; a checkpoint without them is a SweepError naming the fix."""
+    from lfmlf.loop import averaged_weights, selected_weights
+
+    try:
+        if averaged:
+            steps, weights = averaged_weights(state)
+        else:
+            step, weights = selected_weights(state)
+            steps = [step]
+    except KeyError as e:
+        raise SweepError(f"cannot export: {e.args[0]}. Fix: "
+                         + ("set train.average_last (2 or more) and run the trial again." if averaged else
+                            "re-run the trial with this lfmlf version.")) from None
+    return steps, weights
+
+
+def _load_kept_weights(model: nn.Module, tokenizer: Any, weights: Mapping[str, Any], state: Mapping[str, Any],
+                       source: str) -> str:
+    """Load ``weights`` into the rebuilt ``model`` (then in eval mode) after checking that the rebuilt
+    tokenizer is the one the checkpoint was trained with and that the weights are exactly the model's
+    trainable parameters; returns the tokenizer's digest."""
+    from lfmlf.models import tokenizer_digest
+
+    digest = tokenizer_digest(tokenizer)
+    if state.get("tokenizer") and state["tokenizer"] != digest:
+        raise SweepError(f"the tokenizer rebuilt for {source} is not the one the run trained "
+                         f"with (digest {digest}, checkpoint {state['tokenizer']}): the model source or the tiny "
+                         "model's text changed since, or another tokenizers version trains it differently. Fix: "
+                         "export with the data, model directory and package versions of the run.")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    if set(weights) != trainable:
+        raise SweepError(f"the checkpoint's weights do not fit the rebuilt model (missing: "
+                         f"{sorted(trainable - set(weights))[:3]}, unexpected: {sorted(set(weights) - trainable)[:3]}). "
+                         "Fix: export with the lfmlf version and model source the run used.")
+    model.load_state_dict(weights, strict=False)
+    model.eval()
+    return digest
+
+
+def _save_files(folder: Path, encoder: nn.Module, tokenizer: Any, lin: nn.Linear, digest: str) -> None:
+    """(Re)create ``folder`` with the encoder and the tokenizer (``save_pretrained``; the tokenizer must read
+    back through AutoTokenizer with the same ``digest``) and the head's weight and bias."""
+    from safetensors.torch import save_file
+
+    from lfmlf.models import tokenizer_digest
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    encoder.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    from transformers import AutoTokenizer
+
+    if tokenizer_digest(AutoTokenizer.from_pretrained(folder)) != digest:
+        raise SweepError(f"AutoTokenizer does not read back from {folder} the tokenizer that was saved there "
+                         f"({type(tokenizer).__name__}). Fix: report this with your transformers version.")
+    save_file({"weight": lin.weight.detach().contiguous().cpu(), "bias": lin.bias.detach().contiguous().cpu()},
+              str(folder / HEAD_FILE))
+
+
+def _scores_and_rule(state: Mapping[str, Any], steps: list[int], averaged: bool, metric: str,
+                     average_last: Any) -> tuple[dict[str, Any], str]:
+    """The scores logged for the exported weights (``avg/*``, or ``best/*`` and ``best/step``) and the rule
+    that picked them, in words."""
+    last = state.get("metrics") or {}
+    if averaged:
+        scores = {k: v for k, v in last.items() if k.startswith("avg/")}
+        rule = (f"uniform mean of the trainable weights of the last {len(steps)} evaluations (steps "
+                f"{', '.join(map(str, steps))}; train.average_last = {average_last}); no selection")
+    else:
+        scores = {f"best/{k}": v for k, v in state["best"]["metrics"].items()}
+        scores["best/step"] = float(steps[0])
+        rule = (f"the evaluation with the best source-language dev average (source/{metric}/avg = "
+                f"{state['best']['score']:.6g}) among the trial's evaluations up to step {state['step']}")
+    return scores, rule
 
 
 def log_model(store: Any, run_id: str, folder: Path, averaged: bool = False) -> str:
@@ -279,8 +313,6 @@ def read_checkpoint(trial_folder: str) -> tuple[dict[str, Any], str] | None:
 
 def _check_against_run(state: Mapping[str, Any], logged: Mapping[str, float], run_id: str) -> None:
     """The checkpoint must be the one behind the run's numbers: same selected step, same best/* scores."""
-    from lfmlf.errors import SweepError
-
     step = logged.get("best/step")
     if step is not None and int(step) != int(state["best"]["step"]):
         raise SweepError(f"the newest checkpoint of run {run_id} (step {state['step']}) selected step "
@@ -301,7 +333,6 @@ def export(source: str, out: str | Path | None = None, tracking_uri: str | None 
     storage, writes the selected (or averaged) model to ``out`` and logs it to the trial's run."""
     import yaml
 
-    from lfmlf.errors import SweepError
     from lfmlf.storage import redact
     from lfmlf.tracking import RunStore, resolve_uri
 
@@ -326,7 +357,7 @@ def export(source: str, out: str | Path | None = None, tracking_uri: str | None 
     store = RunStore(uri, experiment)
     try:
         tags = store.tags(run_id)
-    except Exception as e:   # MLflow's "run not found" (no MLflow import here)
+    except Exception as e:   # noqa: BLE001 - MLflow's "run not found" (no MLflow import here)
         raise SweepError(f"no run {run_id} in MLflow store {redact(uri)} ({type(e).__name__}). Fix: pass the "
                          "trial's run id and the --tracking-uri its sweep used.") from None
     if tags.get("lfmlf.role") == "train":
