@@ -62,7 +62,7 @@ def _wilcoxon(runs: list[RunRecord], base_runs: list[RunRecord], keys: list[str]
         return None, len(d), f"all {len(d)} differences are zero (identical scores)"
     if len(nonzero) < 2:
         return None, len(d), "fewer than 2 non-zero differences"
-    from scipy.stats import wilcoxon
+    from scipy.stats import wilcoxon  # lazy: SciPy is slow to import, and only a table with a test needs it
 
     res = wilcoxon(d, zero_method="wilcox", alternative="two-sided", method="auto")
     why = f"{len(d) - len(nonzero)} zero difference(s) dropped" if len(nonzero) < len(d) else ""
