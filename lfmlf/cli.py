@@ -11,6 +11,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from lfmlf.config import SweepConfig
 from lfmlf.contents import TIME_CAP_S, check_contents
 from lfmlf.errors import USER_ERRORS, SweepError
 from lfmlf.storage import Storage, redact
@@ -47,7 +48,7 @@ def _best(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from lfmlf.commands import load_configuration, train   # lazy: torch and MLflow
+    from lfmlf.commands import load_configuration, train  # lazy: torch and MLflow
 
     train(load_configuration(args.config, _overrides(args)), args.tracking_uri, args.seed, args.save)
     return 0
@@ -65,11 +66,11 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _rerun(args: argparse.Namespace) -> int:
-    from lfmlf.commands import load_configuration   # lazy: torch and MLflow
+    from lfmlf.commands import load_configuration  # lazy: torch and MLflow
 
     if args.seeds < 1:
         raise SweepError(f"--seeds {args.seeds}: a rerun needs at least one seed. Fix: pass --seeds 2 or more.")
-    configs = {}
+    configs: dict[str, SweepConfig] = {}
     for path in args.configs:
         key = Path(path).stem
         if key in configs:
@@ -78,7 +79,7 @@ def _rerun(args: argparse.Namespace) -> int:
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     first = next(iter(configs.values()))
     location = args.output_dir or f"{Storage(first.storage_location).parent()}/rerun-{args.name or first.name}"
-    from lfmlf.sweep import rerun   # lazy: Ray
+    from lfmlf.sweep import rerun  # lazy: Ray
 
     outcome = rerun(configs, seeds, location=location, resume=args.resume, address=args.address,
                     tracking_uri=args.tracking_uri)

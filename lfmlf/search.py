@@ -24,7 +24,7 @@ import logging
 import warnings
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import optuna
 from filelock import FileLock
@@ -54,10 +54,10 @@ class ParamSpec(BaseModel):
     high: float | None = None
     log: bool = False
     step: float | None = None
-    choices: list[Union[str, int, float, bool]] | None = None
+    choices: list[str | int | float | bool] | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ParamSpec":
+    def _consistent(self) -> ParamSpec:
         if self.type in ("float", "int"):
             if self.low is None or self.high is None:
                 raise ValueError(f"type {self.type} needs 'low' and 'high'")

@@ -10,8 +10,9 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, get_args, get_origin
+from typing import Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -64,7 +65,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def apply_overrides(data: dict[str, Any], overrides: Mapping[str, str] | list[str], file: str) -> dict[str, Any]:
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, str] | Sequence[str], file: str) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides (values parsed as YAML scalars) to a raw config mapping."""
     items = overrides.items() if isinstance(overrides, Mapping) else [_split_override(o, file) for o in overrides]
     for key, raw in items:
@@ -161,7 +162,7 @@ def _unwrap(ann: Any) -> tuple[Any, bool]:
     return None, False
 
 
-def load_sweep(path: str | Path, overrides: list[str] | Mapping[str, str] = ()) -> SweepConfig:
+def load_sweep(path: str | Path, overrides: Sequence[str] | Mapping[str, str] = ()) -> SweepConfig:
     """Read, expand and validate a sweep YAML, resolve its relative paths, and check what spans sections
     and needs no registry: languages, batch size, model folder, unlabelled text files, probe languages.
     Raises ConfigError on any problem. The checks against the registries (task, methods, search spaces,

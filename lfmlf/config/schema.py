@@ -6,8 +6,9 @@ lfmlf's but the leaves ``languages``, ``storage`` (what a location string means)
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -270,7 +271,7 @@ class TrialSpec(_Frozen):
         return out
 
 
-def trial_spec(cfg: "SweepConfig", sampled: Mapping[str, Any]) -> TrialSpec:
+def trial_spec(cfg: SweepConfig, sampled: Mapping[str, Any]) -> TrialSpec:
     """Combine the sweep with one trial's sampled values (``method``, ``source_set``, train fields such as
     ``lr``, and method hyper-parameters such as ``slack``)."""
     values = dict(sampled)

@@ -8,8 +8,8 @@ from lfmlf.methods.base import Method, MethodParams, SetupData, StepObjectives
 from lfmlf.methods.distill import Distill
 from lfmlf.methods.ewc import Ewc
 from lfmlf.methods.freeze import Freeze
-from lfmlf.methods.l2sp import L2sp
 from lfmlf.methods.gem import Gem
+from lfmlf.methods.l2sp import L2sp
 from lfmlf.methods.lfmlf import Lfmlf
 from lfmlf.methods.mgda import Mgda
 from lfmlf.methods.mlf import Mlf
@@ -27,4 +27,4 @@ def without_mlm_head() -> str:
             f"needs none: {', '.join(free)} (with lfmlf, agem and gem: forgetting l2 or distill).")
 
 
-__all__ = ["without_mlm_head", "METHODS", "Method", "MethodParams", "SetupData", "StepObjectives"]
+__all__ = ["METHODS", "Method", "MethodParams", "SetupData", "StepObjectives", "without_mlm_head"]

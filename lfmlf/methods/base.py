@@ -8,8 +8,9 @@ On resume, ``setup`` runs on the freshly built model and then ``load_state_dict`
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Generic, Iterator, Mapping, Sequence, TypeVar, cast, get_args
+from typing import Any, ClassVar, Generic, TypeVar, cast, get_args
 
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor

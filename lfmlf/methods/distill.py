@@ -7,7 +7,7 @@ some. Plain penalty, no QP: it is LF-MLF's ``distill`` forgetting objective used
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from pydantic import Field
 from torch import Tensor

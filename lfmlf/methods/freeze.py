@@ -8,7 +8,7 @@ state is loaded). Freezing what the model config already froze is a no-op.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from pydantic import Field
 

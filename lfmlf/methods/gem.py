@@ -18,6 +18,7 @@ solver handles a singular Gram matrix). Signal: ``gem/projected`` (averages to t
 from __future__ import annotations
 
 import math
+
 import torch
 from pydantic import Field
 from torch import Tensor

@@ -9,7 +9,8 @@ algebra in ``combine``.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import ClassVar, Literal, Sequence, TypeVar
+from collections.abc import Sequence
+from typing import ClassVar, Literal, TypeVar
 
 import torch
 from pydantic import Field
@@ -56,7 +57,7 @@ class GradientMethod(Method[GP]):
 
     def setup(self, model: TaskModel, sources: Sequence[str], data: SetupData | None = None) -> None:
         super().setup(model, sources)
-        emb = model.encoder.get_input_embeddings().weight
+        emb = model.encoder.get_input_embeddings().weight  # type: ignore[operator]  # a Hugging Face model
         shared = [p for _, p in model.pretrained_parameters()]
         share_storage(shared)        # theta as one vector without copies (the l2 gradient is theta - theta0)
         name = self.forgetting_objective()

@@ -8,7 +8,7 @@ are excluded too. Gradient: weight * (theta - theta0).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from pydantic import Field
 from torch import Tensor

@@ -25,8 +25,8 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from lfmlf.grads import cosines
 from lfmlf.forgetting import ForgettingName
+from lfmlf.grads import cosines
 from lfmlf.methods.gradient import GradientMethod, GradientParams
 from lfmlf.methods.mgda import min_norm_weights
 from lfmlf.qp import QPResult, combine, gram, solve_box_qp
@@ -47,7 +47,7 @@ class LfmlfParams(GradientParams):
 
 
     @model_validator(mode="after")
-    def _delta_below_one(self) -> "LfmlfParams":
+    def _delta_below_one(self) -> LfmlfParams:
         if self.constraint == "mgda_relative" and self.slack >= 1.0:
             raise ValueError(f"with constraint 'mgda_relative' the slack is delta in [0, 1), got {self.slack}")
         return self

@@ -1,7 +1,7 @@
 """MLF: plain multi-source fine-tuning. The per-source losses are combined and back-propagated once."""
 from __future__ import annotations
 
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 from pydantic import Field
 from torch import Tensor
@@ -28,8 +28,8 @@ class Mlf(Method[MP]):
         langs = list(obj.task)
         if self.params.reduction == "size":
             total = sum(obj.sizes[lang] for lang in langs)
-            return sum(obj.task[lang] * (obj.sizes[lang] / total) for lang in langs)
-        loss = sum(obj.task[lang] for lang in langs)
+            return cast(Tensor, sum(obj.task[lang] * (obj.sizes[lang] / total) for lang in langs))
+        loss = cast(Tensor, sum(obj.task[lang] for lang in langs))   # a source is never empty
         return loss / len(langs) if self.params.reduction == "mean" else loss
 
     def backward(self, obj: StepObjectives) -> dict[str, float]:

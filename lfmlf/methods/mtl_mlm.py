@@ -13,7 +13,7 @@ text. Needs a model with an MLM head (xlm-roberta-*, bert-base-multilingual-*); 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from pydantic import Field
 from torch import Tensor
@@ -40,4 +40,4 @@ class MtlMlm(PenaltyMethod[MtlMlmParams]):
 
     def penalty(self, obj: StepObjectives) -> Tensor:
         assert obj.unlabelled is not None, "the loop gives a masked batch to methods that need one"
-        return self.model.mlm_loss(obj.unlabelled)
+        return self.model.mlm_loss(dict(obj.unlabelled))
