@@ -26,8 +26,8 @@ def test_parsing_needs_no_registry_the_checks_do() -> None:
 
 def test_the_checks_try_every_combination_of_the_edges() -> None:
     # neither the constraint choices alone nor the slack range alone is wrong: their combination is
-    both = ["methods={lfmlf: {space: {constraint: {type: categorical, choices: [margin, mgda_relative]}, "
-            "slack: {type: float, low: 0.1, high: 2.0}}}}"]
+    both = [("methods={lfmlf: {space: {constraint: {type: categorical, choices: [margin, mgda_relative]}, "
+             "slack: {type: float, low: 0.1, high: 2.0}}}}")]
     with pytest.raises(ConfigError) as ei:
         load_checked(QUICKSTART, both)
     assert "the search can pick constraint='mgda_relative', slack=2.0, which method 'lfmlf' rejects" in str(ei.value)

@@ -15,8 +15,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from lfmlf.cli import build_parser, main
 from lfmlf.checks import load_checked
+from lfmlf.cli import build_parser, main
 from lfmlf.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "config"
 QUICKSTART = REPO / "sweeps" / "quickstart.yaml"
 
 
-from tests.fixtures.config import cases  # noqa: E402  (shared with the other config test module)
+from tests.fixtures.config import cases  # shared with the other config test module
 
 
 @pytest.fixture(autouse=True)

@@ -17,8 +17,9 @@ QUICKSTART = REPO / "sweeps" / "quickstart.yaml"
 UNER = REPO / "sweeps" / "uner_e5.yaml"
 
 
-from tests.conftest import DEFAULT_DATA, real_data  # noqa: E402
-from tests.fixtures.config import cases  # noqa: E402  (shared with the other config test module)
+from tests.conftest import DEFAULT_DATA, real_data
+from tests.fixtures.config import cases  # shared with the other config test module
+
 _BY_ID = {c.id: c for c in cases.CASES}
 
 

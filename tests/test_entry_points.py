@@ -18,7 +18,8 @@ HEAVY = ("torch", "ray", "mlflow")
 
 def _python(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
 
 
 def _heavy_loaded_by(code: str, cwd: Path) -> list[str]:
