@@ -78,7 +78,7 @@ def describe_head(head: nn.Module, hidden_size: int) -> tuple[nn.Linear, str]:
     """(the head's linear layer, its input: ``every_token`` or ``first_token``). Every task head of lfmlf is
     dropout + one linear layer over every token's or the first token's hidden state; this checks it by
     running the head (in eval mode) on random states, so a head of another shape is refused, not misread."""
-    from lfmlf.models import ModelError
+    from lfmlf.models import ModelError, eval_mode
 
     linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
     others = [n for n, m in head.named_modules() if not isinstance(m, (nn.Linear, nn.Dropout))
@@ -88,11 +88,8 @@ def describe_head(head: nn.Module, hidden_size: int) -> tuple[nn.Linear, str]:
                          "writes heads of that form only")
     lin = linears[0]
     x = torch.randn(2, 3, hidden_size, generator=torch.Generator().manual_seed(0)).to(lin.weight)
-    was_training = head.training
-    head.eval()
-    with torch.no_grad():
+    with eval_mode(head), torch.no_grad():
         out = head(x)
-    head.train(was_training)
     with torch.no_grad():
         if out.shape == (2, 3, lin.out_features) and torch.allclose(out, lin(x), atol=1e-6):
             return lin, "every_token"

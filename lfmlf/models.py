@@ -7,8 +7,9 @@ explicit, and the freezing options (word embeddings, bottom n layers) are applie
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +20,20 @@ from lfmlf.errors import UserError
 
 class ModelError(UserError, ValueError):
     """A model cannot be built or loaded; the message says why and what to do."""
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Run a block with ``module`` in eval mode (no dropout), then give every submodule back the training flag
+    it had before, also on error. Evaluation, prediction, the forgetting probe and EWC's Fisher run inside it
+    in the middle of training."""
+    modes = {m: m.training for m in module.modules()}
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes.items():
+            m.training = training
 
 
 @dataclass

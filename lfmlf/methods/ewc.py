@@ -27,7 +27,7 @@ from torch import Tensor
 
 from lfmlf.methods.base import SetupData, StepObjectives
 from lfmlf.methods.penalty import PenaltyMethod, PenaltyParams, squared_distance
-from lfmlf.models import TaskModel
+from lfmlf.models import TaskModel, eval_mode
 
 Batches = Iterable[Mapping[str, Mapping[str, Tensor]]]     # micro-batches {lang: sub-batch}, on the device
 LossFn = Callable[[TaskModel, Mapping[str, Tensor]], tuple[Tensor, Tensor]]   # Task.loss: (mean loss, hidden)
@@ -64,9 +64,7 @@ class Ewc(PenaltyMethod[EwcParams]):
         params = [p for _, p in model.pretrained_parameters()]
         fisher = [torch.zeros_like(p, dtype=torch.float32) for p in params]
         count = 0
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             for micro in batches:
                 for sub in micro.values():
                     loss = loss_fn(model, sub)[0]
@@ -75,8 +73,6 @@ class Ewc(PenaltyMethod[EwcParams]):
                         if g is not None:
                             f.add_(g.float().square())
                     count += 1
-        finally:
-            model.train(was_training)
         if count == 0:
             raise EwcError("EWC got no batches to estimate its Fisher. Fix: fisher_batches >= 1 and non-empty "
                            "source data.")

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from lfmlf.config import TaskConfig
 from lfmlf.data.xnli import NLI_LABELS, NliPair, split_by_premise
+from lfmlf.models import eval_mode
 from lfmlf.tasks.base import Example, Task, TaskOptions, check_split_files, splits_needed
 
 __all__ = ["FirstTokenHead", "NliTask"]
@@ -236,14 +237,12 @@ class NliTask(Task):
                 device: torch.device) -> list[str]:
         """The predicted label of every pair of a language's split."""
         examples = self._encode(lang, split)
-        was_training = model.training
-        model.eval()
         preds: list[str] = []
-        for start in range(0, len(examples), batch_size):
-            batch = {k: v.to(device) for k, v in self.collate(examples[start:start + batch_size]).items()}
-            best = model(batch["input_ids"], batch["attention_mask"]).logits.argmax(-1).cpu()
-            preds += [self.labels[int(i)] for i in best]
-        model.train(was_training)
+        with eval_mode(model):
+            for start in range(0, len(examples), batch_size):
+                batch = {k: v.to(device) for k, v in self.collate(examples[start:start + batch_size]).items()}
+                best = model(batch["input_ids"], batch["attention_mask"]).logits.argmax(-1).cpu()
+                preds += [self.labels[int(i)] for i in best]
         return preds
 
     def evaluate(self, model: nn.Module, lang: str, split: str, batch_size: int,

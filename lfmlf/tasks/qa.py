@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from lfmlf.config import TaskConfig
 from lfmlf.data.base import DataError
 from lfmlf.data.squad import SYNTHETIC_QA_LANGS, QaExample, load_squad_hub, read_squad, synthetic_qa
+from lfmlf.models import eval_mode
 from lfmlf.tasks.base import Example, Task, TaskOptions, check_split_files, splits_needed
 from lfmlf.tasks.qa_metrics import qa_scores
 
@@ -263,9 +264,7 @@ class QaTask(Task):
         enc = self._encode(lang, split)
         questions = self.load(lang, split)
         best: list[tuple[float, str]] = [(-math.inf, "")] * len(questions)
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             for b in range(0, len(enc["examples"]), batch_size):
                 chunk = enc["examples"][b:b + batch_size]
                 ids = self.collate([{"input_ids": e["input_ids"]} for e in chunk])
@@ -282,7 +281,6 @@ class QaTask(Task):
                     if score > best[q][0]:
                         s, e = offs[int(starts[row])], offs[int(ends[row])]
                         best[q] = (score, questions[q].context[s[0]:e[1]].strip())  # type: ignore[index]
-        model.train(was_training)
         return [text for _, text in best]
 
     def evaluate(self, model: nn.Module, lang: str, split: str, batch_size: int,
