@@ -5,14 +5,14 @@
     python benchmarks/step_cost.py --models tiny --steps 20 --json /tmp/step_cost.json
     python benchmarks/step_cost.py --models xlmr-random --device cuda --bf16 --configs mlf,lfmlf-l2,lfmlf-distill
 
-What is timed: exactly the body of the training loop in ``lfmlf/loop.py::fit`` ("--- train" section) for
-one optimizer step with ``grad_accum = 1``: the per-source forward (``task.loss`` on each source's own
-sub-batch), ``_check_finite``, ``method.backward(StepObjectives(...))``, the per-source ``loss.item()``
-logging, ``clip_grad_norm_``, ``optimizer.step()`` and ``scheduler.step()``. The model, method and optimizer
-come from ``lfmlf.loop.build`` / ``build_optimizer`` and the batches from the loop's own sampler
-(``LanguageStream`` + ``language_weights`` + ``allocate`` + ``collate``), so every method sees the very same
-sequence of sub-batches. Not timed: building, collating and moving the batches (done up front),
-evaluation.
+What is timed: ``lfmlf.loop.train_step``, the very function the training loop (``lfmlf/loop.py::fit``) runs
+for each optimizer step, with ``grad_accum = 1``: the per-source forward (``task.loss`` on each source's own
+sub-batch), the finiteness check, ``method.backward(StepObjectives(...))``, the per-source ``loss.item()``
+logging, ``clip_grad_norm_``, ``optimizer.step()`` and ``scheduler.step()``. The model, method, optimizer and
+schedule come from ``lfmlf.loop.build_parts`` and the batches from the loop's own sampler (``LanguageStream``
++ ``language_weights`` + ``allocate`` + ``collate``), so every method sees the very same sequence of
+sub-batches. Not timed: building, collating and moving the batches (done up front), drawing the masked-LM
+methods' unlabelled batch, evaluation.
 
 How: one child process per model builds every configuration (mlf, lfmlf-l2, lfmlf-distill, then every other registered method) and runs their
 steps interleaved (step i of each configuration in turn, rotating who goes first), so a machine whose load
@@ -45,8 +45,8 @@ memory (``torch.cuda.max_memory_allocated`` from a reset at the start of the pro
 measures host time between synchronisations, so kernels queued in one phase may be counted in a later one.
 
 A phase breakdown (forward / task backward / forgetting / flatten / QP / writing .grad / clip / AdamW) is
-collected by wrapping lfmlf functions in the child process (a few perf_counter calls per step; the code
-under test is not modified) and printed below the main table.
+collected by wrapping lfmlf and torch functions in the child process (a few perf_counter calls per step; the
+code under test is not modified) and printed below the main table.
 """
 from __future__ import annotations
 
@@ -153,6 +153,7 @@ def instrument_modules(phases: Phases) -> None:
     import lfmlf.methods.lfmlf as lfm
     import lfmlf.qp as qp
 
+    torch.nn.utils.clip_grad_norm_ = phases.wrap("clip", torch.nn.utils.clip_grad_norm_)   # train_step's clip
     grads.flatten = phases.wrap("flatten", grads.flatten)           # objective_grads + flat_params (l2)
     forgetting.flatten = grads.flatten                                # distill's flatten
     grads.add_to_grad = phases.wrap("write_grad", grads.add_to_grad)  # head plain sum + add_flat_to_grad
@@ -162,19 +163,25 @@ def instrument_modules(phases: Phases) -> None:
     forgetting.torch = _TorchShim(torch, phases.wrap("forgetting", real_grad))
     # the QP pieces, under whichever names this version of lfmlf uses (wrapped where the caller looks them up)
     for module, attr, phase in ((qp, "solve_box_qp", "qp_solve"), (lfm, "solve_box_qp", "qp_solve"),
-                                (lfm, "constrained_direction", "qp_gram"),  # older API: its exclusive time
                                 (lfm, "gram", "qp_gram"), (lfm, "combine", "qp_direction"),
                                 (lfm, "margin_eps", "qp_gram")):
         if hasattr(module, attr):
             setattr(module, attr, phases.wrap(phase, getattr(module, attr)))
 
 
-def instrument_method(phases: Phases, method) -> None:
+def instrument_trial(phases: Phases, trial: Trial) -> None:
+    """Wrap one configuration's own objects: the task's forward, the method's pieces, the optimizer."""
+    method = trial.method
+    trial.task.loss = phases.wrap("forward", trial.task.loss)
     if getattr(method, "forgetting", None) is not None:   # gradient methods with a forgetting objective
         method.forgetting.value_and_grad = phases.wrap("forgetting", method.forgetting.value_and_grad)
     if hasattr(method, "_signals"):                        # LF-MLF
         method._signals = phases.wrap("signals", method._signals)
-    method.backward = phases.wrap("method_other", method.backward)
+    # Mlf.backward is a single loss.backward(): count it all as task backward
+    method.backward = phases.wrap("task_backward" if method.name == "mlf" else "method_other", method.backward)
+    optimizer, scheduler = trial.parts.optimizer, trial.parts.scheduler
+    optimizer.step = phases.wrap("optimizer", optimizer.step)   # after the schedule patched it (it must be first)
+    scheduler.step = phases.wrap("optimizer", scheduler.step)
 
 
 class _TorchShim:
@@ -196,28 +203,23 @@ class _Autograd:
 
 
 class Trial:
-    """One configuration built the way ``loop.fit`` builds it (``--- build``), at theta0."""
+    """One configuration built the way ``loop.fit`` builds it (``build_parts``), at theta0."""
 
     def __init__(self, job: dict[str, Any], label: str, method: str, params: dict[str, Any], total: int) -> None:
         import torch
-        from transformers import get_linear_schedule_with_warmup
-        from lfmlf.loop import build, build_optimizer, build_unlabelled, pick_device
+        from lfmlf.device import pick_device
+        from lfmlf.loop import build_parts
 
         self.label = label
         self.spec = make_spec(job["model"], method, params, job["encoder_dir"], job["batch_size"],
                               job["max_length"], max(total, 1), job.get("device", "cpu"), job.get("bf16", False))
-        tc = self.spec.train
-        self.device = pick_device(tc.device)
-        self.task, self.model, self.method = build(self.spec, self.device)
-        self.unlabelled = build_unlabelled(self.spec, self.task, self.method)
-        self.optimizer = build_optimizer(self.model, self.spec)
-        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, math.ceil(tc.warmup_ratio * tc.max_steps),
-                                                         tc.max_steps)
+        self.device = pick_device(self.spec.train.device)
+        self.parts = build_parts(self.spec, self.device)
+        self.task, self.model, self.method = self.parts.task, self.parts.model, self.parts.method
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.window: dict[str, list[float]] = defaultdict(list)
         self.model.train()
-        self.is_mlf = method == "mlf"
-        torch.manual_seed(tc.seed)
+        torch.manual_seed(self.spec.train.seed)
 
     def plan(self, job: dict[str, Any], total: int) -> list:
         """The loop's batches for ``total`` steps: LanguageStream + language_weights + allocate + collate."""
@@ -245,59 +247,40 @@ class Trial:
         return out
 
     def step(self, step: int, sizes, batches, phases: Phases) -> float:
-        """One optimizer step, replicating lfmlf/loop.py::fit ("--- train", grad_accum = 1); returns seconds."""
-        import torch
-        from lfmlf.loop import _check_finite
-        from lfmlf.methods import StepObjectives
+        """One optimizer step, ``lfmlf.loop.train_step`` on a prepared micro-batch; returns seconds."""
+        import dataclasses
 
-        tc, task, model, method, window = self.spec.train, self.task, self.model, self.method, self.window
-        device, optimizer, spec = self.device, self.optimizer, self.spec
-        unlabelled = None if self.unlabelled is None else self.unlabelled.batch(device)  # drawn untimed
+        import torch
+        from lfmlf.loop import train_step
+
+        device, parts = self.device, self.parts
+        if parts.unlabelled is not None:   # the masked-LM methods' batch, drawn untimed
+            parts = dataclasses.replace(parts, unlabelled=_Drawn(parts.unlabelled.batch(device)))
         phases.reset()
         cuda = device.type == "cuda"
         if cuda:   # nothing queued before this step is timed with it
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        # ---- begin: body of `while step < tc.max_steps:` in loop.fit --------------------------------------
-        optimizer.zero_grad(set_to_none=True)
-        for _ in range(tc.grad_accum):
-            # (sizes / batches: allocate + collate + .to(device), prepared up front, not timed)
-            t = time.perf_counter()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.bf16):
-                outputs = {lang: task.loss(model, b) for lang, b in batches.items()}
-            phases.excl["forward"] += time.perf_counter() - t
-            losses = {lang: out[0] for lang, out in outputs.items()}
-            _check_finite(losses, step, spec)
-            t = time.perf_counter()
-            signals = method.backward(StepObjectives(
-                task=losses, hidden={k: o[1] for k, o in outputs.items()}, batches=batches, sizes=sizes,
-                grad_scale=1.0 / tc.grad_accum, unlabelled=unlabelled))
-            if self.is_mlf:  # Mlf.backward is a single loss.backward(): count it all as task backward
-                phases.excl["method_other"] = 0.0
-                phases.excl["task_backward"] += time.perf_counter() - t
-            for lang, loss in losses.items():
-                window[f"train/loss/task/{lang}"].append(loss.item())
-            for key, value in signals.items():
-                window[key].append(value)
-        t = time.perf_counter()
-        if tc.grad_clip is not None:
-            norm = torch.nn.utils.clip_grad_norm_(self.params, tc.grad_clip)
-            if not torch.isfinite(norm):
-                _check_finite({"(gradient norm)": norm}, step, spec)
-            window["train/grad_norm"].append(float(norm))
-        phases.excl["clip"] += time.perf_counter() - t
-        t = time.perf_counter()
-        optimizer.step()
-        self.scheduler.step()
-        phases.excl["optimizer"] += time.perf_counter() - t
-        # ---- end ------------------------------------------------------------------------------------------
+        signals = train_step(parts, [(sizes, batches)], step)
         if cuda:   # the step's kernels have finished
             t = time.perf_counter()
             torch.cuda.synchronize(device)
             phases.excl["gpu_sync"] += time.perf_counter() - t
         elapsed = time.perf_counter() - start
         phases.excl["loop_other"] += elapsed - sum(phases.excl.values())
+        for key, values in signals.items():
+            self.window[key].extend(values)
         return elapsed
+
+
+class _Drawn:
+    """An unlabelled-text stream whose next batch is already drawn (``train_step`` calls ``batch(device)``)."""
+
+    def __init__(self, batch) -> None:
+        self._batch = batch
+
+    def batch(self, device):
+        return self._batch
 
 
 def rss_mb() -> tuple[float, float]:
@@ -326,7 +309,7 @@ def run_child(job: dict[str, Any]) -> dict[str, Any]:
     for label, method, params in job["configs"]:
         t0 = time.perf_counter()
         trial = Trial(job, label, method, params, total)
-        instrument_method(phases, trial.method)
+        instrument_trial(phases, trial)
         trials.append(trial)
         info[label] = {"build_s": time.perf_counter() - t0, "rss_after_build_mb": rss_mb()[0],
                        "qp_params": int(trial.method.G.shape[1]) if hasattr(trial.method, "G") else None,
@@ -543,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     print("  forward: task.loss per source sub-batch | task_backward: autograd over the task losses (MLF: its one\n"
           "  loss.backward) | forgetting: g_F (l2: flatten theta - theta0 and its norm; distill: frozen forward +\n"
           "  autograd.grad of F) | flatten: copying gradients into G's rows | qp_gram: Q = G G^T, b = G g_F (and eps)\n"
-          "  | qp_solve: solve_box_qp | qp_direction: d = -(g_F + G^T lam) (older API: inside qp_gram) | write_grad:\n"
+          "  | qp_solve: solve_box_qp | qp_direction: d = -(g_F + G^T lam) | write_grad:\n"
           "  adding d and the head's plain sum to .grad | signals: Lfmlf._signals | method_other: the rest of\n"
           "  Lfmlf.backward (e.g. isfinite(d)) | optimizer: AdamW + scheduler."
           + ("\n  gpu_sync: waiting at the end of the step for kernels still queued (GPU time the phases above\n"

@@ -1,33 +1,34 @@
 """The training loop: one trial, top to bottom. Imports no Ray, Optuna or MLflow.
 
-``fit(spec)`` builds the task data, the model and the method, then trains for ``max_steps`` optimizer
-steps and yields an :class:`Evaluation` every ``eval_every`` steps (source-language dev scores for model
+``fit(spec)`` builds the task data, the model and the method, then runs :func:`train_step` ``max_steps``
+times and yields an :class:`Evaluation` every ``eval_every`` steps (source-language dev scores for model
 selection, target-language scores zero-shot). The caller reports it and may save ``evaluation.state()``,
-a plain dict that is enough to resume (pass it back as ``fit(spec, state)``), to audit, and to export
-the model behind the numbers: besides the current trainable weights it carries those of the *selected*
-evaluation (best source-dev average, whose scores are the ``best/*`` metrics) and, with
-``train.average_last`` = k, those of the last k evaluations (checkpoint averaging, ``avg/*`` metrics),
-each on the CPU and stored once (:func:`weights_at`, :func:`selected_weights`, :func:`averaged_weights`).
+a plain dict that is enough to resume (pass it back as ``fit(spec, state)``), to audit, and to export the
+model behind the numbers: it also keeps the weights of the selected and the averaged evaluations
+(:mod:`lfmlf.checkpoints` reads them).
 """
 from __future__ import annotations
 
 import math
-import resource
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 
+# averaged_weights, selected_weights and weights_at are imported for the callers that import them from here
+from lfmlf.checkpoints import average_weights, averaged_weights, cpu_weights, selected_weights, weights_at  # noqa: F401
 from lfmlf.config import TrialSpec
-from lfmlf.methods import METHODS, Method, StepObjectives, without_mlm_head
-from lfmlf.methods.base import SetupData
-from lfmlf.models import MissingMlmHead, TaskModel, load_encoder, tokenizer_digest
-from lfmlf.tasks import TASKS, Task
 from lfmlf.data.streams import LanguageStream, allocate, language_weights
 from lfmlf.data.unlabelled import UnlabelledText, file_texts, unlabelled_stream
+from lfmlf.device import peak_memory_mb, pick_device, reset_peak_memory
+from lfmlf.methods import METHODS, Method, StepObjectives, without_mlm_head
+from lfmlf.methods.base import SetupData
+from lfmlf.models import MissingMlmHead, TaskModel, eval_mode, load_encoder, tokenizer_digest
+from lfmlf.probes import RetrievalProbe, model_key
+from lfmlf.tasks import TASKS, Task
 
 
 class TrainingDiverged(RuntimeError):
@@ -42,13 +43,6 @@ class Evaluation:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def pick_device(name: str) -> torch.device:
-    """``auto`` -> the GPU Ray assigned to this trial (it is cuda:0 under CUDA_VISIBLE_DEVICES), else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def build_optimizer(model: TaskModel, spec: TrialSpec) -> torch.optim.Optimizer:
     """AdamW (or SGD) over trainable parameters; no weight decay on biases and LayerNorm weights."""
     decay, no_decay = [], []
@@ -62,45 +56,31 @@ def build_optimizer(model: TaskModel, spec: TrialSpec) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=spec.train.lr)
 
 
-def reset_peak_memory(device: torch.device) -> None:
-    """Called at the start of every trial: Tune reuses a worker process for the next trial, and a trial's
-    peak memory must not be an earlier trial's. Linux resets the process's peak RSS (VmHWM) on request."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass   # elsewhere the figure is the process's peak since it started (ru_maxrss)
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory of this trial so far: allocated CUDA memory, else the process's peak RSS."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024   # KiB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
 def setup_data(task: Task, spec: TrialSpec, device: torch.device) -> SetupData:
     """Training micro-batches for a method's one-off use in setup (EWC's Fisher), drawn lazily from streams
     and a generator of their own: the training streams and the RNGs stay untouched, so the trial (and its
     resume) is the same whether or not a method looks."""
     def batches(n: int) -> Iterator[dict[str, dict[str, torch.Tensor]]]:
-        tc = spec.train
-        streams = {lang: LanguageStream(task.train_examples(lang), tc.seed, f"setup/{lang}") for lang in spec.sources}
-        weights = language_weights({k: len(s.examples) for k, s in streams.items()}, tc.sampler, tc.temperature)
-        rng = torch.Generator().manual_seed(tc.seed + 1)
-        micro = max(1, tc.batch_size // tc.grad_accum)
+        streams, weights = _streams(task, spec, "setup/")
+        rng = torch.Generator().manual_seed(spec.train.seed + 1)
         for _ in range(n):
-            yield {lang: {k: v.to(device) for k, v in task.collate(streams[lang].take(m)).items()}
-                   for lang, m in allocate(micro, weights, rng).items()}
+            yield _draw(task, spec, streams, weights, rng, device)[1]
     return SetupData(batches=batches, loss=task.loss)
+
+
+def _streams(task: Task, spec: TrialSpec, name: str = "") -> tuple[dict[str, LanguageStream], dict[str, float]]:
+    """One training stream per source language (named ``name + lang``) and the sampler's language weights."""
+    tc = spec.train
+    streams = {lang: LanguageStream(task.train_examples(lang), tc.seed, f"{name}{lang}") for lang in spec.sources}
+    return streams, language_weights({k: len(s.examples) for k, s in streams.items()}, tc.sampler, tc.temperature)
+
+
+def _draw(task: Task, spec: TrialSpec, streams: Mapping[str, LanguageStream], weights: Mapping[str, float],
+          rng: torch.Generator, device: torch.device) -> MicroBatch:
+    """One micro-batch: examples per source language (``allocate``), and each language's collated sub-batch."""
+    sizes = allocate(max(1, spec.train.batch_size // spec.train.grad_accum), dict(weights), rng)
+    return sizes, {lang: {k: v.to(device) for k, v in task.collate(streams[lang].take(n)).items()}
+                   for lang, n in sizes.items()}
 
 
 def build_model(spec: TrialSpec, device: torch.device, mlm_head: bool = False) -> tuple[Task, TaskModel]:
@@ -146,8 +126,6 @@ def build_probe(spec: TrialSpec, model: TaskModel, tokenizer: Any, device: torch
     Called right after ``build``, while the model is at theta0 (also on resume, before the state loads)."""
     if spec.probe is None:
         return None
-    from lfmlf.probes import RetrievalProbe, model_key
-
     probe = RetrievalProbe(spec.probe)
     probe.prepare(tokenizer)
     return probe, probe.baseline(model.encoder, device, model_key(spec.model, tokenizer))
@@ -176,51 +154,6 @@ def evaluate_all(task: Task, model: TaskModel, spec: TrialSpec, device: torch.de
     return metrics
 
 
-# ----------------------------------------------------------------------------- kept weights, averaging
-def cpu_weights(model: TaskModel) -> dict[str, torch.Tensor]:
-    """A CPU copy of the trainable weights (what an evaluation keeps for export or averaging)."""
-    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
-
-
-def average_weights(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """The uniform mean of state dicts with the same keys (checkpoint averaging, Schmidt et al. 2023),
-    summed in float64 and cast back to each tensor's dtype."""
-    if not states:
-        raise ValueError("nothing to average")
-    keys = states[0].keys()
-    if any(s.keys() != keys for s in states):
-        raise ValueError("the state dicts to average do not have the same keys")
-    return {k: (sum(s[k].to(torch.float64) for s in states) / len(states)).to(states[0][k].dtype) for k in keys}
-
-
-def weights_at(state: Mapping[str, Any], step: int) -> dict[str, torch.Tensor]:
-    """The trainable weights of evaluation ``step`` kept in a checkpoint dict (``evaluation.state()``): the
-    current ones at the checkpoint's own step, else those kept for the selection or for averaging."""
-    if step == state["step"]:
-        return {k: v.to("cpu") for k, v in state["trainable"].items()}   # on the GPU in a live state
-    kept = state.get("kept") or {}
-    if step not in kept:
-        raise KeyError(f"the checkpoint at step {state['step']} keeps no weights of step {step} (it keeps "
-                       f"{sorted(kept) or 'none'}; checkpoints written before lfmlf kept selected weights have none)")
-    return kept[step]
-
-
-def selected_weights(state: Mapping[str, Any]) -> tuple[int, dict[str, torch.Tensor]]:
-    """(step, trainable weights) of the selected evaluation: the best source-dev average so far, whose
-    scores are the ``best/*`` metrics."""
-    step = int(state["best"]["step"])
-    return step, weights_at(state, step)
-
-
-def averaged_weights(state: Mapping[str, Any]) -> tuple[list[int], dict[str, torch.Tensor]]:
-    """(steps, mean trainable weights) of the last ``train.average_last`` evaluations of a checkpoint."""
-    steps = [int(s) for s in state.get("recent") or []]
-    if not steps:
-        raise KeyError(f"the checkpoint at step {state['step']} keeps no evaluations to average (train.average_last "
-                       "was 0)")
-    return steps, average_weights([weights_at(state, s) for s in steps])
-
-
 def _averaged_metrics(task: Task, model: TaskModel, spec: TrialSpec, device: torch.device, probe,
                       kept: dict[int, dict[str, torch.Tensor]], recent: list[int], step: int) -> dict[str, float]:
     """Evaluate the mean of the kept weights of the ``recent`` evaluations, then put the current weights
@@ -235,15 +168,45 @@ def _averaged_metrics(task: Task, model: TaskModel, spec: TrialSpec, device: tor
             "avg/checkpoints": float(len(recent)), "avg/first_step": float(recent[0])}
 
 
+# ------------------------------------------------------------------------------------------ one step
+MicroBatch = tuple[dict[str, int], dict[str, dict[str, torch.Tensor]]]   # (examples per source, its sub-batch)
+
+
+@dataclass
+class TrialParts:
+    """What :func:`build_parts` builds for a trial and :func:`train_step` trains."""
+    spec: TrialSpec
+    device: torch.device
+    task: Task
+    model: TaskModel
+    method: Method
+    optimizer: torch.optim.Optimizer
+    scheduler: Any = None                       # the learning-rate schedule, stepped after the optimizer
+    unlabelled: UnlabelledText | None = None    # the method's unlabelled text (MLM objectives), else None
+    probe: Any = None                           # build_probe's (probe, theta0 scores), else None
+
+
+def build_parts(spec: TrialSpec, device: torch.device) -> TrialParts:
+    """Everything a trial trains, at theta0: task data, model, method (snapshots theta0), the method's
+    unlabelled text, the forgetting probe, the optimizer and the linear warm-up/decay schedule."""
+    from transformers import get_linear_schedule_with_warmup  # lazy, as in models.py: a slow import
+
+    task, model, method = build(spec, device)
+    unlabelled = build_unlabelled(spec, task, method)
+    probe = build_probe(spec, model, task.tokenizer, device)
+    optimizer = build_optimizer(model, spec)
+    tc = spec.train
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(tc.warmup_ratio * tc.max_steps), tc.max_steps)
+    return TrialParts(spec, device, task, model, method, optimizer, scheduler, unlabelled, probe)
+
+
 @torch.no_grad()
 def _losses_now(task: Task, model: TaskModel, batches: dict[str, dict[str, torch.Tensor]]) -> dict[str, float]:
     """Source losses on the step's own sub-batches without dropout: measured around the optimizer step at
     evaluation steps, their difference is the realised change of each source loss (what the optimizer
     really did, which AdamW's rescaling can make differ from the direction a method asked for)."""
-    model.eval()
-    out = {lang: task.loss(model, b)[0].item() for lang, b in batches.items()}
-    model.train()
-    return out
+    with eval_mode(model):
+        return {lang: task.loss(model, b)[0].item() for lang, b in batches.items()}
 
 
 def _check_finite(losses: dict[str, torch.Tensor], step: int, spec: TrialSpec) -> None:
@@ -255,124 +218,174 @@ def _check_finite(losses: dict[str, torch.Tensor], step: int, spec: TrialSpec) -
                 "train.grad_clip set, or turn off train.bf16. Checkpoints up to the last evaluation are kept.")
 
 
+def train_step(parts: TrialParts, micro_batches: Iterable[MicroBatch], step: int,
+               measure_realised: bool = False) -> dict[str, list[float]]:
+    """One optimizer step, the same for :func:`fit` (``max_steps`` times), the method contract tests and
+    ``benchmarks/step_cost.py``. It zeroes ``.grad``; for each of the ``train.grad_accum`` micro-batches (on
+    the trial's device; ``fit`` draws them lazily) it runs the forward of each source's own sub-batch (bf16
+    autocast with ``train.bf16``), checks that the losses are finite (:class:`TrainingDiverged` names
+    ``step``, the steps done before this one) and calls ``method.backward``, the method's hook that writes
+    ``.grad``; then it clips the gradient norm (``train.grad_clip``), steps the optimizer and the schedule.
+    The model must be in training mode. With ``measure_realised`` (evaluation steps) the last micro-batch's
+    losses are also measured without dropout before and after the optimizer step.
+
+    Returns the step's training signals, each a list (one value per micro-batch where it is per micro-batch):
+    ``train/loss/task/<lang>``, the method's signals, ``train/grad_norm``, ``train/realised_dloss/<lang>``.
+    """
+    spec, task, model, method, device = parts.spec, parts.task, parts.model, parts.method, parts.device
+    tc = spec.train
+    signals: dict[str, list[float]] = defaultdict(list)
+    batches: dict[str, dict[str, torch.Tensor]] = {}
+    parts.optimizer.zero_grad(set_to_none=True)
+    for sizes, batches in micro_batches:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.bf16):
+            outputs = {lang: task.loss(model, b) for lang, b in batches.items()}
+        losses = {lang: out[0] for lang, out in outputs.items()}
+        _check_finite(losses, step, spec)
+        method_signals = method.backward(StepObjectives(
+            task=losses, hidden={k: o[1] for k, o in outputs.items()}, batches=batches, sizes=sizes,
+            grad_scale=1.0 / tc.grad_accum,
+            unlabelled=None if parts.unlabelled is None else parts.unlabelled.batch(device)))
+        for lang, loss in losses.items():
+            signals[f"train/loss/task/{lang}"].append(loss.item())
+        for key, value in method_signals.items():
+            signals[key].append(value)
+    if tc.grad_clip is not None:
+        norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], tc.grad_clip)
+        if not torch.isfinite(norm):
+            _check_finite({"(gradient norm)": norm}, step, spec)
+        signals["train/grad_norm"].append(float(norm))
+    before = _losses_now(task, model, batches) if measure_realised else {}
+    parts.optimizer.step()
+    if parts.scheduler is not None:
+        parts.scheduler.step()
+    for lang, after in (_losses_now(task, model, batches) if measure_realised else {}).items():
+        signals[f"train/realised_dloss/{lang}"].append(after - before[lang])
+    return signals
+
+
 # ----------------------------------------------------------------------------------------------- the loop
+@dataclass
+class _Progress:
+    """Where a trial stands: data positions and sampler, steps done, the selected evaluation (``best``), the
+    last metrics, and the CPU weights of the selected and the last ``average_last`` (``recent``) evaluations."""
+    streams: dict[str, LanguageStream]
+    weights: dict[str, float]
+    batch_rng: torch.Generator
+    step: int = 0
+    best: dict[str, Any] = field(default_factory=lambda: {"score": -math.inf, "metrics": {}})
+    last: dict[str, float] = field(default_factory=dict)
+    kept: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+    recent: list[int] = field(default_factory=list)
+
+
+def _start(parts: TrialParts, state: dict[str, Any] | None) -> _Progress:
+    """The trial's data streams at their start, or everything resumed from a checkpoint dict: trainable
+    weights, optimizer, schedule, data positions, RNGs, method counters, selection and kept weights."""
+    streams, weights = _streams(parts.task, parts.spec)
+    run = _Progress(streams, weights, torch.Generator().manual_seed(parts.spec.train.seed))
+    if state is None:
+        return run
+    parts.model.load_state_dict(state["trainable"], strict=False)
+    parts.optimizer.load_state_dict(state["optimizer"])
+    parts.scheduler.load_state_dict(state["scheduler"])
+    for lang, pos in state["streams"].items():
+        streams[lang].restore(pos)
+    run.batch_rng.set_state(state["batch_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    parts.method.load_state_dict(state["method"])
+    if parts.unlabelled is not None:
+        parts.unlabelled.restore(state["unlabelled"])
+    run.step, run.best, run.last = state["step"], state["best"], state.get("metrics", {})
+    run.recent = [int(s) for s in state.get("recent") or []]
+    run.kept = {int(s): w for s, w in (state.get("kept") or {}).items()}
+    if run.step in run.recent or run.step == run.best.get("step"):
+        run.kept[run.step] = {k: v.detach().to("cpu", copy=True) for k, v in state["trainable"].items()}
+    return run
+
+
+def _checkpoint(parts: TrialParts, run: _Progress, digest: str) -> dict[str, Any]:
+    """The checkpoint dict (``Evaluation.state()``): enough to resume, audit and export the trial."""
+    return {"step": run.step, "trainable": parts.model.trainable_state(), "optimizer": parts.optimizer.state_dict(),
+            "scheduler": parts.scheduler.state_dict(), "streams": {k: s.state() for k, s in run.streams.items()},
+            "batch_rng": run.batch_rng.get_state(), "torch_rng": torch.get_rng_state(),
+            "method": parts.method.state_dict(), "best": run.best, "metrics": run.last,
+            "unlabelled": parts.unlabelled.state() if parts.unlabelled is not None else None,
+            "kept": {s: w for s, w in run.kept.items() if s != run.step},   # the current ones are "trainable"
+            "recent": list(run.recent), "tokenizer": digest, "spec": parts.spec.model_dump(mode="json")}
+
+
+def _micro_batches(parts: TrialParts, run: _Progress) -> Iterator[MicroBatch]:
+    """The step's ``grad_accum`` micro-batches, drawn lazily from the trial's streams and sampler."""
+    for _ in range(parts.spec.train.grad_accum):
+        yield _draw(parts.task, parts.spec, run.streams, run.weights, run.batch_rng, parts.device)
+
+
+def _evaluation_metrics(parts: TrialParts, run: _Progress, window: Mapping[str, list[float]],
+                        steps_per_s: float) -> dict[str, float]:
+    """Every metric of the evaluation after step ``run.step``: source dev (selection) and target (zero-shot)
+    scores, the probe's, the window's mean training signals, the method's report, the ``best/`` family of the
+    selected evaluation, ``avg/`` at the last step, performance. Updates the selection and the kept weights."""
+    spec, task, model, device, tc, step = parts.spec, parts.task, parts.model, parts.device, parts.spec.train, run.step
+    metrics = evaluate_all(task, model, spec, device, parts.probe)
+    metrics.update({k: sum(v) / len(v) for k, v in window.items()})
+    metrics.update(parts.method.report())
+    score = metrics[f"source/{task.metric}/avg"]
+    if score > run.best["score"]:
+        run.best = {"score": score, "step": step, "metrics": {
+            k: v for k, v in metrics.items() if k.startswith(("zero_shot/", "source/", "forgetting/"))}}
+    # keep the weights an export or the average needs (the selected ones, the last k), on the CPU
+    if tc.average_last:
+        run.recent = (run.recent + [step])[-tc.average_last:]
+    if step == run.best.get("step") or step in run.recent:
+        run.kept[step] = cpu_weights(model)
+    run.kept = {s: w for s, w in run.kept.items() if s == run.best.get("step") or s in run.recent}
+    if tc.average_last and step == tc.max_steps:
+        metrics.update(_averaged_metrics(task, model, spec, device, parts.probe, run.kept, run.recent, step))
+    metrics.update({f"best/{k}": v for k, v in run.best["metrics"].items()})
+    metrics.update({"step": float(step), "eval_step": float(step // tc.eval_every),
+                    "best/step": float(run.best["step"]), "train/lr": parts.scheduler.get_last_lr()[0],
+                    "perf/steps_per_s": steps_per_s, "perf/peak_mem_mb": peak_memory_mb(device),
+                    "perf/cuda": float(device.type == "cuda"),   # which device the trial trained on
+                    **{f"perf/data_{k}": float(v) for k, v in task.prep_stats.items()}})
+    run.last = metrics
+    return metrics
+
+
 def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evaluation]:
     """Train one configuration; yield an Evaluation every ``eval_every`` steps (resuming from ``state``)."""
     tc = spec.train
     device = pick_device(tc.device)
     reset_peak_memory(device)
 
-    # --- build: data, model at theta0, method (snapshots theta0), optimizer, schedule
-    task, model, method = build(spec, device)
-    unlabelled = build_unlabelled(spec, task, method)
-    probe = build_probe(spec, model, task.tokenizer, device)
-    optimizer = build_optimizer(model, spec)
-    from transformers import get_linear_schedule_with_warmup
+    # --- build: data, model at theta0, method (snapshots theta0), optimizer, schedule; then resume
+    parts = build_parts(spec, device)
+    run = _start(parts, state)
+    digest = tokenizer_digest(parts.task.tokenizer)       # an export checks it rebuilt exactly this tokenizer
 
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(tc.warmup_ratio * tc.max_steps), tc.max_steps)
-    streams = {lang: LanguageStream(task.train_examples(lang), tc.seed, lang) for lang in spec.sources}
-    weights = language_weights({k: len(s.examples) for k, s in streams.items()}, tc.sampler, tc.temperature)
-    batch_rng = torch.Generator().manual_seed(tc.seed)
-    step, best, last = 0, {"score": -math.inf, "metrics": {}}, {}
-    kept: dict[int, dict[str, torch.Tensor]] = {}   # step -> trainable weights (CPU) of the selected and recent evals
-    recent: list[int] = []                          # the last average_last evaluation steps
-    digest = tokenizer_digest(task.tokenizer)       # an export checks it rebuilt exactly this tokenizer
-
-    # --- resume: trainable weights, optimizer, schedule, data positions, RNGs, method counters
-    if state is not None:
-        model.load_state_dict(state["trainable"], strict=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        for lang, pos in state["streams"].items():
-            streams[lang].restore(pos)
-        batch_rng.set_state(state["batch_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        method.load_state_dict(state["method"])
-        if unlabelled is not None:
-            unlabelled.restore(state["unlabelled"])
-        step, best, last = state["step"], state["best"], state.get("metrics", {})
-        recent = [int(s) for s in state.get("recent") or []]
-        kept = {int(s): w for s, w in (state.get("kept") or {}).items()}
-        if step in recent or step == best.get("step"):
-            kept[step] = {k: v.detach().to("cpu", copy=True) for k, v in state["trainable"].items()}
-
-    def snapshot() -> dict[str, Any]:
-        return {"step": step, "trainable": model.trainable_state(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "streams": {k: s.state() for k, s in streams.items()},
-                "batch_rng": batch_rng.get_state(), "torch_rng": torch.get_rng_state(),
-                "method": method.state_dict(), "best": best, "metrics": last,
-                "unlabelled": unlabelled.state() if unlabelled is not None else None,
-                "kept": {s: w for s, w in kept.items() if s != step},   # the current ones are "trainable"
-                "recent": list(recent), "tokenizer": digest, "spec": spec.model_dump(mode="json")}
+    def snapshot() -> dict[str, Any]:   # called by the caller right after a yield: the state at that evaluation
+        return _checkpoint(parts, run, digest)
 
     # --- a trial killed after its last evaluation but before its end was recorded: report that again
-    if step >= tc.max_steps and last:
-        yield Evaluation(step=step, metrics=last, state=snapshot)
+    if run.step >= tc.max_steps and run.last:
+        yield Evaluation(step=run.step, metrics=run.last, state=snapshot)
         return
 
-    # --- train
+    # --- train: one optimizer step at a time, the realised loss changes measured at evaluation steps
     window: dict[str, list[float]] = defaultdict(list)
-    micro = max(1, tc.batch_size // tc.grad_accum)
-    model.train()
+    parts.model.train()
     started, steps_in_window = time.perf_counter(), 0
-    while step < tc.max_steps:
-        optimizer.zero_grad(set_to_none=True)
-        for _ in range(tc.grad_accum):
-            sizes = allocate(micro, weights, batch_rng)
-            batches = {lang: {k: v.to(device) for k, v in task.collate(streams[lang].take(n)).items()}
-                       for lang, n in sizes.items()}
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.bf16):
-                outputs = {lang: task.loss(model, b) for lang, b in batches.items()}
-            losses = {lang: out[0] for lang, out in outputs.items()}
-            _check_finite(losses, step, spec)
-            signals = method.backward(StepObjectives(
-                task=losses, hidden={k: o[1] for k, o in outputs.items()}, batches=batches, sizes=sizes,
-                grad_scale=1.0 / tc.grad_accum, unlabelled=None if unlabelled is None else unlabelled.batch(device)))
-            for lang, loss in losses.items():
-                window[f"train/loss/task/{lang}"].append(loss.item())
-            for key, value in signals.items():
-                window[key].append(value)
-        if tc.grad_clip is not None:
-            norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], tc.grad_clip)
-            if not torch.isfinite(norm):
-                _check_finite({"(gradient norm)": norm}, step, spec)
-            window["train/grad_norm"].append(float(norm))
-        at_eval = (step + 1) % tc.eval_every == 0 or step + 1 == tc.max_steps
-        before = _losses_now(task, model, batches) if at_eval else {}
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        for lang, after in (_losses_now(task, model, batches) if at_eval else {}).items():
-            window[f"train/realised_dloss/{lang}"].append(after - before[lang])
+    while run.step < tc.max_steps:
+        at_eval = (run.step + 1) % tc.eval_every == 0 or run.step + 1 == tc.max_steps
+        for key, values in train_step(parts, _micro_batches(parts, run), run.step, measure_realised=at_eval).items():
+            window[key].extend(values)
+        run.step += 1
         steps_in_window += 1
 
         # --- evaluate: source dev (selection) and targets (zero-shot); track the selected checkpoint
         if at_eval:
             elapsed = time.perf_counter() - started
-            metrics = evaluate_all(task, model, spec, device, probe)
-            metrics.update({k: sum(v) / len(v) for k, v in window.items()})
-            metrics.update(method.report())
-            score = metrics[f"source/{task.metric}/avg"]
-            if score > best["score"]:
-                best = {"score": score, "step": step,
-                        "metrics": {k: v for k, v in metrics.items()
-                                    if k.startswith(("zero_shot/", "source/", "forgetting/"))}}
-            # keep the weights an export or the average needs (the selected ones, the last k), on the CPU
-            if tc.average_last:
-                recent = (recent + [step])[-tc.average_last:]
-            if step == best.get("step") or step in recent:
-                kept[step] = cpu_weights(model)
-            kept = {s: w for s, w in kept.items() if s == best.get("step") or s in recent}
-            if tc.average_last and step == tc.max_steps:
-                metrics.update(_averaged_metrics(task, model, spec, device, probe, kept, recent, step))
-            metrics.update({f"best/{k}": v for k, v in best["metrics"].items()})
-            metrics.update({"step": float(step), "eval_step": float(step // tc.eval_every),
-                            "best/step": float(best["step"]), "train/lr": scheduler.get_last_lr()[0],
-                            "perf/steps_per_s": steps_in_window / elapsed if elapsed > 0 else 0.0,
-                            "perf/peak_mem_mb": peak_memory_mb(device),
-                            "perf/cuda": float(device.type == "cuda"),   # which device the trial trained on
-                            **{f"perf/data_{k}": float(v) for k, v in task.prep_stats.items()}})
-            last = metrics
-            yield Evaluation(step=step, metrics=metrics, state=snapshot)
+            metrics = _evaluation_metrics(parts, run, window, steps_in_window / elapsed if elapsed > 0 else 0.0)
+            yield Evaluation(step=run.step, metrics=metrics, state=snapshot)
             window.clear()
             started, steps_in_window = time.perf_counter(), 0

@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from lfmlf.loop import average_weights, averaged_weights, fit, weights_at
+from lfmlf.checkpoints import average_weights, averaged_weights, weights_at
+from lfmlf.loop import fit
 from tests.conftest import tiny_spec
 
 AVERAGING = {"lr": 1e-2, "max_steps": 9, "eval_every": 3, "average_last": 2}

@@ -103,8 +103,9 @@ def test_export_reproduces_the_selected_scores_without_lfmlf(trained, tmp_path):
 
 def test_load_exported_gives_the_training_logits(trained, tmp_path):
     """lfmlf.export.load_exported (torch + transformers only) computes what the trained TaskModel computed."""
+    from lfmlf.checkpoints import selected_weights
     from lfmlf.export import load_exported, write_model
-    from lfmlf.loop import build_model, selected_weights
+    from lfmlf.loop import build_model
 
     spec, _, state = trained
     folder = write_model(tmp_path / "model", state)

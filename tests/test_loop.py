@@ -140,7 +140,7 @@ def test_peak_memory_is_per_trial_in_a_reused_worker_process():
 
     import torch
 
-    from lfmlf.loop import peak_memory_mb, reset_peak_memory
+    from lfmlf.device import peak_memory_mb, reset_peak_memory
 
     if not sys.platform.startswith("linux"):
         pytest.skip("the per-trial reset of the peak RSS is Linux's /proc/self/clear_refs")

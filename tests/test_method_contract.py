@@ -1,5 +1,6 @@
 """One contract for every registered method: a step on a tiny model with two source languages runs,
-changes the trainable parameters and only those, returns finite signals, and is deterministic."""
+changes the trainable parameters and only those, returns finite signals, and is deterministic. The step
+is the loop's own :func:`lfmlf.loop.train_step`."""
 from __future__ import annotations
 
 import math
@@ -7,36 +8,30 @@ import math
 import pytest
 import torch
 
-from lfmlf.loop import build, build_optimizer, build_unlabelled
+from lfmlf.loop import build_parts, train_step
 from lfmlf.methods import METHODS
-from lfmlf.methods.base import StepObjectives
 from lfmlf.tasks.base import collate
 from tests.conftest import tiny_spec
 
 
 def _one_step(name: str, seed: int = 0):
-    spec = tiny_spec(name, model={"freeze_embeddings": True, "freeze_layers": 1})
+    spec = tiny_spec(name, model={"freeze_embeddings": True, "freeze_layers": 1},
+                     train={"warmup_ratio": 0.0})   # no warm-up: the first step has the full learning rate
     spec = spec.model_copy(update={"sources": ("de", "en")})
     torch.manual_seed(seed)
-    task, model, method = build(spec, torch.device("cpu"))
-    unlabelled = build_unlabelled(spec, task, method)
-    optimizer = build_optimizer(model, spec)
+    parts = build_parts(spec, torch.device("cpu"))
+    model = parts.model
     # move off theta0 a little, so that forgetting gradients are not zero
     with torch.no_grad():
         for _, p in model.pretrained_parameters():
             p.add_(1e-3 * torch.randn_like(p))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    batches = {lang: collate(list(task.train_examples(lang)[:4]), task.pad_id) for lang in spec.sources}
-    outs = {lang: task.loss(model, b) for lang, b in batches.items()}
-    optimizer.zero_grad(set_to_none=True)
-    signals = method.backward(StepObjectives(task={k: o[0] for k, o in outs.items()},
-                                             hidden={k: o[1] for k, o in outs.items()}, batches=batches,
-                                             sizes={k: 4 for k in spec.sources}, grad_scale=1.0,
-                                             unlabelled=unlabelled and unlabelled.batch(torch.device("cpu"))))
-    optimizer.step()
+    batches = {lang: collate(list(parts.task.train_examples(lang)[:4]), parts.task.pad_id) for lang in spec.sources}
+    model.train()
+    signals = train_step(parts, [({k: 4 for k in spec.sources}, batches)], step=0, measure_realised=True)
     after = {n: p.detach().clone() for n, p in model.named_parameters()}
-    return before, after, trainable, signals, method.report()
+    return before, after, trainable, signals, parts.method.report()
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
@@ -47,7 +42,10 @@ def test_one_step_changes_only_trainable_parameters_and_reports_finite_signals(n
     assert changed <= trainable, f"frozen parameters moved: {sorted(changed - trainable)[:3]}"
     assert any(n.startswith("head.") for n in changed)
     assert any(n.startswith("encoder.") for n in changed), "the encoder never moved"
-    assert all(math.isfinite(v) for v in {**signals, **report}.values()), {**signals, **report}
+    assert {f"train/loss/task/{k}" for k in ("de", "en")} | {f"train/realised_dloss/{k}" for k in ("de", "en")} \
+        | {"train/grad_norm"} <= set(signals)
+    values = [v for vs in signals.values() for v in vs] + list(report.values())
+    assert all(math.isfinite(v) for v in values), {**signals, **report}
     assert all(not torch.isnan(t).any() for t in after.values())
 
 
