@@ -82,9 +82,3 @@ def enumerate_sets(pool: Sequence[str], min_size: int, max_size: int,
             f"no source set of size {min_size}..{max_size} from pool {sorted(pool)} includes {sorted(required)}"
         )
     return sets
-
-
-def jaccard_distance(a: str, b: str) -> float:
-    """1 - |A & B| / |A | B| between two canonical source sets (a distance for TPE's categorical kernel)."""
-    sa, sb = set(a.split("+")), set(b.split("+"))
-    return 1.0 - len(sa & sb) / len(sa | sb)

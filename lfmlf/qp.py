@@ -31,14 +31,6 @@ class QPResult:
         return self.status == "optimal"
 
 
-@dataclass(frozen=True)
-class Direction:
-    """Update direction d (dtype of g_f) and the dual solve that produced it."""
-
-    d: Tensor
-    qp: QPResult
-
-
 def _kkt_residual(lam: Tensor, r: Tensor, upper: float) -> float:
     """Max KKT violation: r >= 0 at lam = 0, r <= 0 at lam = upper, r = 0 in between."""
     viol = torch.where(lam <= 0, (-r).clamp(min=0), torch.where(lam >= upper, r.clamp(min=0), r.abs()))
@@ -136,20 +128,3 @@ def combine(G: Tensor, g_f: Tensor, lam: Tensor, out: Tensor | None = None) -> T
     for s in range(0, G.shape[1], _CHUNK):
         out[s : s + _CHUNK] = g_f[s : s + _CHUNK].to(dtype) + lam_c @ G[:, s : s + _CHUNK].to(dtype)
     return out
-
-
-def constrained_direction(G: Tensor, g_f: Tensor, eps: Tensor, upper: float) -> Direction:
-    """LF-MLF direction d = -(g_f + G^T lam) with lam the dual box-QP solution.
-
-    G is [K, D] in any float dtype (never copied whole: bf16 is upcast chunk by chunk), g_f is [D], eps is
-    [K] (>= 0), upper > 0 bounds the multipliers. Q and b are accumulated in float64; d is returned in
-    g_f's dtype. If the QP is not ok the caller should fall back; d is still -(g_f + G^T lam) for
-    whatever lam was returned.
-    """
-    if G.dim() != 2 or g_f.shape != (G.shape[1],) or eps.numel() != G.shape[0]:
-        raise ValueError(f"shape mismatch: G {tuple(G.shape)}, g_f {tuple(g_f.shape)}, eps {tuple(eps.shape)}")
-    G, g_f = G.detach(), g_f.detach()
-    Q, Gg = gram(G, g_f)
-    b = Gg - eps.detach().to(device=G.device, dtype=torch.float64).reshape(-1)
-    qp = solve_box_qp(Q.cpu(), b.cpu(), upper)
-    return Direction(combine(G, g_f, qp.lam).neg_(), qp)

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from lfmlf.loop import build
-from lfmlf.methods.agem import Agem, agem_project
+from lfmlf.methods.agem import Agem
 from lfmlf.methods.base import StepObjectives
 from lfmlf.methods.gem import Gem, gem_dual
 from lfmlf.methods.mgda import Mgda, min_norm_weights
-from lfmlf.methods.pcgrad import Pcgrad, pcgrad, pcgrad_weights
+from lfmlf.methods.pcgrad import Pcgrad, pcgrad_weights
 from lfmlf.tasks.base import collate
 from tests.conftest import tiny_spec
+from tests.oracles import agem_project, pcgrad
 
 D64 = torch.float64
 
@@ -26,23 +27,36 @@ def _t(*x):
 
 # ---------------------------------------------------------------- A-GEM
 
+def _method_on(cls, D, dtype=torch.float32, **params):
+    m = cls(**params)
+    m.update = torch.empty(D, dtype=dtype)
+    return m
+
+
 def test_agem_projects_a_conflicting_pair_exactly():
     g, g_ref = _t(1.0, -2.0, 0.0), _t(0.0, 1.0, 1.0)      # <g, g_ref> = -2, ||g_ref||^2 = 2
-    got = agem_project(g, g_ref)
-    assert torch.allclose(got, _t(1.0, -1.0, 1.0))
+    got, signals = _method_on(Agem, 3, D64).combine(g[None], g_ref, ["de"])
+    assert torch.allclose(got, _t(1.0, -1.0, 1.0)) and signals["agem/projected"] == 1.0
     assert float(got @ g_ref) == pytest.approx(0.0, abs=1e-12)
+    assert torch.allclose(agem_project(g, g_ref), got)     # the oracle agrees on the hand-computed case
 
 
 def test_agem_leaves_an_agreeing_pair_unchanged():
     g, g_ref = _t(1.0, 2.0, 0.0), _t(0.0, 1.0, 1.0)
-    assert torch.equal(agem_project(g, g_ref), g)
-    assert torch.equal(agem_project(g, torch.zeros(3, dtype=D64)), g)   # g_F = 0 (l2 at theta0)
+    for ref in (g_ref, torch.zeros(3, dtype=D64)):           # g_F = 0: l2 at theta0
+        got, signals = _method_on(Agem, 3, D64).combine(g[None], ref, ["de"])
+        assert torch.equal(got, g) and signals["agem/projected"] == 0.0
 
 
-def _method_on(cls, D, **params):
-    m = cls(**params)
-    m.update = torch.empty(D)
-    return m
+def test_agem_combine_matches_the_dense_projection_on_random_rows():
+    gen = torch.Generator().manual_seed(0)
+    projected = 0
+    for _ in range(20):
+        G, g_f = torch.randn(3, 7, generator=gen, dtype=D64), torch.randn(7, generator=gen, dtype=D64)
+        got, signals = _method_on(Agem, 7, D64).combine(G, g_f, ["de", "en", "es"])
+        assert torch.allclose(got, agem_project(G.sum(0), g_f), atol=1e-12)
+        projected += signals["agem/projected"]
+    assert 0 < projected < 20                                  # both branches were taken
 
 
 def test_agem_combine_on_toy_rows():
@@ -171,9 +185,14 @@ def test_mgda_combine_scales_by_k():
 
 # ---------------------------------------------------------------- PCGrad
 
+def _pcgrad_rows(G, orders):
+    """The package's projected rows: W (from the Gram matrix) times G."""
+    return pcgrad_weights(G @ G.T, orders)[0] @ G
+
+
 def test_pcgrad_conflicting_pair_exact_projections():
     g1, g2 = _t(1.0, 0.0), _t(-1.0, 1.0)                       # <g1, g2> = -1
-    H = pcgrad(torch.stack([g1, g2]), orders=[[1], [0]])
+    H = _pcgrad_rows(torch.stack([g1, g2]), orders=[[1], [0]])
     assert torch.allclose(H[0], _t(0.5, 0.5))                  # g1 - (-1/2) g2
     assert torch.allclose(H[1], _t(0.0, 1.0))                  # g2 - (-1/1) g1
     assert float(H[0] @ g2) == pytest.approx(0.0, abs=1e-12)
@@ -184,13 +203,26 @@ def test_pcgrad_both_orders_with_three_sources():
     g1, g2, g3 = _t(1.0, 0.0), _t(-1.0, 1.0), _t(-1.0, -1.0)
     G = torch.stack([g1, g2, g3])
     # g1 first against g2: h = (0.5, 0.5); then <h, g3> = -1 -> h - (-1/2) g3 = (0, 0)
-    assert torch.allclose(pcgrad(G, orders=[[1, 2], [0, 2], [0, 1]])[0], _t(0.0, 0.0))
+    assert torch.allclose(_pcgrad_rows(G, orders=[[1, 2], [0, 2], [0, 1]])[0], _t(0.0, 0.0))
     # g1 first against g3: h = (0.5, -0.5); then <h, g2> = -1 -> h + g2 / 2 = (0, 0)
-    assert torch.allclose(pcgrad(G, orders=[[2, 1], [0, 2], [0, 1]])[0], _t(0.0, 0.0))
+    assert torch.allclose(_pcgrad_rows(G, orders=[[2, 1], [0, 2], [0, 1]])[0], _t(0.0, 0.0))
     # g2 against g1 then g3: h = (0, 1); <h, g3> = -1 -> (0, 1) + (-1, -1)/2 = (-0.5, 0.5)
-    assert torch.allclose(pcgrad(G, orders=[[1, 2], [0, 2], [0, 1]])[1], _t(-0.5, 0.5))
+    assert torch.allclose(_pcgrad_rows(G, orders=[[1, 2], [0, 2], [0, 1]])[1], _t(-0.5, 0.5))
     # g2 against g3 then g1: <g2, g3> = 0, no projection; <g2, g1> = -1 -> (0, 1)
-    assert torch.allclose(pcgrad(G, orders=[[1, 2], [2, 0], [0, 1]])[1], _t(0.0, 1.0))
+    assert torch.allclose(_pcgrad_rows(G, orders=[[1, 2], [2, 0], [0, 1]])[1], _t(0.0, 1.0))
+
+
+def test_pcgrad_weights_match_the_dense_projections_on_random_rows():
+    gen = torch.Generator().manual_seed(0)
+    projected = 0
+    for K in (2, 3, 5):
+        for _ in range(5):
+            G = torch.randn(K, 6, generator=gen, dtype=D64)
+            orders = [[j for j in torch.randperm(K, generator=gen).tolist() if j != i] for i in range(K)]
+            W, projections = pcgrad_weights(G @ G.T, orders)
+            assert torch.allclose(W @ G, pcgrad(G, orders), atol=1e-10)
+            projected += projections
+    assert projected > 0                                       # conflicts occurred: not only W = I
 
 
 def test_pcgrad_non_conflicting_pair_is_unchanged():

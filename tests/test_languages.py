@@ -10,7 +10,6 @@ from lfmlf.languages import (
     decode_set,
     encode_set,
     enumerate_sets,
-    jaccard_distance,
 )
 
 
@@ -142,17 +141,3 @@ def test_enumerate_must_include_outside_pool_raises() -> None:
 def test_enumerate_impossible_constraints_raise(min_size: int, max_size: int, must) -> None:
     with pytest.raises(LanguageError, match="no source set"):
         enumerate_sets(["de", "en", "es", "nl"], min_size, max_size, must)
-
-
-# ---------------------------------------------------------------- jaccard
-
-
-@pytest.mark.parametrize(("a", "b", "d"), [
-    ("de+en", "de+en", 0.0),
-    ("de", "en", 1.0),
-    ("de+en", "en+fr", 1 - 1 / 3),
-    ("de+en+fr", "en", 1 - 1 / 3),
-])
-def test_jaccard_distance(a: str, b: str, d: float) -> None:
-    assert jaccard_distance(a, b) == pytest.approx(d)
-    assert jaccard_distance(b, a) == pytest.approx(d)

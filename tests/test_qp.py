@@ -1,4 +1,5 @@
-"""Tests for lfmlf.qp: the LF-MLF dual box QP and the constrained direction."""
+"""Tests for lfmlf.qp: the LF-MLF dual box QP, and the constrained direction built from its pieces
+(``tests.oracles.constrained_direction``: gram, solve_box_qp, combine)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from lfmlf.qp import constrained_direction, solve_box_qp
+from lfmlf.qp import solve_box_qp
+from tests.oracles import constrained_direction
 
 torch.set_default_dtype(torch.float32)
 

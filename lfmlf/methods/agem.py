@@ -37,12 +37,6 @@ def agem_coefficient(dot: float, ref_sq: float) -> float:
     return dot / ref_sq if dot < 0 and ref_sq > 0 else 0.0
 
 
-def agem_project(g: Tensor, g_ref: Tensor) -> Tensor:
-    """Reference A-GEM projection on plain vectors (float64 algebra): g - c g_ref."""
-    c = agem_coefficient(float(g.double() @ g_ref.double()), float(g_ref.double() @ g_ref.double()))
-    return g - c * g_ref
-
-
 class Agem(GradientMethod[AgemParams]):
     name = "agem"
 

@@ -43,13 +43,6 @@ def pcgrad_weights(Q: Tensor, orders: list[list[int]] | None = None) -> tuple[Te
     return W, projections
 
 
-def pcgrad(G: Tensor, orders: list[list[int]] | None = None) -> Tensor:
-    """Reference PCGrad on a small dense G [K, D]: the projected rows h_i (float64)."""
-    G = G.double()
-    W, _ = pcgrad_weights(G @ G.T, orders)
-    return W @ G
-
-
 class Pcgrad(GradientMethod[PcgradParams]):
     name = "pcgrad"
 
