@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-DATA = SHARED / "data"
+SHARED = Path(os.environ.get("LFMLF_SHARED") or REPO.parent / "shared")   # holds tools/build_encoder.py
+DEFAULT_DATA = REPO.parent / "shared" / "data"   # also the sweeps' default: ${LFMLF_DATA_DIR:-../../shared/data}
+DATA = Path(os.environ.get("LFMLF_DATA_DIR") or DEFAULT_DATA)   # the shared real data
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,11 +40,20 @@ def tiny_spec(method: str = "mlf", **overrides):
                      train=TrainConfig(**train), task=task, model=model)
 
 
+def real_data(rel: str = "") -> Path:
+    """``DATA / rel``, a file or folder of the shared real data (``$LFMLF_DATA_DIR``, by default
+    ``<repo>/../shared/data``); skips the calling test when it is not there."""
+    path = DATA / rel
+    if not path.exists():
+        pytest.skip(f"real data {path} is absent (the shared data folder is not on this machine; "
+                    "LFMLF_DATA_DIR names it)")
+    return path
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    if not (DATA / "uner").is_dir():
-        pytest.skip(f"the shared data folder {DATA} is not there")
-    return DATA
+    """The shared real-data folder (:func:`real_data`); the test is skipped when it is not there."""
+    return real_data()
 
 
 def _build_encoder(out: Path, layers: int) -> Path:

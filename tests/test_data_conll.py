@@ -1,4 +1,4 @@
-"""lfmlf.data.conll.read_tagged on hand-written fixtures and on the real files of /work/shared/data."""
+"""lfmlf.data.conll.read_tagged on hand-written fixtures and on the real files of the shared data folder."""
 from __future__ import annotations
 
 import time
@@ -9,16 +9,9 @@ import pytest
 
 from lfmlf.data.base import DataError, TaggedSentence
 from lfmlf.data.conll import read_tagged
+from tests.conftest import real_data
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def _shared(rel: str) -> Path:
-    p = SHARED / rel
-    if not p.is_file():
-        pytest.skip(f"real data file {p} is absent (the shared data folder is not on this machine)")
-    return p
 
 
 # ---------------------------------------------------------------- fixtures
@@ -110,7 +103,7 @@ def _independent_uner_parse(path: Path) -> tuple[int, list[tuple[str, str]], Cou
 
 
 def test_uner_da_dev_real_counts_and_first_sentence() -> None:
-    path = _shared("uner/da_ddt-ud-dev.iob2")
+    path = real_data("uner/da_ddt-ud-dev.iob2")
     n_sent, first, tags = _independent_uner_parse(path)
     sents = read_tagged(path)
     assert len(sents) == n_sent == 564
@@ -122,7 +115,7 @@ def test_uner_da_dev_real_counts_and_first_sentence() -> None:
 
 
 def test_uner_en_ewt_test_entity_sentence_matches_file() -> None:
-    path = _shared("uner/en_ewt-ud-test.iob2")
+    path = real_data("uner/en_ewt-ud-test.iob2")
     n_sent, first, tags = _independent_uner_parse(path)
     sents = read_tagged(path)
     assert len(sents) == n_sent
@@ -131,7 +124,7 @@ def test_uner_en_ewt_test_entity_sentence_matches_file() -> None:
 
 
 def test_pt_train_is_fast() -> None:
-    path = _shared("uner/pt_bosque-ud-train.iob2")
+    path = real_data("uner/pt_bosque-ud-train.iob2")
     best = float("inf")
     for _ in range(2):
         t0 = time.perf_counter()
@@ -144,7 +137,7 @@ def test_pt_train_is_fast() -> None:
 
 
 def test_xtreme_udpos_plain_tab_file() -> None:
-    path = _shared("xtreme/udpos/dev-de.tsv")
+    path = real_data("xtreme/udpos/dev-de.tsv")
     text = path.read_text(encoding="utf-8")
     blocks = [b for b in text.split("\n\n") if b.strip()]
     sents = read_tagged(path)
@@ -156,7 +149,7 @@ def test_xtreme_udpos_plain_tab_file() -> None:
 
 
 def test_xtreme_udpos_hash_token_kept() -> None:
-    path = _shared("xtreme/udpos/dev-en.tsv")
+    path = real_data("xtreme/udpos/dev-en.tsv")
     sents = read_tagged(path)
     text = path.read_text(encoding="utf-8")
     assert len(sents) == len([b for b in text.split("\n\n") if b.strip()])

@@ -8,9 +8,9 @@ import pytest
 
 from lfmlf.data.base import DataError, TaggedSentence
 from lfmlf.data.conllu import UPOS_TAGS, UdSentence, read_conllu, sniff_layout
+from tests.conftest import real_data
 
 FIX = Path(__file__).parent / "fixtures" / "pos"
-PUD = Path(__file__).resolve().parents[2] / "shared" / "data" / "ud_pud"
 PUD_LANGS = ("de", "en", "es", "fr", "pt", "ru", "sv", "zh")
 
 
@@ -90,10 +90,7 @@ def test_sniff_layout():
 
 # ------------------------------------------------------------------------------------------ real PUD files
 def _pud(lang: str) -> Path:
-    p = PUD / f"{lang}_pud-ud-test.conllu"
-    if not p.is_file():
-        pytest.skip(f"real data file {p} is absent (the shared data folder is not on this machine)")
-    return p
+    return real_data(f"ud_pud/{lang}_pud-ud-test.conllu")
 
 
 def _id_kinds(path: Path) -> tuple[int, int, int]:

@@ -4,7 +4,7 @@ The stand-in is a folder laid out like a hub dataset repo: a README.md whose YAM
 config per language (`configs:` with `data_files` per split) and `dataset_info` features, and parquet
 files written with proper `Features` (`ner_tags` a sequence of ClassLabel).  `load_wikiann(..., path=folder)`
 then goes through exactly the `datasets.load_dataset(path, lang, split=...)` call that hits the hub.
-Its sentences come from the real Universal NER files in /work/shared/data (read at test time).
+Its sentences come from the real Universal NER files of the shared data folder (read at test time).
 """
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ import pytest
 from lfmlf.data.base import DataError, TaggedSentence
 from lfmlf.data.conll import read_tagged
 from lfmlf.data.hub import WIKIANN_TAGS, load_wikiann
+from tests.conftest import real_data
 
 datasets = pytest.importorskip("datasets")
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 README = """---
 configs:
@@ -58,10 +57,7 @@ dataset_info:
 
 
 def _uner(name: str) -> list[TaggedSentence]:
-    p = SHARED / "uner" / name
-    if not p.is_file():
-        pytest.skip(f"real data file {p} is absent (the shared data folder is not on this machine)")
-    return read_tagged(p)
+    return read_tagged(real_data(f"uner/{name}"))
 
 
 def _with_entities(sents: list[TaggedSentence], k: int) -> list[TaggedSentence]:

@@ -9,9 +9,9 @@ import pytest
 
 from lfmlf.data.base import DataError
 from lfmlf.data.xnli import NLI_LABELS, NliPair, read_xnli, split_by_premise
+from tests.conftest import real_data
 
 FIX = Path(__file__).parent / "fixtures" / "nli"
-XNLI = Path(__file__).resolve().parents[2] / "shared" / "data" / "xtreme" / "xnli"
 XNLI_LANGS = ("ar", "de", "el", "en", "es", "fr", "hi", "ru", "th", "vi", "zh")
 
 
@@ -91,10 +91,7 @@ def test_split_by_premise_keeps_both_sides_non_empty():
 
 # ------------------------------------------------------------------------------------------ real files
 def _real(lang: str) -> Path:
-    p = XNLI / f"dev-{lang}.tsv"
-    if not p.is_file():
-        pytest.skip(f"real data file {p} is absent (the shared data folder is not on this machine)")
-    return p
+    return real_data(f"xtreme/xnli/dev-{lang}.tsv")
 
 
 @pytest.mark.parametrize("lang", XNLI_LANGS)

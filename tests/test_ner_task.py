@@ -7,6 +7,7 @@ import torch
 from lfmlf.config import TaskConfig
 from lfmlf.data.base import TaggedSentence
 from lfmlf.tasks.ner import IGNORE, NerTask, align_labels
+from tests.conftest import real_data
 
 
 def test_label_goes_on_the_first_piece_that_is_not_a_bare_marker():
@@ -20,13 +21,13 @@ def test_label_goes_on_the_first_piece_that_is_not_a_bare_marker():
     assert align_labels([None, 0, 0, 0], ["<s>", "\u2581Ber", "li", "n"], [1]) == [IGNORE, 1, IGNORE, IGNORE]
 
 
-def test_real_xlmr_tokenizer_never_labels_a_bare_marker_when_the_word_has_more(encoder_dir, data_dir):
+def test_real_xlmr_tokenizer_never_labels_a_bare_marker_when_the_word_has_more(encoder_dir):
     from transformers import AutoTokenizer
 
     from lfmlf.data.conll import read_tagged
 
     tok = AutoTokenizer.from_pretrained(encoder_dir)
-    sents = read_tagged(data_dir / "xtreme" / "udpos" / "dev-zh.tsv")[:50]
+    sents = read_tagged(real_data("xtreme/udpos/dev-zh.tsv"))[:50]
     enc = tok([list(s.tokens) for s in sents], is_split_into_words=True, truncation=True, max_length=256)
     bare_firsts = 0
     for i, s in enumerate(sents):

@@ -15,9 +15,9 @@ from lfmlf.data.base import DataError
 from lfmlf.data.xnli import NLI_LABELS, NliPair
 from lfmlf.models import TaskModel, load_encoder, train_tokenizer
 from lfmlf.tasks.nli import FirstTokenHead, NliTask
+from tests.conftest import real_data
 
 FIX = Path(__file__).parent / "fixtures" / "nli"
-XNLI = Path(__file__).resolve().parents[2] / "shared" / "data" / "xtreme" / "xnli"
 CPU = torch.device("cpu")
 
 
@@ -38,10 +38,9 @@ def tok():
 def _xnli_task(**kw) -> NliTask:
     """Sources en (split_dev from its dev file) and targets de, fr (whole dev files), on the real data."""
     for lang in ("en", "de", "fr"):
-        if not (XNLI / f"dev-{lang}.tsv").is_file():
-            pytest.skip(f"real data file {XNLI / f'dev-{lang}.tsv'} is absent")
+        real_data(f"xtreme/xnli/dev-{lang}.tsv")
     files = {lang: SplitFiles(dev=f"dev-{lang}.tsv") for lang in ("en", "de", "fr")}
-    return NliTask(_cfg(format="xnli", data_dir=str(XNLI), files=files, target_split="dev", max_length=64,
+    return NliTask(_cfg(format="xnli", data_dir=str(real_data("xtreme/xnli")), files=files, target_split="dev", max_length=64,
                         **kw))
 
 

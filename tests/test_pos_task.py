@@ -16,9 +16,9 @@ from lfmlf.data.conllu import UPOS_TAGS
 from lfmlf.models import TaskModel, load_encoder
 from lfmlf.tasks.pos import PosTask, upos_accuracy
 from lfmlf.tasks.tagging import IGNORE
+from tests.conftest import real_data
 
 FIX = Path(__file__).parent / "fixtures" / "pos"
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CPU = torch.device("cpu")
 
 
@@ -237,17 +237,10 @@ def test_hub_format_reads_a_universal_dependencies_style_dataset(offline, tmp_pa
 
 
 # ------------------------------------------------------------------------------------------ real data
-def _real(rel: str) -> Path:
-    p = DATA / rel
-    if not p.is_file():
-        pytest.skip(f"real data file {p} is absent (the shared data folder is not on this machine)")
-    return p
-
-
 def test_real_xtreme_udpos_and_pud_through_the_task():
-    _real("xtreme/udpos/train-en.tsv")
-    _real("ud_pud/de_pud-ud-test.conllu")
-    task = PosTask(_cfg(format="udpos", data_dir=str(DATA),
+    real_data("xtreme/udpos/train-en.tsv")
+    real_data("ud_pud/de_pud-ud-test.conllu")
+    task = PosTask(_cfg(format="udpos", data_dir=str(real_data()),
                         files={"en": SplitFiles(train="xtreme/udpos/train-en.tsv",
                                                 dev="xtreme/udpos/dev-en.tsv"),
                                "de": SplitFiles(test="ud_pud/de_pud-ud-test.conllu")}))
@@ -328,12 +321,12 @@ def test_real_encoder_en_upos_transfers_zero_shot_to_pud(encoder_dir, monkeypatc
 
     for rel in ("xtreme/udpos/train-en.tsv", "xtreme/udpos/dev-en.tsv",
                 *(f"ud_pud/{lang}_pud-ud-test.conllu" for lang in ("de", "es", "fr", "zh"))):
-        _real(rel)
+        real_data(rel)
     monkeypatch.setitem(TASKS, "pos", PosTask)
     targets = ("de", "es", "fr", "zh")
     files = {"en": SplitFiles(train="xtreme/udpos/train-en.tsv", dev="xtreme/udpos/dev-en.tsv"),
              **{lang: SplitFiles(test=f"ud_pud/{lang}_pud-ud-test.conllu") for lang in targets}}
-    task = _cfg(format="udpos", data_dir=str(DATA), files=files, max_length=128, max_train_sentences=2400,
+    task = _cfg(format="udpos", data_dir=str(real_data()), files=files, max_length=128, max_train_sentences=2400,
                 max_eval_sentences=300)
     PosTask.check_data(task, ["en"], targets)
     spec = TrialSpec(sweep="slow-pos", method="mlf", sources=("en",), targets=targets, pool=("en", *targets),

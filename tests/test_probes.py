@@ -14,6 +14,7 @@ from lfmlf.data.base import DataError
 from lfmlf.models import ModelError, TaskModel
 from lfmlf.probes import RetrievalProbe, metrics, model_key, read_pairs, read_pud, read_tatoeba, top1
 from lfmlf.probes.retrieval import _build
+from tests.conftest import real_data
 
 FIXTURES = Path(__file__).parent / "fixtures" / "probe"
 
@@ -302,10 +303,10 @@ def test_bad_pud_files(tmp_path):
 # ------------------------------------------------------------------------------------------------ real data
 @pytest.fixture(scope="module")
 def shared_data() -> Path:
-    data = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not (data / "tatoeba").is_dir() or not (data / "ud_pud").is_dir():
-        pytest.skip(f"the shared data folder {data} is not there")
-    return data
+    """The shared data folder, with its Tatoeba and PUD folders (else the test is skipped)."""
+    real_data("tatoeba")
+    real_data("ud_pud")
+    return real_data()
 
 
 def test_real_tatoeba_pairs(shared_data, tmp_path):

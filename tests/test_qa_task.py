@@ -16,9 +16,9 @@ from lfmlf.data.base import DataError
 from lfmlf.data.squad import SYNTHETIC_QA_LANGS, QaExample, load_squad_hub, read_squad, synthetic_qa
 from lfmlf.tasks.qa import QaTask, answer_positions, best_spans, encode_qa
 from lfmlf.tasks.qa_metrics import normalize_answer
+from tests.conftest import real_data
 
 FIXTURES = Path(__file__).parent / "fixtures" / "qa"
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CPU = torch.device("cpu")
 
 
@@ -35,13 +35,6 @@ def _tokenizer(texts, vocab=400):
     from lfmlf.models import train_tokenizer
 
     return train_tokenizer(list(texts), vocab)
-
-
-def _real(path: str) -> Path:
-    p = DATA / path
-    if not p.is_file():
-        pytest.skip(f"real data file {p} is absent (the shared data folder is not on this machine)")
-    return p
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -63,7 +56,7 @@ def test_read_fixture_keeps_all_gold_answers_and_offsets():
     ("xtreme/mlqa_dev/dev-context-de-question-de.json", 512, None),
 ])
 def test_read_real_files(path, questions, contexts):
-    rows = read_squad(_real(path))
+    rows = read_squad(real_data(path))
     assert len(rows) == questions
     if contexts:
         assert len({r.context for r in rows}) == contexts
@@ -74,7 +67,7 @@ def test_read_real_files(path, questions, contexts):
 def test_tydi_dev_files_without_gold_answers_say_so():
     # the shared copies of XTREME's TyDi QA GoldP dev files have every answer blanked ({"text": ""})
     with pytest.raises(DataError, match=r"tydiqa.goldp.en.dev.json: data\[0\].*no gold answers.*Fix:"):
-        read_squad(_real("xtreme/tydiqa_goldp/tydiqa.goldp.en.dev.json"))
+        read_squad(real_data("xtreme/tydiqa_goldp/tydiqa.goldp.en.dev.json"))
 
 
 def test_missing_file_and_malformed_json_name_the_file_and_fix():

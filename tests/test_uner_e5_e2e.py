@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, real_data
 
 pytestmark = pytest.mark.slow
 
@@ -16,6 +16,7 @@ pytestmark = pytest.mark.slow
 def test_reduced_uner_e5_sweep(tmp_path, data_dir, encoder_dir):
     from mlflow.tracking import MlflowClient
 
+    real_data("uner")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     env = {**os.environ, "LFMLF_ENCODER_DIR": str(encoder_dir), "LFMLF_DATA_DIR": str(data_dir)}
     reduced = ["search.num_samples=1", "train.max_steps=30", "train.eval_every=15", "train.batch_size=12",
