@@ -1,7 +1,6 @@
 """lfmlf.data.conll.read_tagged on hand-written fixtures and on the real files of the shared data folder."""
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -123,17 +122,13 @@ def test_uner_en_ewt_test_entity_sentence_matches_file() -> None:
     assert Counter(t for s in sents for t in s.tags) == tags
 
 
-def test_pt_train_is_fast() -> None:
+def test_pt_train_every_sentence_and_token() -> None:
+    """The largest UNER training file (its reading time: ``benchmarks/data_reading.py``)."""
     path = real_data("uner/pt_bosque-ud-train.iob2")
-    best = float("inf")
-    for _ in range(2):
-        t0 = time.perf_counter()
-        sents = read_tagged(path)
-        best = min(best, time.perf_counter() - t0)
+    sents = read_tagged(path)
     n_sent, _, tags = _independent_uner_parse(path)
     assert len(sents) == n_sent == 7018
     assert sum(len(s.tokens) for s in sents) == sum(tags.values()) == 171776
-    assert best < 1.5, f"reading {path.name} took {best:.2f}s (budget < 1 s, 1.5 s allowed for noisy CI)"
 
 
 def test_xtreme_udpos_plain_tab_file() -> None:
