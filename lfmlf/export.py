@@ -26,9 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
+from lfmlf.config import TrialSpec
 from lfmlf.errors import SweepError
+from lfmlf.loop import averaged_weights, build_model, selected_weights
+from lfmlf.models import ModelError, eval_mode, tokenizer_digest
+from lfmlf.storage import is_uri, redact
+from lfmlf.tasks import TASKS
+from lfmlf.tracking import RunStore, resolve_uri
 
 EXPORT_FILE = "lfmlf.json"
 HEAD_FILE = "head.safetensors"
@@ -56,7 +63,7 @@ class ExportedModel(nn.Module):
 def load_exported(path: str | Path, device: str | torch.device = "cpu") -> ExportedModel:
     """Load an export (:func:`write_model`) with ``AutoModel``, ``AutoTokenizer`` and a plain linear head.
     Depends on torch, transformers and safetensors only: copy it next to your own code if you like."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # here, so that this function can be copied on its own
     from transformers import AutoModel, AutoTokenizer
 
     folder = Path(path)
@@ -78,8 +85,6 @@ def describe_head(head: nn.Module, hidden_size: int) -> tuple[nn.Linear, str]:
     """(the head's linear layer, its input: ``every_token`` or ``first_token``). Every task head of lfmlf is
     dropout + one linear layer over every token's or the first token's hidden state; this checks it by
     running the head (in eval mode) on random states, so a head of another shape is refused, not misread."""
-    from lfmlf.models import ModelError, eval_mode
-
     linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
     others = [n for n, m in head.named_modules() if not isinstance(m, (nn.Linear, nn.Dropout))
               and any(True for _ in m.parameters(recurse=False))]
@@ -125,10 +130,6 @@ def write_model(out: str | Path, state: Mapping[str, Any], *, averaged: bool = F
     into ``lfmlf.json`` under ``run`` / ``selection``. Rebuilds the trial's model from its spec (on the CPU),
     so the data and model paths in the spec must exist here; a rebuilt tokenizer other than the one the
     checkpoint was trained with is an error."""
-    from lfmlf.config import TrialSpec
-    from lfmlf.loop import build_model
-    from lfmlf.tasks import TASKS
-
     provenance = dict(provenance or {})
     spec = TrialSpec.model_validate(state["spec"])
     metric = TASKS[spec.task.name].metric
@@ -165,8 +166,6 @@ def write_model(out: str | Path, state: Mapping[str, Any], *, averaged: bool = F
 def _kept_weights(state: Mapping[str, Any], averaged: bool) -> tuple[list[int], dict[str, Any]]:
     """(the steps, the trainable weights) a checkpoint keeps: its selected evaluation's, or with ``averaged``
     the average of its last evaluations'; a checkpoint without them is a SweepError naming the fix."""
-    from lfmlf.loop import averaged_weights, selected_weights
-
     try:
         if averaged:
             steps, weights = averaged_weights(state)
@@ -185,8 +184,6 @@ def _load_kept_weights(model: nn.Module, tokenizer: Any, weights: Mapping[str, A
     """Load ``weights`` into the rebuilt ``model`` (then in eval mode) after checking that the rebuilt
     tokenizer is the one the checkpoint was trained with and that the weights are exactly the model's
     trainable parameters; returns the tokenizer's digest."""
-    from lfmlf.models import tokenizer_digest
-
     digest = tokenizer_digest(tokenizer)
     if state.get("tokenizer") and state["tokenizer"] != digest:
         raise SweepError(f"the tokenizer rebuilt for {source} is not the one the run trained "
@@ -206,16 +203,14 @@ def _load_kept_weights(model: nn.Module, tokenizer: Any, weights: Mapping[str, A
 def _save_files(folder: Path, encoder: nn.Module, tokenizer: Any, lin: nn.Linear, digest: str) -> None:
     """(Re)create ``folder`` with the encoder and the tokenizer (``save_pretrained``; the tokenizer must read
     back through AutoTokenizer with the same ``digest``) and the head's weight and bias."""
-    from safetensors.torch import save_file
-
-    from lfmlf.models import tokenizer_digest
+    from safetensors.torch import save_file  # lazy: only writing a model needs safetensors
 
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     encoder.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: transformers is slow to import
 
     if tokenizer_digest(AutoTokenizer.from_pretrained(folder)) != digest:
         raise SweepError(f"AutoTokenizer does not read back from {folder} the tokenizer that was saved there "
@@ -251,9 +246,7 @@ def log_model(store: Any, run_id: str, folder: Path, averaged: bool = False) -> 
 
 # ------------------------------------------------------------------------------------ finding a checkpoint
 def _filesystem(location: str) -> tuple[Any, str]:
-    from pyarrow import fs
-
-    from lfmlf.storage import is_uri
+    from pyarrow import fs  # lazy: only a URI location needs pyarrow
 
     if is_uri(location):
         return fs.FileSystem.from_uri(location)
@@ -261,7 +254,7 @@ def _filesystem(location: str) -> tuple[Any, str]:
 
 
 def _children(filesystem: Any, path: str) -> list[Any]:
-    from pyarrow import fs
+    from pyarrow import fs  # lazy: as above
 
     try:
         return filesystem.get_file_info(fs.FileSelector(path, allow_not_found=True))
@@ -273,8 +266,6 @@ def trial_folders(tags: Mapping[str, str], storage: str | None) -> list[str]:
     """Where a trial's Ray folder may be, best guess first: its ``lfmlf.trial_dir`` tag when that is a URI
     or an absolute path, then its folder name (or ``*_<tune trial id>``) below the storage's
     ``ray/sweep`` and ``ray/rerun`` (Ray's trial path on S3 carries no scheme; the storage location does)."""
-    from lfmlf.storage import is_uri
-
     tagged = tags.get("lfmlf.trial_dir", "").rstrip("/")
     out = [tagged] if tagged and (is_uri(tagged) or Path(tagged).is_absolute()) else []
     if storage:
@@ -328,11 +319,6 @@ def export(source: str, out: str | Path | None = None, tracking_uri: str | None 
     """``lfmlf export``: ``source`` is a trial's MLflow run id or a configuration file written by
     ``lfmlf best`` (its ``selection.trial_run_id``). Finds the trial's newest checkpoint in the sweep's
     storage, writes the selected (or averaged) model to ``out`` and logs it to the trial's run."""
-    import yaml
-
-    from lfmlf.storage import redact
-    from lfmlf.tracking import RunStore, resolve_uri
-
     selection, experiment, yaml_uri = None, "lfmlf", None
     path = Path(source)
     if path.suffix in (".yaml", ".yml") or path.is_file():

@@ -7,8 +7,11 @@ explicit, and the freezing options (word embeddings, bottom n layers) are applie
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Iterator
 
 import torch
@@ -101,6 +104,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):  # -> PreTrainedToke
     """A subword tokenizer with XLM-R's conventions (``▁`` word markers, ``<s> ... </s>``) trained on
     ``texts``. BPE rather than Unigram: the Unigram trainer is not deterministic across runs, and theta0
     (hence every forgetting measure) must be identical in every trial of a sweep."""
+    # lazy: tokenizers and transformers are slow to import, and the CLI's checks never train a tokenizer
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -124,9 +128,6 @@ def tokenizer_digest(tokenizer) -> str:
     without the truncation and padding state that every ``tokenizer(..., truncation=True)`` call changes.
     The loop records it in every checkpoint: an exported model must carry exactly the tokenizer it was
     trained with, and the tiny model's is rebuilt (trained again) on export."""
-    import hashlib
-    import json
-
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise ModelError(f"{type(tokenizer).__name__} is not a fast tokenizer; lfmlf needs one (word ids)")
@@ -140,10 +141,10 @@ def tokenizer_digest(tokenizer) -> str:
 
 def _tiny_classes(architecture: str):  # -> (config class, model class, masked-LM class)
     if architecture == "xlm-roberta":
-        from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM, XLMRobertaModel
+        from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM, XLMRobertaModel  # lazy: slow import
 
         return XLMRobertaConfig, XLMRobertaModel, XLMRobertaForMaskedLM
-    from transformers import BertConfig, BertForMaskedLM, BertModel
+    from transformers import BertConfig, BertForMaskedLM, BertModel  # lazy: slow import
 
     return BertConfig, BertModel, BertForMaskedLM
 
@@ -193,6 +194,7 @@ def load_encoder(cfg: ModelConfig, texts: Iterable[str] | None = None, mlm_head:
             mlm = _tiny_mlm(encoder, cfg)
             encoder = mlm.base_model
     else:
+        # lazy: transformers is slow to import
         from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
         try:
@@ -231,16 +233,13 @@ def has_mlm_head(path: str) -> bool | None:
     none *and* its config.json names no masked-LM or pre-training architecture (a plain encoder such as
     the e5 build); None when that cannot be told (a hub id, another checkpoint format), which leaves the
     check to loading time."""
-    import json
-    from pathlib import Path
-
     if path == "tiny":
         return True
     folder = Path(path)
     files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
     if not files:
         return None
-    from safetensors import safe_open
+    from safetensors import safe_open  # lazy: only a local checkpoint is read
 
     heads = ("cls.", "lm_head.", "vocab_", "generator_", "mlm.", "predictions.")
     for f in files:

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import yaml
 from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from lfmlf.config import SweepConfig
 from lfmlf.errors import SweepError
@@ -184,8 +185,6 @@ class _Driver:
 
 def _sweep_tuner(d: _Driver, cfg: SweepConfig, parent: str, optuna_url: str, studies: dict[str, str]) -> tune.Tuner:
     """A fresh Tuner for every method's study: one Optuna searcher and one ASHA (or FIFO) per method."""
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
     metric, mode = search_metric(cfg), cfg.search.mode
     sc = cfg.search.scheduler
     max_t = -(-cfg.train.max_steps // cfg.train.eval_every)

@@ -15,7 +15,9 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from lfmlf.config import TaskConfig
-from lfmlf.data.xnli import NLI_LABELS, NliPair, split_by_premise
+from lfmlf.data.hub import load_xnli_hub
+from lfmlf.data.synthetic import synthetic_nli
+from lfmlf.data.xnli import NLI_LABELS, NliPair, read_xnli, split_by_premise
 from lfmlf.models import eval_mode
 from lfmlf.tasks.base import Example, Task, TaskOptions, check_split_files, splits_needed
 
@@ -139,16 +141,10 @@ class NliTask(Task):
         if key not in self._stored:
             cfg = self.cfg
             if cfg.format == "xnli":
-                from lfmlf.data.xnli import read_xnli
-
                 pairs = read_xnli(Path(cfg.data_dir or ".") / getattr(cfg.files[lang], split))
             elif cfg.format == "hub":
-                from lfmlf.data.hub import load_xnli_hub
-
                 pairs = load_xnli_hub(lang, split, path=cfg.hub_path or "facebook/xnli", revision=cfg.hub_revision)
             else:
-                from lfmlf.data.synthetic import synthetic_nli
-
                 pairs = synthetic_nli([lang], split, getattr(cfg.synthetic, split))[lang]
             self._stored[key] = pairs
         return self._stored[key]
