@@ -9,7 +9,6 @@ rule), and ``lfmlf train`` and ``lfmlf rerun`` accept it (or any sweep file that
 from __future__ import annotations
 
 import difflib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from lfmlf.selection import oracle_metric, selection_label
 from lfmlf.storage import redact
 from lfmlf.tasks import TASKS
 from lfmlf.tracking import RunStore, resolve_uri, start_run
+from lfmlf.trial_record import record_end, record_evaluation, record_start, run_tags
 
 
 # ----------------------------------------------------------------------------------------------- best
@@ -180,19 +180,16 @@ def train(cfg: SweepConfig, tracking_uri: str | None = None, seed: int | None = 
     uri = resolve_uri(tracking_uri, cfg.tracking.uri)
     selection = {f"lfmlf.selected.{k}": str(v) for k, v in (cfg.selection or {}).items() if k.endswith("run_id")}
     tracker = start_run(uri, cfg.tracking.experiment, f"train-{cfg.name}-seed{spec.train.seed}", "train",
-                        spec.flat_params(), {"lfmlf.method": method, "lfmlf.source_set": "+".join(spec.sources),
-                                             "lfmlf.seed": str(spec.train.seed), **selection,
-                                             **{f"lfmlf.source.{s}": "true" for s in spec.sources}})
+                        spec.flat_params(), {**run_tags(spec), "lfmlf.seed": str(spec.train.seed), **selection})
     run_id = tracker.parent_id or ""
-    tracker.log_text(run_id, yaml.safe_dump(redact_data(spec.model_dump(mode="json")), sort_keys=False),
-                     "trial_config.yaml")
+    record_start(tracker, run_id, spec)
     metrics: dict[str, float] = {}
     status = "FAILED"
     last = None
     try:
         for evaluation in fit(spec):
             metrics, last = evaluation.metrics, evaluation
-            tracker.log_metrics(run_id, {k: v for k, v in metrics.items() if "/" in k}, step=evaluation.step)
+            record_evaluation(tracker, run_id, metrics, evaluation.step)
             print(f"step {evaluation.step}: " + "  ".join(f"{k} {metrics[k]:.4f}" for k in sorted(metrics)
                                                          if k.endswith("/avg") and not k.startswith("best/")))
         status = "FINISHED"
@@ -200,9 +197,7 @@ def train(cfg: SweepConfig, tracking_uri: str | None = None, seed: int | None = 
         status = "KILLED"
         raise
     finally:
-        final = {k: v for k, v in metrics.items()
-                 if k.startswith(("best/", "zero_shot/", "source/", "forgetting/", "avg/"))}
-        tracker.log_text(run_id, json.dumps(final, indent=2, sort_keys=True), "final_metrics.json")
+        record_end(tracker, run_id, metrics, max_steps=spec.train.max_steps)
         tracker.finish_sweep(status)
     print(f"MLflow run {run_id} in {uri}")
     if save is not None and last is not None:

@@ -2,18 +2,15 @@
 process only (through :class:`lfmlf.tracking.SweepTracker`)."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 from ray import tune
 
-from lfmlf.lineage import trial_files
-from lfmlf.redaction import redact_data
 from lfmlf.sweep.trainable import RerunSpecs, SweepSpecs
 from lfmlf.tracking import SweepTracker
+from lfmlf.trial_record import record_end, record_evaluation, record_start, run_tags
 
 
 class TrackingCallback(tune.Callback):
@@ -54,16 +51,13 @@ class TrackingCallback(tune.Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         spec = self.specs(trial.config)
-        tags = {"lfmlf.method": spec.method, "lfmlf.source_set": "+".join(spec.sources),
-                **self._optuna_number(trial.trial_id), **self.specs.tags(trial.config),
-                "lfmlf.trial_dir": self.specs.trial_location(trial), **{f"lfmlf.source.{s}": "true" for s in spec.sources}}
+        tags = {**run_tags(spec), **self._optuna_number(trial.trial_id), **self.specs.tags(trial.config),
+                "lfmlf.trial_dir": self.specs.trial_location(trial)}
         fresh = self.tracker.run_id(trial.trial_id) is None
         run_id = self.tracker.trial_run(trial.trial_id, self.specs.run_name(trial.config, trial.trial_id),
                                         spec.flat_params(), {**tags, **self.lineage_tags})
-        if fresh:   # what the numbers came from: written once per run
-            self.tracker.log_text(run_id, yaml.safe_dump(redact_data(spec.model_dump(mode="json")), sort_keys=False),
-                                  "trial_config.yaml")
-            self.tracker.log_data_files(run_id, trial_files(spec))
+        if fresh:
+            record_start(self.tracker, run_id, spec)
             self._link_optuna(trial.trial_id, run_id)
         if trial.trial_id not in self._logged:
             self._logged[trial.trial_id] = self.tracker.last_step(run_id)
@@ -80,8 +74,7 @@ class TrackingCallback(tune.Callback):
             return
         if run_id is None or step <= self._logged.get(trial.trial_id, -1):
             return
-        metrics = {k: v for k, v in result.items() if "/" in k and isinstance(v, (int, float))}
-        self.tracker.log_metrics(run_id, metrics, step=step)
+        record_evaluation(self.tracker, run_id, result, step)
         self._logged[trial.trial_id] = step
         node = result.get("node_id")
         if isinstance(node, str) and node not in self._nodes.setdefault(trial.trial_id, []):
@@ -97,10 +90,7 @@ class TrackingCallback(tune.Callback):
         if trial.trial_id in self._diverged or last.get("diverged"):   # a result, but not a finished trial
             self.tracker.finish_trial(trial.trial_id, "FAILED")
             return
-        done = int(last.get("step", 0)) >= self.specs(trial.config).train.max_steps
-        self.tracker.set_tags(run_id, {"lfmlf.stopped_early": str(not done).lower()})
-        final = {k: v for k, v in last.items() if k.startswith(("best/", "zero_shot/", "source/", "forgetting/", "avg/"))}
-        self.tracker.log_text(run_id, json.dumps(final, indent=2, sort_keys=True), "final_metrics.json")
+        record_end(self.tracker, run_id, last, max_steps=self.specs(trial.config).train.max_steps)
         self.tracker.finish_trial(trial.trial_id, "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
