@@ -148,6 +148,7 @@ class Phases:
 def instrument_modules(phases: Phases) -> None:
     """Wrap the lfmlf functions the step goes through, in this process only (no file is modified)."""
     import torch
+
     import lfmlf.forgetting as forgetting
     import lfmlf.grads as grads
     import lfmlf.methods.lfmlf as lfm
@@ -207,6 +208,7 @@ class Trial:
 
     def __init__(self, job: dict[str, Any], label: str, method: str, params: dict[str, Any], total: int) -> None:
         import torch
+
         from lfmlf.device import pick_device
         from lfmlf.loop import build_parts
 
@@ -224,6 +226,7 @@ class Trial:
     def plan(self, job: dict[str, Any], total: int) -> list:
         """The loop's batches for ``total`` steps: LanguageStream + language_weights + allocate + collate."""
         import torch
+
         from lfmlf.data.streams import LanguageStream, allocate, language_weights
         from lfmlf.tasks.base import collate
 
@@ -251,6 +254,7 @@ class Trial:
         import dataclasses
 
         import torch
+
         from lfmlf.loop import train_step
 
         device, parts = self.device, self.parts

@@ -335,7 +335,7 @@ def _recorded_metrics(store, rerun_id: str) -> dict[str, str]:
     for key in filter(None, store.params(rerun_id).get("configs", "").split(",")):
         try:
             conf = yaml.safe_load(store.text(rerun_id, f"configs/{key}.yaml")) or {}
-        except Exception as e:   # noqa: BLE001 (an artifact missing or unreadable: fall back to the sweep's metric)
+        except Exception as e:
             print(f"lfmlf: rerun configuration {key} not readable ({type(e).__name__}); its selection metric is "
                   "taken to be the sweep's")
             continue

@@ -340,7 +340,7 @@ def export(source: str, out: str | Path | None = None, tracking_uri: str | None 
     store = RunStore(uri, experiment)
     try:
         tags = store.tags(run_id)
-    except Exception as e:   # noqa: BLE001 - MLflow's "run not found" (no MLflow import here)
+    except Exception as e:
         raise SweepError(f"no run {run_id} in MLflow store {redact(uri)} ({type(e).__name__}). Fix: pass the "
                          "trial's run id and the --tracking-uri its sweep used.") from None
     if tags.get("lfmlf.role") == "train":

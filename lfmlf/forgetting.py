@@ -12,8 +12,9 @@ pre-trained masked-LM head and a masked batch of unlabelled text every step.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal, Mapping
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -44,7 +45,7 @@ class Forgetting(ABC):
         """Snapshot what the objective needs from theta0 (parameters, or a frozen encoder)."""
 
     @abstractmethod
-    def value_and_grad(self, model: TaskModel, obj: "StepObjectives") -> tuple[float, Tensor]:
+    def value_and_grad(self, model: TaskModel, obj: StepObjectives) -> tuple[float, Tensor]:
         """(value, flat gradient over ``model.pretrained_parameters()``) on the step's objectives (current
         hidden states of the source sub-batches with graphs attached, the sub-batches, unlabelled text).
         Keeps the autograd graphs of ``obj.hidden`` alive (the task gradients are taken afterwards)."""
@@ -59,7 +60,7 @@ class L2Forgetting(Forgetting):
         self.theta0 = flat_params([p for _, p in model.pretrained_parameters()]).clone()
         self.g = torch.empty_like(self.theta0)   # reused every step: callers use g_F within the step
 
-    def value_and_grad(self, model: TaskModel, obj: "StepObjectives") -> tuple[float, Tensor]:
+    def value_and_grad(self, model: TaskModel, obj: StepObjectives) -> tuple[float, Tensor]:
         g = torch.sub(flat_params([p for _, p in model.pretrained_parameters()]), self.theta0, out=self.g)
         return 0.5 * torch.dot(g, g).item(), g
 
@@ -71,10 +72,10 @@ class _AutogradForgetting(Forgetting):
         self.g = flat_params([p for _, p in model.pretrained_parameters()]).clone()  # buffer reused every step
 
     @abstractmethod
-    def loss(self, model: TaskModel, obj: "StepObjectives") -> Tensor:
+    def loss(self, model: TaskModel, obj: StepObjectives) -> Tensor:
         """The objective as a scalar tensor with its graph."""
 
-    def value_and_grad(self, model: TaskModel, obj: "StepObjectives") -> tuple[float, Tensor]:
+    def value_and_grad(self, model: TaskModel, obj: StepObjectives) -> tuple[float, Tensor]:
         params = [p for _, p in model.pretrained_parameters()]
         value = self.loss(model, obj)
         grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
@@ -93,7 +94,7 @@ class DistillForgetting(_AutogradForgetting):
         super().setup(model)
         self.reference = model.frozen_encoder_copy()
 
-    def loss(self, model: TaskModel, obj: "StepObjectives") -> Tensor:
+    def loss(self, model: TaskModel, obj: StepObjectives) -> Tensor:
         return distill_objective(self.reference, model, obj)
 
 
@@ -105,12 +106,12 @@ class MlmForgetting(_AutogradForgetting):
     name = "mlm"
     needs = Needs(mlm_head=True, unlabelled="masked")
 
-    def loss(self, model: TaskModel, obj: "StepObjectives") -> Tensor:
+    def loss(self, model: TaskModel, obj: StepObjectives) -> Tensor:
         assert obj.unlabelled is not None, "the loop gives a masked batch to methods that need one"
         return model.mlm_loss(obj.unlabelled)
 
 
-def distill_objective(reference: torch.nn.Module, model: TaskModel, obj: "StepObjectives") -> Tensor:
+def distill_objective(reference: torch.nn.Module, model: TaskModel, obj: StepObjectives) -> Tensor:
     """Distillation toward ``reference`` on the unlabelled text if the step has some, else on the step's
     own source sub-batches (their hidden states are already computed)."""
     if obj.unlabelled is not None:

@@ -5,7 +5,7 @@ are the only place that flattens and un-flattens, so the methods hold only their
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn

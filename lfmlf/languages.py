@@ -6,8 +6,8 @@ value and the MLflow param, so one canonical spelling is used everywhere.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from itertools import combinations
-from typing import Iterable, Sequence
 
 from lfmlf.errors import UserError
 

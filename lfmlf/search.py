@@ -218,7 +218,7 @@ def study_storage(url: str) -> optuna.storages.BaseStorage:
 
 def trial_finished(study: optuna.Study, trial: optuna.Trial) -> bool:
     """Whether the persistent study already holds ``trial`` as finished (COMPLETE, PRUNED or FAIL)."""
-    return study._storage.get_trial(trial._trial_id).state.is_finished()  # noqa: SLF001 (Optuna's own ids)
+    return study._storage.get_trial(trial._trial_id).state.is_finished()
 
 
 def fail_orphaned_trials(url: str, name: str) -> int:
@@ -231,7 +231,7 @@ def fail_orphaned_trials(url: str, name: str) -> int:
         return 0
     orphans = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
     for t in orphans:
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001 (Optuna's own id)
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
     return len(orphans)
 
 

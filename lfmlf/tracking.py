@@ -19,8 +19,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from filelock import FileLock
 
@@ -76,7 +76,7 @@ def check_store(uri: str, timeout_s: float = 10.0) -> None:
         return
     try:
         open_store(uri, None, create=False)[0].search_experiments(max_results=1)
-    except Exception as e:   # noqa: BLE001 - whatever the backend raises, the store is unusable
+    except Exception as e:
         line = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         raise TrackingError(f"the MLflow store {shown} cannot be opened: {line}. Fix: point --tracking-uri (or "
                             "tracking.uri, MLFLOW_TRACKING_URI) at a working store, e.g. "

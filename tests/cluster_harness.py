@@ -591,7 +591,7 @@ class NamespaceCluster:
         log_path = None
         if "stdout" not in kwargs:
             log_path = self.log_dir / f"{log_name}-{len(self._procs)}.log"
-            log = open(log_path, "wb")  # noqa: SIM115 - closed in close()
+            log = open(log_path, "wb")
             self._logs.append(log)
             kwargs["stdout"] = log
             kwargs.setdefault("stderr", subprocess.STDOUT)

@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("ray")
 
-from lfmlf.config import load_sweep  # noqa: E402
-from lfmlf.sweep import _probe  # noqa: E402
-from lfmlf.sweep.cluster import node_paths, shipped_env  # noqa: E402
+from lfmlf.config import load_sweep
+from lfmlf.sweep import _probe
+from lfmlf.sweep.cluster import node_paths, shipped_env
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CONLL = FIXTURES / "config" / "conll" / "sweep.yaml"

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from cluster_harness import NamespaceCluster, namespaces_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]

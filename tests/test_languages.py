@@ -12,7 +12,6 @@ from lfmlf.languages import (
     enumerate_sets,
 )
 
-
 # ---------------------------------------------------------------- check_language
 
 

@@ -14,9 +14,9 @@ import pytest
 
 pytest.importorskip("ray")
 
-from lfmlf.search import DefineByRun, ParamSpec, fail_orphaned_trials, study_storage  # noqa: E402
-from lfmlf.sweep import ResumableOptunaSearch  # noqa: E402
-from lfmlf.tracking import SweepTracker  # noqa: E402
+from lfmlf.search import DefineByRun, ParamSpec, fail_orphaned_trials, study_storage
+from lfmlf.sweep import ResumableOptunaSearch
+from lfmlf.tracking import SweepTracker
 
 
 def _searcher(url: str) -> ResumableOptunaSearch:

@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("ray.tune")
 
-from ray.tune.schedulers import TrialScheduler  # noqa: E402
-from ray.tune.search import Searcher  # noqa: E402
+from ray.tune.schedulers import TrialScheduler
+from ray.tune.search import Searcher
 
-from lfmlf.sweep.routing import MethodScheduler, MethodSearch  # noqa: E402
+from lfmlf.sweep.routing import MethodScheduler, MethodSearch
 
 
 class FakeStudy(Searcher):

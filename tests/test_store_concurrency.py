@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import time
-from pathlib import Path
 
 import pytest
 
@@ -23,7 +22,7 @@ def _open(uri: str, optuna_url: str, start: float, out) -> None:
         tracker.create_parent("p", "sweep", {}, {})
         study_storage(optuna_url)
         out.put("ok")
-    except Exception as e:  # noqa: BLE001 - reported to the test
+    except Exception as e:
         out.put(f"{type(e).__name__}: {e}")
 
 
@@ -32,7 +31,7 @@ def test_four_processes_open_a_fresh_store_at_once_twenty_times(tmp_path):
     import mlflow.tracking  # noqa: F401 - imported once here; the forked processes open their own stores
     import optuna  # noqa: F401
 
-    import lfmlf.search  # noqa: F401
+    import lfmlf.search
     import lfmlf.tracking  # noqa: F401
 
     ctx = mp.get_context("fork")

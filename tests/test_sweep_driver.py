@@ -8,9 +8,9 @@ import pytest
 
 pytest.importorskip("ray")
 
-import lfmlf.sweep.driver as driver  # noqa: E402
-from lfmlf.config import load_sweep  # noqa: E402
-from lfmlf.errors import SweepError  # noqa: E402
+import lfmlf.sweep.driver as driver
+from lfmlf.config import load_sweep
+from lfmlf.errors import SweepError
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "sweeps" / "quickstart.yaml"
 

@@ -13,8 +13,9 @@ import json
 import os
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from filelock import FileLock
@@ -147,7 +148,7 @@ def cached(root: Path, namespace: str, key: str, build: Callable[[], T]) -> tupl
         if entry.is_dir():
             try:
                 return _read(entry), True
-            except Exception as e:   # noqa: BLE001 - any damage (or a crafted entry) means: build it again
+            except Exception as e:
                 warnings.warn(f"lfmlf: the cached dataset {entry} is unreadable ({type(e).__name__}: {e}); "
                               "rebuilding it")
                 shutil.rmtree(entry, ignore_errors=True)

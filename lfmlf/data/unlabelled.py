@@ -8,8 +8,9 @@ transformers' ``DataCollatorForLanguageModeling`` on torch's global RNG, whose s
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor

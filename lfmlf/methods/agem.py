@@ -16,6 +16,7 @@ averages to the projection rate between evaluations.
 from __future__ import annotations
 
 import math
+
 import torch
 from pydantic import Field
 from torch import Tensor

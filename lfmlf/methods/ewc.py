@@ -19,7 +19,7 @@ RNGs), and the task's loss function.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 from pydantic import Field

@@ -34,7 +34,7 @@ def _see_marker(location: str, text: str) -> str | None:
                 found = f.read().decode("utf-8")
         else:
             found = Path(location).read_text(encoding="utf-8")
-    except Exception as e:  # noqa: BLE001 - any failure is the finding, reported to the driver
+    except Exception as e:
         return f"{type(e).__name__}: {e}"
     return None if found == text else "the file holds something else (another sweep's check?)"
 
@@ -59,6 +59,6 @@ def check_node(paths: list[str], marker: tuple[str, str] | None, import_code: bo
         folder = Path(pkg.__file__).parent
         out["lfmlf"] = {"folder": str(folder), "fingerprint": package_fingerprint(folder),
                         "version": getattr(pkg, "__version__", "?")}
-    except Exception as e:  # noqa: BLE001 - reported to the driver with the node's name
+    except Exception as e:
         out["lfmlf_error"] = f"{type(e).__name__}: {e}"
     return out

@@ -66,10 +66,10 @@ def start_ray(cfg: SweepConfig, address: str | None) -> None:
     # Ray binds to the node IP; with "clusters" disabled the node IP is 127.0.0.1. The constant is read when
     # ray is imported, so set it in this process too; the processes Ray starts inherit the variable.
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray._private.ray_constants.ENABLE_RAY_CLUSTER = False  # noqa: SLF001
+    ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
     os.environ["RAY_AUTH_MODE"] = "token"   # loopback keeps other machines out, the token other local users
     os.environ["RAY_AUTH_TOKEN"] = local_token(cfg.run_dir)
-    ray._raylet.Config.initialize("")  # noqa: SLF001 - Ray caches the mode at import; what its own token setup does
+    ray._raylet.Config.initialize("")
     temp = cfg.run_dir / "ray_tmp"
     if len(str(temp)) > 43:  # Ray's AF_UNIX socket paths under it must stay below 107 bytes
         temp = Path(tempfile.gettempdir()) / f"lfmlf-{zlib.crc32(str(cfg.run_dir).encode()):08x}"  # same on resume

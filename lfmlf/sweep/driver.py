@@ -13,9 +13,10 @@ from __future__ import annotations
 import functools
 import math
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 from ray import tune
@@ -23,10 +24,18 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from lfmlf.config import SweepConfig
 from lfmlf.errors import SweepError
-from lfmlf.search import (DefineByRun, fail_orphaned_trials, load_space, make_sampler, search_metric,
-                          study_name, study_storage, study_storage_url)
 from lfmlf.preflight import check_model
 from lfmlf.redaction import redact_data
+from lfmlf.search import (
+    DefineByRun,
+    fail_orphaned_trials,
+    load_space,
+    make_sampler,
+    search_metric,
+    study_name,
+    study_storage,
+    study_storage_url,
+)
 from lfmlf.selection import selection_label
 from lfmlf.storage import Storage, redact
 from lfmlf.sweep.callbacks import TrackingCallback

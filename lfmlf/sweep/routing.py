@@ -54,10 +54,10 @@ class ResumableOptunaSearch(OptunaSearch):
 
     def _orphan(self) -> Any:
         """The oldest trial the study holds RUNNING that no Tune trial of this searcher owns, or None."""
-        owned = {t._trial_id for t in self._ot_trials.values()}   # noqa: SLF001 (Optuna's own ids)
+        owned = {t._trial_id for t in self._ot_trials.values()}
         for frozen in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if frozen._trial_id not in owned:   # noqa: SLF001
-                return optuna.Trial(self._ot_study, frozen._trial_id)   # noqa: SLF001
+            if frozen._trial_id not in owned:
+                return optuna.Trial(self._ot_study, frozen._trial_id)
         return None
 
     def _finished(self, trial_id: str) -> bool:

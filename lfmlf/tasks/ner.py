@@ -7,7 +7,7 @@ training data, ``O`` first, then grouped by entity type.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from lfmlf.data.base import TaggedSentence
 from lfmlf.data.conll import read_tagged

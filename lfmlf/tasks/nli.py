@@ -6,8 +6,9 @@ state, 3 classes in the order of :data:`lfmlf.data.xnli.NLI_LABELS`; loss: cross
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -8,7 +8,7 @@ counted in ``truncated_words``.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from pydantic import Field
 

@@ -16,9 +16,10 @@ formats read local files (``file_formats``, checked by :meth:`TaggingTask.check_
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Iterable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
