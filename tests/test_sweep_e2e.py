@@ -48,6 +48,7 @@ def check_quickstart_tracking(uri: str, out: str) -> None:
     """What the README's quickstart sweep must leave in MLflow (called by tests/test_paper_e2e.py, which runs
     the quickstart once and then takes it from sweep to paper)."""
     assert "best trial per method" in out and "mlflow ui --backend-store-uri" in out
+    assert "retrieval drop = " in out and "Next: lfmlf best" in out
 
     parents = _runs(uri, "tags.`lfmlf.role` = 'sweep'")
     assert len(parents) == 1
@@ -63,6 +64,9 @@ def check_quickstart_tracking(uri: str, out: str) -> None:
         for lang in ("fr", "it"):
             assert 0.0 <= metrics[f"zero_shot/f1/{lang}"] <= 1.0
         assert "zero_shot/f1/avg" in metrics and "source/f1/avg" in metrics
+        # the forgetting probe (synthetic parallel sentences): retrieval at theta0 and now, per language
+        assert 0.0 < metrics["forgetting/retrieval_acc0/avg"] <= 1.0
+        assert {f"forgetting/retrieval_drop/{lang}" for lang in ("de", "es", "nl", "fr", "it")} <= set(metrics)
         assert {"method", "lr", "source_set"} <= set(params)
         assert float(params["lr"]) > 0
         sources = params["source_set"].split("+")

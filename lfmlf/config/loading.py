@@ -202,7 +202,7 @@ def _resolve_paths(cfg: SweepConfig, base: Path) -> SweepConfig:
         update={"files": {lang: _resolve(base, f) for lang, f in cfg.unlabelled.files.items()}})
     probe = cfg.probe
     if probe is not None:
-        probe = probe.model_copy(update={"data_dir": _resolve(base, probe.data_dir),
+        probe = probe.model_copy(update={"data_dir": probe.data_dir and _resolve(base, probe.data_dir),
                                          "cache_dir": probe.cache_dir and _resolve(base, probe.cache_dir)})
     model = cfg.model
     if model.name_or_path != "tiny" and _looks_local(model.name_or_path, base):

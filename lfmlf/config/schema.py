@@ -73,8 +73,9 @@ class ProbeConfig(_Frozen):
     """Forgetting probe: top-1 cross-lingual sentence retrieval (each language against ``pivot``) with
     mean-pooled hidden states of ``layer``; measured at theta0 (cached per model) and at every evaluation."""
 
-    format: Literal["tatoeba", "pud"] = "tatoeba"
-    data_dir: str                                          # relative to the sweep file
+    # synthetic: the quickstart's generated languages, parallel by construction (no files; data_dir unused)
+    format: Literal["tatoeba", "pud", "synthetic"] = "tatoeba"
+    data_dir: str = ""                                     # relative to the sweep file; tatoeba and pud need it
     languages: list[str] = Field(min_length=1)
     pivot: str = "en"
     files: dict[str, str] = Field(default_factory=dict)   # pud: language -> .conllu file (pivot included)

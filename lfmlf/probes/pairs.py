@@ -1,5 +1,6 @@
 """Reading the probe's parallel text: the (sentence, pivot sentence) pairs of each probed language, from
-XTREME's Tatoeba files or Universal Dependencies PUD CoNLL-U files (the formats are in the
+XTREME's Tatoeba files, Universal Dependencies PUD CoNLL-U files, or the synthetic languages' parallel
+sentences (the formats are in the
 :mod:`lfmlf.probes` docstring), and the check that every file a probe needs is there (:func:`data_files`,
 which reads no file). Imports no torch.
 """
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from lfmlf.config import ProbeConfig
 from lfmlf.data.base import DataError
+from lfmlf.data.synthetic import synthetic_parallel
 
 # Our codes (ISO 639-1 where one exists) -> the ISO 639-3 codes of XTREME's Tatoeba files (36 languages).
 TATOEBA_CODES: dict[str, str] = {
@@ -129,9 +131,9 @@ def _available_tatoeba(data_dir: Path) -> list[str]:
 def data_files(cfg: ProbeConfig) -> dict[str, list[Path]]:
     """language -> the files its pairs are read from (the pivot's PUD file included); raises DataError
     naming the key and the fix for a non-en Tatoeba pivot, an unknown language or a missing file.
-    Reads no file: cheap enough to call when a sweep is loaded."""
+    Reads no file: cheap enough to call when a sweep is loaded. The synthetic format has no files."""
     base = Path(cfg.data_dir)
-    if not base.is_dir():
+    if cfg.format != "synthetic" and not (cfg.data_dir and base.is_dir()):
         raise DataError(f"probe.data_dir {base} is not a directory. Fix: point probe.data_dir at the folder "
                         f"of the {cfg.format} files (relative paths are relative to the sweep file).")
     if cfg.pivot in cfg.languages:
@@ -141,6 +143,11 @@ def data_files(cfg: ProbeConfig) -> dict[str, list[Path]]:
     if duplicated:
         raise DataError(f"probe.languages lists {duplicated} more than once. Fix: list each language once.")
     out: dict[str, list[Path]] = {}
+    if cfg.format == "synthetic":
+        if cfg.files or cfg.data_dir:
+            raise DataError("probe.format is synthetic (generated parallel sentences), but probe.files or "
+                            "probe.data_dir is set. Fix: remove them, or use probe.format: tatoeba or pud.")
+        return {lang: [] for lang in cfg.languages}
     if cfg.format == "tatoeba":
         if cfg.pivot != "en":
             raise DataError(f"probe.pivot is '{cfg.pivot}', but Tatoeba pairs every language with English "
@@ -175,6 +182,9 @@ def data_files(cfg: ProbeConfig) -> dict[str, list[Path]]:
 def read_pairs(cfg: ProbeConfig) -> dict[str, list[tuple[str, str]]]:
     """language -> its first ``max_pairs`` (sentence, pivot sentence) pairs."""
     files = data_files(cfg)
+    if cfg.format == "synthetic":
+        text = synthetic_parallel([cfg.pivot, *cfg.languages], cfg.max_pairs or 1000)
+        return {lang: list(zip(text[lang], text[cfg.pivot])) for lang in cfg.languages}
     if cfg.format == "tatoeba":
         return {lang: read_tatoeba(cfg.data_dir, lang, cfg.max_pairs) for lang in cfg.languages}
     pivot = read_pud(pud_file(cfg, cfg.pivot))

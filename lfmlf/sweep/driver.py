@@ -276,6 +276,7 @@ def _summarise_method(cfg: SweepConfig, grid: Any, method: str, outcome: SweepOu
     if best is not None:
         outcome.best[method] = {"config": best.config, "metric": best.metrics.get(metric),
                                 "zero_shot": best.metrics.get(metric.replace("source", "zero_shot")),
+                                "forgetting": best.metrics.get("best/forgetting/retrieval_drop/avg"),
                                 "trial_id": best.metrics.get("trial_id", "")}
 
 
@@ -350,9 +351,14 @@ def _print_summary(cfg: SweepConfig, outcome: SweepOutcome, metric: str) -> None
             continue
         shown = {k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in b["config"].items() if k != "method"}
         zero_shot = b["zero_shot"] if isinstance(b["zero_shot"], (int, float)) else float("nan")
+        forgetting = b.get("forgetting")
+        drop = f"   retrieval drop = {forgetting:+.3f}" if isinstance(forgetting, (int, float)) else ""
         print(f"  {method:8s} {metric} = {b['metric']:.4f}   zero-shot (same checkpoint) = "
-              f"{zero_shot:.4f}   {shown}" + (f"   [{failed} failed]" if failed else "")
+              f"{zero_shot:.4f}{drop}   {shown}" + (f"   [{failed} failed]" if failed else "")
               + (f"   [{stopped} stopped early by ASHA, not eligible]" if stopped else ""))
+    if any(isinstance(b.get("forgetting"), (int, float)) for b in outcome.best.values()):
+        print("  (retrieval drop: the forgetting probe's top-1 translation retrieval at theta0 minus at that "
+              "checkpoint, averaged over its languages; positive = forgotten)")
     if not outcome.ok:
         failed, total = sum(outcome.errors.values()), sum(outcome.trials.values())
         print(f"\nlfmlf: the sweep is incomplete (exit status 3): {failed} of {total} trials failed (allowed: "

@@ -33,7 +33,8 @@ Sentences hold 0-3 entities (about 15 % have none) and 6-20 tokens including the
 
 API: :func:`synthetic_ner`, :func:`language_profile` (the derived grammar and lexicon of one code),
 :data:`NER_TAGS` (label list, WikiAnn order); :func:`synthetic_pos`, the same sentences with UPOS tags;
-:func:`synthetic_nli`, premise-hypothesis pairs built from them.
+:func:`synthetic_nli`, premise-hypothesis pairs built from them; :func:`synthetic_parallel`, sentences
+that translate each other across languages (the quickstart's forgetting probe).
 
 The package: :mod:`~lfmlf.data.synthetic.lexicon` (concepts, roots, the shared name pool),
 :mod:`~lfmlf.data.synthetic.profiles` (the languages), :mod:`~lfmlf.data.synthetic.ner` (sentences with NER
@@ -42,10 +43,10 @@ tags), :mod:`~lfmlf.data.synthetic.pos` (the same with UPOS tags) and :mod:`~lfm
 """
 from __future__ import annotations
 
-from lfmlf.data.synthetic.ner import NER_TAGS, synthetic_ner
+from lfmlf.data.synthetic.ner import NER_TAGS, synthetic_ner, synthetic_parallel
 from lfmlf.data.synthetic.nli import synthetic_nli
 from lfmlf.data.synthetic.pos import synthetic_pos
 from lfmlf.data.synthetic.profiles import LanguageProfile, language_profile
 
-__all__ = ["NER_TAGS", "LanguageProfile", "language_profile", "synthetic_ner", "synthetic_nli",
+__all__ = ["NER_TAGS", "LanguageProfile", "language_profile", "synthetic_ner", "synthetic_nli", "synthetic_parallel",
            "synthetic_pos"]

@@ -51,7 +51,10 @@ class _Slot:
     def __init__(self, etype: str, rel: str | None = None, inner: _Slot | None = None) -> None:
         self.etype = etype
         self.name: list[str] | None = None
-        self.rel = (rel, inner) if rel else None
+        self.rel: tuple[str, _Slot] | None = None
+        if rel:
+            assert inner is not None, "a relational noun comes with its complement"
+            self.rel = (rel, inner)
 
 
 def _np(rng: random.Random, etype: str, slots: list[_Slot], depth: int) -> _Slot:
@@ -71,14 +74,16 @@ def _clause(rng: random.Random, slots: list[_Slot], depth: int) -> tuple:
         if obj != "CLAUSE" or depth == 0:
             break
     subj = _np(rng, subj_t, slots, 0)
+    o: tuple[str, object] | None
     if obj is None:
         o = None
     elif obj == "CLAUSE":
         o = ("clause", _clause(rng, slots, depth + 1))
     else:
-        adp, t = obj  # type: ignore[misc]
+        assert isinstance(obj, tuple)   # (adposition or "dir", slot type)
+        adp, t = obj
         o = ("np" if adp == "dir" else adp, _np(rng, t, slots, 0))
-    adjuncts = []
+    adjuncts: list[tuple[str, object]] = []
     for _ in range(pick(rng, (0, 0, 1, 1, 1, 2))):
         adp, t = pick(rng, _ADJUNCTS)
         if adp == "ADV":
@@ -244,4 +249,26 @@ def synthetic_ner(langs: Sequence[str], split: str, n: int, seed: int = 0) -> di
         L = language_profile(lang)
         rng = random.Random(stable_hash("sentences", seed, lang, canon))
         out[lang] = [_sentence(rng, L, canon == "train") for _ in range(n)]
+    return out
+
+
+def synthetic_parallel(langs: Sequence[str], n: int, seed: int = 0) -> dict[str, list[str]]:
+    """``n`` sentences per language that translate each other: sentence ``i`` has the same clauses, slots
+    and names in every language (drawn from ``(seed, i)``), rendered in each language's own lexicon and word
+    order. For the forgetting probe of the offline quickstart (cross-lingual retrieval needs parallel text)."""
+    out: dict[str, list[str]] = {lang: [] for lang in langs}
+    profiles = {lang: language_profile(lang) for lang in langs}
+    for i in range(n):
+        content = random.Random(stable_hash("parallel", seed, i))
+        slots: list[_Slot] = []
+        clauses = [_clause(content, slots, 0)]
+        for s in content.sample(slots, min(pick(content, _N_ENTITIES), len(slots))):
+            s.name = entity_name(content, s.etype, NAMES.seen)
+        for lang in langs:
+            sentence = _Out()
+            # the surface choices (articles, markers) are the language's own, the content is shared
+            _emit_clause(sentence, clauses[0], profiles[lang], random.Random(stable_hash("parallel", seed, i, lang)),
+                         True)
+            sentence.word(".")
+            out[lang].append(" ".join(sentence.tokens))
     return out
