@@ -23,6 +23,7 @@ from lfmlf.loop import fit
 from lfmlf.redaction import redact_data
 from lfmlf.report import (
     Importance,
+    Table,
     build_table,
     exclusion,
     merge_left_out,
@@ -265,13 +266,7 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
         table_runs = _best_trials(sweep_runs, sel.metric, cfg.search.mode)
         rule = (f"each method's best eligible trial by {by} in its Optuna study; one seed (no rerun found: "
                 "`lfmlf rerun` the files of `lfmlf best` for mean ± std)")
-    why_missing = {}
-    for m in cfg.methods:
-        mine, on = [r for r in sweep_runs if r.method == m], recorded.get(m, sel.metric)
-        if not _usable(mine, on):
-            why_missing[m] = no_eligible_reason(mine, on)
-        elif rerun_id is not None and not any(r.method == m for r in table_runs):
-            why_missing[m] = "not in the rerun (`lfmlf rerun` its file from `lfmlf best`)"
+    why_missing = _why_missing(cfg, sweep_runs, table_runs, recorded, sel.metric, rerun_id is not None)
     oracle_runs, okey = [], oracle_metric(task_metric)
     osel = selection_label(okey, split)
     if oracle and len(selected_on) == 1 and sel.is_oracle:
@@ -285,6 +280,33 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
     if oracle_runs:
         table.notes.extend(selection_cost(_best_trials(sweep_runs, sel.metric, cfg.search.mode), oracle_runs, okey,
                                           table.scale, table.digits))
+    out = Path(out_dir or cfg.run_dir / "report")
+    excluded = sweep_left_out(sweep_runs, sel.metric)
+    files = write_report(table, out, _importances(store, sweep_id, sweep_runs, cfg), excluded)
+    written = files + _plots(table, sweep_runs, table_runs if rerun_id else sweep_runs, out, task_metric,
+                             list(cfg.languages.targets))
+    store.log_files(rerun_id or sweep_id, written, "report")
+    print(f"Report of '{cfg.name}' ({'rerun ' + rerun_id if rerun_id else 'sweep best trials'}) in {out}:")
+    print(f"  selection: {sel.sentence}" + (" [ORACLE: not zero-shot]" if sel.is_oracle else ""))
+    _print_written(written, out, table, merge_left_out(table.left_out, excluded))
+    return written
+
+
+def _why_missing(cfg: SweepConfig, sweep_runs: list, table_runs: list, recorded: dict[str, str], metric: str,
+                 rerun: bool) -> dict[str, str]:
+    """method -> why it has no row: no eligible sweep trial (by its selection metric), or not re-run."""
+    why: dict[str, str] = {}
+    for m in cfg.methods:
+        mine, on = [r for r in sweep_runs if r.method == m], recorded.get(m, metric)
+        if not _usable(mine, on):
+            why[m] = no_eligible_reason(mine, on)
+        elif rerun and not any(r.method == m for r in table_runs):
+            why[m] = "not in the rerun (`lfmlf rerun` its file from `lfmlf best`)"
+    return why
+
+
+def _importances(store: RunStore, sweep_id: str, sweep_runs: list, cfg: SweepConfig) -> dict[str, Importance]:
+    """method -> its study's parameter importances (trials ASHA stopped left out, as the study marks them)."""
     importances = {}
     tags = store.tags(sweep_id)
     for m in cfg.methods:
@@ -293,40 +315,41 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
             stopped = {int(r.tags["lfmlf.optuna_trial"]) for r in sweep_runs if r.method == m and r.stopped_early
                        and r.tags.get("lfmlf.optuna_trial", "").isdigit()}
             try:
-                summary = study_summary(tags["lfmlf.optuna_storage"], name, stopped)
-                importances[m] = Importance.from_summary(summary)
+                importances[m] = Importance.from_summary(study_summary(tags["lfmlf.optuna_storage"], name, stopped))
             except KeyError:
                 print(f"lfmlf: Optuna study {name} not found in {tags['lfmlf.optuna_storage']}; no importances for {m}")
-    out = Path(out_dir or cfg.run_dir / "report")
-    excluded = sweep_left_out(sweep_runs, sel.metric)
-    files = write_report(table, out, importances, excluded)
-    targets = list(cfg.languages.targets)
+    return importances
+
+
+_SKIPPED_PLOTS = {"forgetting_vs_zero_shot.png": "no run logged a forgetting probe (add a `probe` section)",
+                  "lfmlf_multipliers.png": "no LF-MLF run with multipliers"}
+
+
+def _plots(table: Table, sweep_runs: list, multiplier_runs: list, out: Path, task_metric: str,
+           targets: list[str]) -> list[Path]:
+    """The report's figures that have data (a figure without any is skipped, and said so by _print_written)."""
     pngs = [plots.language_bars(table, out / "languages.png"),
             plots.forgetting_vs_zero_shot(sweep_runs, out / "forgetting_vs_zero_shot.png", task_metric),
             plots.source_set_heatmap(sweep_runs, out / "source_sets.png", task_metric, targets, scale=table.scale,
                                      digits=table.digits),
-            plots.multipliers_over_steps(table_runs if rerun_id else sweep_runs, out / "lfmlf_multipliers.png")]
-    skipped = {"forgetting_vs_zero_shot.png": "no run logged a forgetting probe (add a `probe` section)",
-               "lfmlf_multipliers.png": "no LF-MLF run with multipliers"}
-    written = files + [p for p in pngs if p is not None]
-    store.log_files(rerun_id or sweep_id, written, "report")
-    print(f"Report of '{cfg.name}' ({'rerun ' + rerun_id if rerun_id else 'sweep best trials'}) in {out}:")
-    print(f"  selection: {sel.sentence}" + (" [ORACLE: not zero-shot]" if sel.is_oracle else ""))
+            plots.multipliers_over_steps(multiplier_runs, out / "lfmlf_multipliers.png")]
+    return [p for p in pngs if p is not None]
+
+
+def _print_written(written: list[Path], out: Path, table: Table, left: list[str]) -> None:
     for p in written:
         print(f"  {p}")
-    for name, why in skipped.items():
+    for name, why in _SKIPPED_PLOTS.items():
         if not (out / name).exists():
             print(f"  (no {name}: {why})")
     if table.averaged_rows:
         print("  selection-free rows (checkpoint averaging, avg/*): " + ", ".join(table.averaged_rows))
     for method, why in table.missing.items():
         print(f"  {method}: {why}")
-    left = merge_left_out(table.left_out, excluded)
     if left:
         print(f"Left out ({len(left)}):")
         for line in left:
             print(f"  {line}")
-    return written
 
 
 def _recorded_metrics(store, rerun_id: str) -> dict[str, str]:
