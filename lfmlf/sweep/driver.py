@@ -192,14 +192,15 @@ class _Driver:
                       "KILLED.", flush=True)
 
 
-def _sweep_tuner(d: _Driver, cfg: SweepConfig, parent: str, optuna_url: str, studies: dict[str, str]) -> tune.Tuner:
+def _sweep_tuner(d: _Driver, cfg: SweepConfig, parent: str, optuna_url: str, studies: dict[str, str],
+                 spaces: dict[str, Any]) -> tune.Tuner:
     """A fresh Tuner for every method's study: one Optuna searcher and one ASHA (or FIFO) per method."""
     metric, mode = search_metric(cfg), cfg.search.mode
     sc = cfg.search.scheduler
     max_t = -(-cfg.train.max_steps // cfg.train.eval_every)
     searchers, schedulers, columns = {}, {}, ["method"]
     for method in cfg.methods:
-        space = DefineByRun(method, load_space(method, cfg.methods[method].space, cfg), cfg.source_sets())
+        space = DefineByRun(method, spaces[method], cfg.source_sets())
         searchers[method] = ResumableOptunaSearch(
             space=space, metric=metric, mode=mode, storage=study_storage(optuna_url), study_name=studies[method],
             sampler=make_sampler(cfg.train.seed, cfg.search.n_startup_trials), max_steps=cfg.train.max_steps)
@@ -237,11 +238,11 @@ def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
     d.tracker.set_tags(parent, {"lfmlf.optuna_storage": optuna_url,
                                 **{f"lfmlf.optuna_study.{m}": n for m, n in studies.items()}})
     d.tracker.log_text(parent, (run_dir / "sweep.yaml").read_text(), "sweep.yaml")
+    spaces = {m: load_space(m, entry.space, cfg) for m, entry in cfg.methods.items()}   # each file read once
     for method, entry in cfg.methods.items():
         if entry.space is not None:
-            d.tracker.log_text(parent, yaml.safe_dump(
-                {k: v.model_dump() for k, v in load_space(method, entry.space, cfg).items()}),
-                f"search_spaces/{method}.yaml")
+            d.tracker.log_text(parent, yaml.safe_dump({k: v.model_dump() for k, v in spaces[method].items()}),
+                               f"search_spaces/{method}.yaml")
 
     outcome = SweepOutcome(run_dir=run_dir, tracking_uri=d.uri, parent_run_id=parent, storage=d.storage.location,
                            studies=(optuna_url, studies), max_failed_share=cfg.search.max_failed_share)
@@ -256,7 +257,7 @@ def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
             fail_orphaned_trials(optuna_url, studies[method])
         return {f"best/{m}": b["metric"] for m, b in outcome.best.items() if b.get("metric") is not None}
 
-    d.fit(lambda: _sweep_tuner(d, cfg, parent, optuna_url, studies), summarise)
+    d.fit(lambda: _sweep_tuner(d, cfg, parent, optuna_url, studies, spaces), summarise)
     _print_summary(cfg, outcome, search_metric(cfg))
     return outcome
 
