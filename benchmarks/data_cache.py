@@ -60,7 +60,7 @@ def main() -> int:
             for _ in range(2):
                 cmd = [sys.executable, __file__, sweep, "--child", *sum((["--set", o] for o in args.overrides), [])]
                 proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-                line = next((l for l in proc.stdout.splitlines() if l.startswith("@@RESULT@@")), None)
+                line = next((s for s in proc.stdout.splitlines() if s.startswith("@@RESULT@@")), None)
                 if proc.returncode or line is None:
                     sys.stderr.write(proc.stderr[-3000:])
                     sys.exit(f"data_cache: a trial of {sweep} failed (exit {proc.returncode})")
@@ -70,7 +70,8 @@ def main() -> int:
                      "ratio": second["prepare_s"] / first["prepare_s"]})
         print(f"# {sweep}: first {first['prepare_s']:.2f} s ({first['cache_misses']} misses), second "
               f"{second['prepare_s']:.2f} s ({second['cache_hits']} hits)", flush=True)
-    print("\n| sweep | languages | first trial: prepare s | second trial: prepare s | second / first | target <= 0.10 |")
+    print("\n| sweep | languages | first trial: prepare s | second trial: prepare s | second / first "
+          "| target <= 0.10 |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         langs = "+".join(r["first"]["sources"]) + " -> " + "+".join(r["first"]["targets"])

@@ -14,13 +14,13 @@ schedule come from ``lfmlf.loop.build_parts`` and the batches from the loop's ow
 sub-batches. Not timed: building, collating and moving the batches (done up front), drawing the masked-LM
 methods' unlabelled batch, evaluation.
 
-How: one child process per model builds every configuration (mlf, lfmlf-l2, lfmlf-distill, then every other registered method) and runs their
-steps interleaved (step i of each configuration in turn, rotating who goes first), so a machine whose load
-changes (other people's tests on the same 2 cores) slows all of them alike. ``--warmup`` steps are
-discarded, then ``--repeats`` blocks of ``--steps`` steps are timed. Reported: median s/step over all timed
-steps with its inter-quartile range, the medians of the blocks, the ratio of medians to MLF, the median
-(IQR) of per-step ratios to MLF on the same batch, and the peak RSS (``ru_maxrss``, model loading included)
-of a separate process that builds only that configuration and runs 2 steps.
+How: one child process per model builds every configuration (mlf, lfmlf-l2, lfmlf-distill, then every other
+registered method) and runs their steps interleaved (step i of each configuration in turn, rotating who goes
+first), so a machine whose load changes (other people's tests on the same 2 cores) slows all of them alike.
+``--warmup`` steps are discarded, then ``--repeats`` blocks of ``--steps`` steps are timed. Reported: median
+s/step over all timed steps with its inter-quartile range, the medians of the blocks, the ratio of medians to
+MLF, the median (IQR) of per-step ratios to MLF on the same batch, and the peak RSS (``ru_maxrss``, model
+loading included) of a separate process that builds only that configuration and runs 2 steps.
 
 Children run with ``OMP_WAIT_POLICY=PASSIVE`` by default: with 2 torch threads on 2 shared cores, spinning
 OpenMP workers made steps 3-4x slower and very noisy whenever anything else ran (e5 forward+backward
@@ -374,8 +374,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated subset of " + ",".join(c[0] for c in CONFIGS))
     ap.add_argument("--steps", type=int, default=None,
                     help="timed steps per repeat (default: tiny 30, e5 8)")
-    ap.add_argument("--repeats", type=int, default=3, help="blocks of --steps timed steps (their medians show the drift)")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed steps before the first repeat (lazy AdamW state, allocator warm-up)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="blocks of --steps timed steps (their medians show the drift)")
+    ap.add_argument("--warmup", type=int, default=3,
+                    help="untimed steps before the first repeat (lazy AdamW state, allocator warm-up)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--fixed-length", action="store_true", help="pad every sub-batch to --max-length")
@@ -421,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     def child(job: dict[str, Any]) -> dict[str, Any]:
         proc = subprocess.run([sys.executable, __file__, "--_child", json.dumps(job)], capture_output=True,
                               text=True, env=env)
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("@@RESULT@@")), None)
+        line = next((s for s in proc.stdout.splitlines() if s.startswith("@@RESULT@@")), None)
         if proc.returncode != 0 or line is None:
             sys.stderr.write(proc.stderr[-4000:])
             sys.exit(f"step_cost: child {job['model']}/{[c[0] for c in job['configs']]} failed "
@@ -490,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"K = {len(SOURCES)} sources ({'/'.join(SOURCES)}), batch {args.batch_size} split into per-source "
           f"sub-batches, max_length {args.max_length}{' (every sub-batch padded to it)' if args.fixed_length else ''}"
-          f", torch threads {args.threads}, OMP_WAIT_POLICY {env.get('OMP_WAIT_POLICY', 'unset')}, {args.warmup} warm-up steps, {args.repeats} repeats, configurations "
+          f", torch threads {args.threads}, OMP_WAIT_POLICY {env.get('OMP_WAIT_POLICY', 'unset')}, "
+          f"{args.warmup} warm-up steps, {args.repeats} repeats, configurations "
           f"interleaved step by step; load average {load['start'][0]:.2f} -> {load['end'][0]:.2f}"
           + (f"; device {args.device}" if args.device != "cpu" else "") + ("; bf16 autocast" if args.bf16 else ""))
     head = (f"{'model':{w}s} {'method':6s} {'forgetting':10s} {'s/step med':>10s} {'IQR':>17s} "
@@ -499,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     print(head)
     print("-" * len(head))
     for model, by in results.items():
-        for label, r in by.items():
+        for r in by.values():
             forg = r["params"].get("forgetting", "-")
             reps = "/".join(f"{x:.3f}" for x in r["repeat_medians"])
             iqr = f"[{r['q25']:.4f}, {r['q75']:.4f}]"

@@ -26,7 +26,14 @@ def average_weights(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, t
     keys = states[0].keys()
     if any(s.keys() != keys for s in states):
         raise ValueError("the state dicts to average do not have the same keys")
-    return {k: (sum(s[k].to(torch.float64) for s in states) / len(states)).to(states[0][k].dtype) for k in keys}
+
+    def mean(k: str) -> torch.Tensor:
+        total = states[0][k].to(torch.float64)
+        for s in states[1:]:
+            total = total + s[k].to(torch.float64)
+        return (total / len(states)).to(states[0][k].dtype)
+
+    return {k: mean(k) for k in keys}
 
 
 def weights_at(state: Mapping[str, Any], step: int) -> dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ import math
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
@@ -36,6 +36,9 @@ from lfmlf.models import ModelError, eval_mode, tokenizer_digest
 from lfmlf.storage import is_uri, redact
 from lfmlf.tasks import TASKS
 from lfmlf.tracking import RunStore, resolve_uri
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 EXPORT_FILE = "lfmlf.json"
 HEAD_FILE = "head.safetensors"
@@ -193,14 +196,15 @@ def _load_kept_weights(model: nn.Module, tokenizer: Any, weights: Mapping[str, A
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     if set(weights) != trainable:
         raise SweepError(f"the checkpoint's weights do not fit the rebuilt model (missing: "
-                         f"{sorted(trainable - set(weights))[:3]}, unexpected: {sorted(set(weights) - trainable)[:3]}). "
+                         f"{sorted(trainable - set(weights))[:3]}, unexpected: "
+                         f"{sorted(set(weights) - trainable)[:3]}). "
                          "Fix: export with the lfmlf version and model source the run used.")
     model.load_state_dict(weights, strict=False)
     model.eval()
     return digest
 
 
-def _save_files(folder: Path, encoder: nn.Module, tokenizer: Any, lin: nn.Linear, digest: str) -> None:
+def _save_files(folder: Path, encoder: PreTrainedModel, tokenizer: Any, lin: nn.Linear, digest: str) -> None:
     """(Re)create ``folder`` with the encoder and the tokenizer (``save_pretrained``; the tokenizer must read
     back through AutoTokenizer with the same ``digest``) and the head's weight and bias."""
     from safetensors.torch import save_file  # lazy: only writing a model needs safetensors
@@ -350,8 +354,8 @@ def export(source: str, out: str | Path | None = None, tracking_uri: str | None 
     storage = store.tags(parent).get("lfmlf.sweep_dir") if parent else None
     folders = trial_folders(tags, storage)
     found = None
-    for folder in folders:
-        found = read_checkpoint(folder)
+    for trial_folder in folders:
+        found = read_checkpoint(trial_folder)
         if found is not None:
             break
     if found is None:

@@ -45,7 +45,8 @@ class Evaluation:
 # ----------------------------------------------------------------------------------------------- helpers
 def build_optimizer(model: TaskModel, spec: TrialSpec) -> torch.optim.Optimizer:
     """AdamW (or SGD) over trainable parameters; no weight decay on biases and LayerNorm weights."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)

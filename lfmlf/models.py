@@ -9,16 +9,20 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from lfmlf.config import ModelConfig
 from lfmlf.errors import UserError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 class ModelError(UserError, ValueError):
@@ -55,13 +59,13 @@ class TaskModel(nn.Module):
     ``mlm`` (optional) is the Hugging Face masked-LM model whose base model *is* ``encoder`` (shared
     parameters): its pre-trained head stays frozen and only serves :meth:`mlm_loss`."""
 
-    def __init__(self, encoder: nn.Module, head: nn.Module, mlm: nn.Module | None = None) -> None:
+    def __init__(self, encoder: PreTrainedModel, head: nn.Module, mlm: nn.Module | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head
         self.mlm = mlm   # registered after encoder and head: its shared parameters keep their encoder.* names
 
-    def mlm_loss(self, batch: dict[str, Tensor]) -> Tensor:
+    def mlm_loss(self, batch: Mapping[str, Tensor]) -> Tensor:
         """Masked-LM loss (mean over the masked positions, ``labels`` -100 elsewhere) through the frozen
         pre-trained head; called by the MLM objectives every step."""
         if self.mlm is None:
@@ -149,7 +153,7 @@ def _tiny_classes(architecture: str):  # -> (config class, model class, masked-L
     return BertConfig, BertModel, BertForMaskedLM
 
 
-def _tiny_encoder(cfg: ModelConfig, vocab_size: int, pad_id: int) -> nn.Module:
+def _tiny_encoder(cfg: ModelConfig, vocab_size: int, pad_id: int) -> PreTrainedModel:
     t = cfg.tiny
     config_cls, model_cls, _ = _tiny_classes(t.architecture)
     shape = {"vocab_size": max(vocab_size, t.min_embedding_rows), "hidden_size": t.hidden_size,
@@ -167,7 +171,7 @@ def _tiny_encoder(cfg: ModelConfig, vocab_size: int, pad_id: int) -> nn.Module:
         return model_cls(config, add_pooling_layer=False)
 
 
-def _tiny_mlm(encoder: nn.Module, cfg: ModelConfig) -> nn.Module:
+def _tiny_mlm(encoder: PreTrainedModel, cfg: ModelConfig) -> PreTrainedModel:
     """A masked-LM model around the tiny encoder: same encoder weights as without a head (theta0 must not
     depend on the method), the head initialised from its own seed, decoder tied to the word embeddings."""
     _, _, mlm_cls = _tiny_classes(cfg.tiny.architecture)
@@ -192,14 +196,15 @@ def load_encoder(cfg: ModelConfig, texts: Iterable[str] | None = None, mlm_head:
         encoder = _tiny_encoder(cfg, len(tokenizer), tokenizer.pad_token_id)
         if mlm_head:
             mlm = _tiny_mlm(encoder, cfg)
-            encoder = mlm.base_model
+            encoder = _base_model(mlm)
     else:
         # lazy: transformers is slow to import
         from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(cfg.name_or_path, revision=cfg.revision)
-            config = AutoConfig.from_pretrained(cfg.name_or_path, revision=cfg.revision, hidden_dropout_prob=cfg.dropout,
+            config = AutoConfig.from_pretrained(cfg.name_or_path, revision=cfg.revision,
+                                                hidden_dropout_prob=cfg.dropout,
                                                 attention_probs_dropout_prob=cfg.dropout)
             if mlm_head:
                 mlm, info = AutoModelForMaskedLM.from_pretrained(cfg.name_or_path, revision=cfg.revision, config=config,
@@ -209,10 +214,10 @@ def load_encoder(cfg: ModelConfig, texts: Iterable[str] | None = None, mlm_head:
                 if missing:
                     raise MissingMlmHead(f"model '{cfg.name_or_path}' has no pre-trained masked-LM head "
                                          f"(missing weights: {', '.join(missing[:3])}...)")
-                encoder = mlm.base_model
+                encoder = _base_model(mlm)
             else:
-                encoder = AutoModel.from_pretrained(cfg.name_or_path, revision=cfg.revision, config=config, dtype=torch.float32,
-                                                    add_pooling_layer=False)
+                encoder = AutoModel.from_pretrained(cfg.name_or_path, revision=cfg.revision, config=config,
+                                                    dtype=torch.float32, add_pooling_layer=False)
         except (OSError, ValueError) as e:
             if isinstance(e, ModelError):
                 raise
@@ -225,6 +230,15 @@ def load_encoder(cfg: ModelConfig, texts: Iterable[str] | None = None, mlm_head:
             if id(p) not in in_encoder:   # the head's own weights; the tied decoder is the embedding matrix
                 p.requires_grad_(False)
     return encoder, tokenizer, mlm
+
+
+def _base_model(mlm: PreTrainedModel) -> PreTrainedModel:
+    """The encoder inside a Hugging Face masked-LM model (typed there as a plain ``nn.Module``)."""
+    from transformers import PreTrainedModel  # lazy: slow import (the caller has loaded transformers already)
+
+    base = mlm.base_model
+    assert isinstance(base, PreTrainedModel), f"{type(mlm).__name__}.base_model is a {type(base).__name__}"
+    return base
 
 
 def has_mlm_head(path: str) -> bool | None:
@@ -265,7 +279,7 @@ def _layers(encoder: nn.Module) -> list[nn.Module]:
     raise ModelError(f"cannot find the transformer layers of {type(encoder).__name__} to freeze")
 
 
-def freeze(encoder: nn.Module, embeddings: bool, bottom_layers: int) -> None:
+def freeze(encoder: PreTrainedModel, embeddings: bool, bottom_layers: int) -> None:
     """Freeze the word embeddings and/or the bottom ``bottom_layers`` transformer layers in place."""
     if embeddings:
         encoder.get_input_embeddings().weight.requires_grad_(False)

@@ -21,12 +21,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from filelock import FileLock
 
 from lfmlf.errors import UserError
 from lfmlf.report import RunRecord
 from lfmlf.storage import redact
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 
@@ -47,8 +51,8 @@ class TrackingError(UserError):
 def check_store(uri: str, timeout_s: float = 10.0) -> None:
     """Called before a sweep, rerun or training run writes anything: raise :class:`TrackingError` naming
     the store and the fix if it cannot be opened. A SQLite store's folder must be a writable directory, and
-    an existing database file must open (a new one is not created here); a server must answer ``/health`` within ``timeout_s``
-    (MLflow's own client would retry for minutes); any other store is opened once."""
+    an existing database file must open (a new one is not created here); a server must answer ``/health``
+    within ``timeout_s`` (MLflow's own client would retry for minutes); any other store is opened once."""
     shown = redact(uri)
     db = sqlite_path(uri)
     if db is not None:
@@ -109,7 +113,7 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
-def open_store(uri: str, experiment: str | None, create: bool) -> tuple[object, str | None]:
+def open_store(uri: str, experiment: str | None, create: bool) -> tuple[MlflowClient, str | None]:
     """(MlflowClient, experiment id) for ``uri``. The first use of a SQLite store runs MLflow's schema
     migrations, and two processes doing that at once can leave the file broken for good, so every open of
     a SQLite store happens under a file lock beside it (``<db>.lock``). On a server, creating an experiment

@@ -188,7 +188,8 @@ def test_sweep_on_a_two_node_cluster(tmp_path):
         assert len({r.data.tags.get("lfmlf.node_id") for r in finished}) == 2   # both nodes
         listing = cluster.run_python(
             "import json, sys\nfrom pyarrow import fs\nf, p = fs.FileSystem.from_uri(sys.argv[1])\n"
-            "print('@@harness-json@@' + json.dumps([i.path for i in f.get_file_info(fs.FileSelector(p, recursive=True))]))",
+            "infos = f.get_file_info(fs.FileSelector(p, recursive=True))\n"
+            "print('@@harness-json@@' + json.dumps([i.path for i in infos]))",
             f"{s3}/ray/sweep")
         assert sum(path.endswith("state.pt") for path in listing) >= TRIALS * len(METHODS)
         rc, text = _run_in(cluster, _lfmlf("best", str(sweep), "--set", "name=cluster-s3", "--output-dir", s3,

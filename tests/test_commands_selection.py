@@ -94,7 +94,8 @@ def sweep(tmp_path_factory) -> dict:
         final = {"best/source/f1/avg": src, "best/zero_shot/f1/fr": fr, "best/zero_shot/f1/it": it,
                  "best/zero_shot/f1/avg": (fr + it) / 2}
         client.log_batch(rid, params=[Param(k, v) for k, v in spec.flat_params().items()],
-                         metrics=[Metric("perf/steps_per_s", 10.0, now, step) for step in range(30, (stop or 120) + 1, 30)]
+                         metrics=[Metric("perf/steps_per_s", 10.0, now, step)
+                                  for step in range(30, (stop or 120) + 1, 30)]
                          + [Metric(k, v, now, stop or 120) for k, v in final.items()])
         client.set_terminated(rid, status=status)
     # an Optuna-side PRUNED lfmlf trial with no MLflow run: never COMPLETE, never counted

@@ -137,7 +137,8 @@ def test_a_different_tokenizer_is_refused(trained, tmp_path):
         write_model(tmp_path / "m", {**trained[2], "tokenizer": "0123456789abcdef"})
 
 
-@pytest.mark.parametrize("task, head_input, labels", [("nli", "first_token", 3), ("qa", "every_token", ["start", "end"])])
+@pytest.mark.parametrize("task, head_input, labels",
+                         [("nli", "first_token", 3), ("qa", "every_token", ["start", "end"])])
 def test_heads_of_every_task_are_described(task, head_input, labels):
     from lfmlf.config import TaskConfig
     from lfmlf.export import _labels, describe_head

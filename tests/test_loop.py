@@ -23,8 +23,8 @@ def test_reports_every_metric_family_at_every_evaluation():
     m = evals[-1].metrics
     for key in ["zero_shot/f1/fr", "zero_shot/f1/avg", "zero_shot/f1/min", "source/f1/de", "source/f1/en",
                 "source/f1/es", "source/f1/avg", "best/source/f1/avg", "best/zero_shot/f1/fr",
-                "train/loss/task/de", "train/realised_dloss/en", "lfmlf/lambda/en", "lfmlf/decrease/es", "lfmlf/qp_fallbacks", "perf/steps_per_s",
-                "perf/peak_mem_mb", "eval_step", "step"]:
+                "train/loss/task/de", "train/realised_dloss/en", "lfmlf/lambda/en", "lfmlf/decrease/es",
+                "lfmlf/qp_fallbacks", "perf/steps_per_s", "perf/peak_mem_mb", "eval_step", "step"]:
         assert key in m, key
         assert math.isfinite(m[key]), key
     assert m["eval_step"] == 2 and m["step"] == 6
@@ -70,7 +70,8 @@ def test_checkpoint_holds_only_trainable_weights_and_what_resume_needs():
     spec = tiny_spec("mlf", model={"freeze_embeddings": True})
     state = next(iter(fit(spec))).state()
     assert not any("word_embeddings" in k for k in state["trainable"])
-    assert {"step", "optimizer", "scheduler", "streams", "batch_rng", "torch_rng", "method", "best", "spec"} <= set(state)
+    assert ({"step", "optimizer", "scheduler", "streams", "batch_rng", "torch_rng", "method", "best", "spec"}
+            <= set(state))
 
 
 def test_bf16_autocast_and_gradient_accumulation_run_on_cpu():
@@ -86,7 +87,8 @@ def test_nan_loss_is_a_clear_error(monkeypatch):
         return loss * float("nan"), hidden
 
     monkeypatch.setattr(NerTask, "loss", poisoned)
-    with pytest.raises(TrainingDiverged, match=r"loss of source language '\w+' is nan at step 0.*lower the learning rate"):
+    with pytest.raises(TrainingDiverged,
+                       match=r"loss of source language '\w+' is nan at step 0.*lower the learning rate"):
         _run(tiny_spec("mlf"))
 
 

@@ -40,8 +40,8 @@ def _xnli_task(**kw) -> NliTask:
     for lang in ("en", "de", "fr"):
         real_data(f"xtreme/xnli/dev-{lang}.tsv")
     files = {lang: SplitFiles(dev=f"dev-{lang}.tsv") for lang in ("en", "de", "fr")}
-    return NliTask(_cfg(format="xnli", data_dir=str(real_data("xtreme/xnli")), files=files, target_split="dev", max_length=64,
-                        **kw))
+    return NliTask(_cfg(format="xnli", data_dir=str(real_data("xtreme/xnli")), files=files, target_split="dev",
+                        max_length=64, **kw))
 
 
 class _Oracle(torch.nn.Module):

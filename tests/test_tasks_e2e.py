@@ -32,7 +32,8 @@ def test_task_quickstart_runs_through_the_sweep(task, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("lfmlf").experiment_id
-    runs = [r for r in client.search_runs([exp], "attributes.status = 'FINISHED'") if "lfmlf.tune_trial_id" in r.data.tags]
+    runs = [r for r in client.search_runs([exp], "attributes.status = 'FINISHED'")
+            if "lfmlf.tune_trial_id" in r.data.tags]
     assert sorted(r.data.params["method"] for r in runs) == ["lfmlf", "mlf"]
     for run in runs:
         m = run.data.metrics

@@ -150,7 +150,7 @@ def cached(root: Path, namespace: str, key: str, build: Callable[[], T]) -> tupl
                 return _read(entry), True
             except Exception as e:
                 warnings.warn(f"lfmlf: the cached dataset {entry} is unreadable ({type(e).__name__}: {e}); "
-                              "rebuilding it")
+                              "rebuilding it", stacklevel=2)
                 shutil.rmtree(entry, ignore_errors=True)
         value = build()
         _write(entry, value)

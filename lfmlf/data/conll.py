@@ -3,8 +3,8 @@
 Two layouts are recognised, per file, from its first data line:
 
 * **Universal NER** (``*.iob2``): ``#`` comment lines, then ``idx <TAB> token <TAB> tag <TAB> misc...``
-  with an integer ``idx`` (``1`` on the file's first data line); token = column 1, tag = column 2.  CoNLL-U multi-word token lines (``3-4``)
-  and empty nodes (``5.1``) are skipped.
+  with an integer ``idx`` (``1`` on the file's first data line); token = column 1, tag = column 2.
+  CoNLL-U multi-word token lines (``3-4``) and empty nodes (``5.1``) are skipped.
 * **plain**: ``token <TAB> tag`` or ``token tag`` (whitespace separated, used when the line has no tab);
   token = first column, tag = last column (so CoNLL-2003 ``EU NNP B-NP B-ORG`` works too).
 
@@ -81,7 +81,8 @@ def read_tagged(path: str | Path) -> list[TaggedSentence]:
                 idx = fields[0].strip()
                 if len(fields) >= 3 and idx.isdigit():
                     pass  # index padded with spaces
-                elif len(fields) >= 3 and ("-" in idx or "." in idx) and idx.replace("-", "").replace(".", "").isdigit():
+                elif (len(fields) >= 3 and ("-" in idx or "." in idx)
+                      and idx.replace("-", "").replace(".", "").isdigit()):
                     continue  # CoNLL-U multi-word token range / empty node
                 else:
                     raise DataError(

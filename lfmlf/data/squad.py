@@ -63,7 +63,8 @@ def _answers(raw: Any, context: str, where: str) -> tuple[tuple[str, ...], tuple
             if not hits:
                 raise DataError(f"{where}.answers[{j}]: the answer {text!r} does not occur in the context. "
                                 f"Fix: correct the answer text or the context.")
-            start = min(hits, key=lambda i: abs(i - start))
+            given = start
+            start = min(hits, key=lambda i: abs(i - given))
         texts.append(text)
         starts.append(start)
     return tuple(texts), tuple(starts)

@@ -60,9 +60,10 @@ def allocate(batch_size: int, weights: dict[str, float], generator: torch.Genera
     """Examples per source in one batch: one each (every source constrains every step), the rest drawn
     from ``weights``."""
     langs = list(weights)
-    extra = torch.multinomial(torch.tensor([weights[k] for k in langs]), batch_size - len(langs),
-                              replacement=True, generator=generator) if batch_size > len(langs) else []
     counts = {k: 1 for k in langs}
-    for i in (extra.tolist() if len(extra) else []):
-        counts[langs[i]] += 1
+    if batch_size > len(langs):
+        extra = torch.multinomial(torch.tensor([weights[k] for k in langs]), batch_size - len(langs),
+                                  replacement=True, generator=generator)
+        for i in extra.tolist():
+            counts[langs[i]] += 1
     return counts

@@ -3,7 +3,8 @@
 penalty = :func:`lfmlf.forgetting.distill_objective`: the mean per-token squared distance between the
 current last hidden states and those of a frozen copy of the encoder at theta0, on the step's source
 sub-batches (one extra frozen forward per sub-batch), or on the sweep's unlabelled text files when it gives
-some. Plain penalty, no QP: it is LF-MLF's ``distill`` forgetting objective used as a regulariser. The frozen copy runs in eval mode, so with dropout > 0 the penalty is not exactly 0 at theta0.
+some. Plain penalty, no QP: it is LF-MLF's ``distill`` forgetting objective used as a regulariser. The
+frozen copy runs in eval mode, so with dropout > 0 the penalty is not exactly 0 at theta0.
 """
 from __future__ import annotations
 

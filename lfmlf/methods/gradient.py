@@ -57,7 +57,7 @@ class GradientMethod(Method[GP]):
 
     def setup(self, model: TaskModel, sources: Sequence[str], data: SetupData | None = None) -> None:
         super().setup(model, sources)
-        emb = model.encoder.get_input_embeddings().weight  # type: ignore[operator]  # a Hugging Face model
+        emb = model.encoder.get_input_embeddings().weight
         shared = [p for _, p in model.pretrained_parameters()]
         share_storage(shared)        # theta as one vector without copies (the l2 gradient is theta - theta0)
         name = self.forgetting_objective()

@@ -155,12 +155,13 @@ class RetrievalProbe:
         self._data_key = fingerprint("probe", _CACHE_VERSION, _settings(self.cfg, data_only=True), stamps,
                                      tokenizer_fingerprint(tokenizer))
         key = fingerprint(self._data_key, self.cfg.batch_size)
-        self._data, hit = cached(cache_root(self.cfg.cache_dir), "probe", key,
-                                 lambda: _build(read_pairs(self.cfg), tokenizer, self.cfg.max_length,
-                                                self.cfg.batch_size))
+        data, hit = cached(cache_root(self.cfg.cache_dir), "probe", key,
+                           lambda: _build(read_pairs(self.cfg), tokenizer, self.cfg.max_length,
+                                          self.cfg.batch_size))
+        self._data = data
         self.stats.update(prepare_cache_hit=hit, prepare_s=time.perf_counter() - started,
-                          pairs={lang: int(g.numel()) for lang, g in self._data.gold.items()},
-                          truncated=self._data.truncated)
+                          pairs={lang: int(g.numel()) for lang, g in data.gold.items()},
+                          truncated=data.truncated)
 
     def _prepared(self) -> _Prepared:
         if self._data is None:

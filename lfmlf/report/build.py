@@ -32,8 +32,6 @@ def build_table(runs: list[RunRecord], *, task_metric: str, targets: list[str], 
     checkpoint average (``avg/*``) get an averaged row after them (module docstring, "Averaged rows").
     """
     left_out: list[str] = []
-    notes: list[str] = []
-    left_out: list[str] = []
     used = _counted(runs, "", left_out)
     oracle_used = _counted(oracle_runs or [], "oracle ", left_out)
     keys = _columns(task_metric, targets, prefix, forgetting_key, used + oracle_used)

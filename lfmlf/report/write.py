@@ -76,9 +76,9 @@ def write_report(table: Table, out_dir: Path, importances: dict[str, Importance]
     """Write ``report.md``, ``report.tex`` and ``report.csv`` into ``out_dir`` (created); return their paths.
 
     ``importances`` (method -> :class:`Importance`) adds a "Parameter importance" section to the Markdown
-    that names the evaluator and the number of trials; ``sweep_excluded`` (from :func:`~lfmlf.report.runs.sweep_left_out`) is
-    merged into the table's left-out runs, so the page has one left-out list (Markdown, and ``%`` comments
-    in LaTeX).
+    that names the evaluator and the number of trials; ``sweep_excluded`` (from
+    :func:`~lfmlf.report.runs.sweep_left_out`) is merged into the table's left-out runs, so the page has one
+    left-out list (Markdown, and ``%`` comments in LaTeX).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

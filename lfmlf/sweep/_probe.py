@@ -56,6 +56,8 @@ def check_node(paths: list[str], marker: tuple[str, str] | None, import_code: bo
         if import_code:   # the modules a trial loads: torch, transformers, Ray Tune, the loop
             importlib.import_module("lfmlf.loop")
             importlib.import_module("lfmlf.sweep.trainable")
+        if pkg.__file__ is None:   # a namespace package: some folder named lfmlf without its __init__.py
+            raise ImportError(f"'lfmlf' imports as a namespace package from {list(pkg.__path__)}")
         folder = Path(pkg.__file__).parent
         out["lfmlf"] = {"folder": str(folder), "fingerprint": package_fingerprint(folder),
                         "version": getattr(pkg, "__version__", "?")}

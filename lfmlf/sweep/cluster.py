@@ -16,6 +16,7 @@ by value, inside the trainable, so no YAML file needs to exist on a worker.
 """
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import tempfile
@@ -69,7 +70,7 @@ def start_ray(cfg: SweepConfig, address: str | None) -> None:
     ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
     os.environ["RAY_AUTH_MODE"] = "token"   # loopback keeps other machines out, the token other local users
     os.environ["RAY_AUTH_TOKEN"] = local_token(cfg.run_dir)
-    ray._raylet.Config.initialize("")
+    ray._raylet.Config.initialize("")  # type: ignore[attr-defined]  # ray/_raylet.pyi omits the Cython class Config
     temp = cfg.run_dir / "ray_tmp"
     if len(str(temp)) > 43:  # Ray's AF_UNIX socket paths under it must stay below 107 bytes
         temp = Path(tempfile.gettempdir()) / f"lfmlf-{zlib.crc32(str(cfg.run_dir).encode()):08x}"  # same on resume
@@ -79,7 +80,7 @@ def start_ray(cfg: SweepConfig, address: str | None) -> None:
             link.symlink_to(temp, target_is_directory=True)
     temp.mkdir(parents=True, exist_ok=True)
     ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, _temp_dir=str(temp),
-             logging_level="WARNING", log_to_driver=True)
+             logging_level=logging.WARNING, log_to_driver=True)
 
 
 def local_token(run_dir: Path) -> str:
@@ -101,7 +102,7 @@ def connect_cluster(cfg: SweepConfig, address: str) -> None:
     other code. Raises SweepError (naming each failing node, the path and the fix) before any trial."""
     env = {"env_vars": shipped_env()}
     try:
-        ray.init(address=address, logging_level="WARNING", runtime_env=env)
+        ray.init(address=address, logging_level=logging.WARNING, runtime_env=env)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise SweepError(f"cannot connect to the Ray cluster at {address}: {e}. Fix: check the address (the "
                          "head's `ray start --head` prints it) and, on a cluster with token authentication, "
@@ -111,7 +112,7 @@ def connect_cluster(cfg: SweepConfig, address: str) -> None:
     if any((r["lfmlf"] or {}).get("fingerprint") != mine for r in reports):
         # some node runs other lfmlf code (or none): ship the driver's package to every worker of this job
         ray.shutdown()
-        ray.init(address=address, logging_level="WARNING",
+        ray.init(address=address, logging_level=logging.WARNING,
                  runtime_env={**env, "py_modules": [str(Path(lfmlf.__file__).parent)]})
         print(f"lfmlf: shipping lfmlf {lfmlf.__version__} ({mine}) to the cluster's workers "
               f"(runtime_env py_modules): {_differing(reports, mine)}.", flush=True)

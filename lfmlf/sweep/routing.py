@@ -11,6 +11,7 @@ study drains before the next one starts.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Mapping
 from typing import Any
 
 import optuna
@@ -41,9 +42,19 @@ class ResumableOptunaSearch(OptunaSearch):
       RUNNING in the study but owned by no Tune trial. The next suggestion reuses it instead of asking for
       a new one, so a resumed study never holds more trials than the budget."""
 
+    # Ray's OptunaSearch sets ``self._ot_study = None`` in __init__ and the study later (in __init__ with a
+    # space, else in set_search_properties), so mypy infers the attribute's type as None: widen it here
+    _ot_study: optuna.Study | None  # type: ignore[assignment]
+
     def __init__(self, *args: Any, max_steps: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_steps = max_steps
+
+    @property
+    def study(self) -> optuna.Study:
+        """The Optuna study (every searcher lfmlf builds has its space, so Ray creates it in __init__)."""
+        assert self._ot_study is not None, "ResumableOptunaSearch is always built with its space"
+        return self._ot_study
 
     def suggest(self, trial_id: str) -> dict | None:
         if trial_id not in self._ot_trials:
@@ -55,14 +66,14 @@ class ResumableOptunaSearch(OptunaSearch):
     def _orphan(self) -> Any:
         """The oldest trial the study holds RUNNING that no Tune trial of this searcher owns, or None."""
         owned = {t._trial_id for t in self._ot_trials.values()}
-        for frozen in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if frozen._trial_id not in owned:
-                return optuna.Trial(self._ot_study, frozen._trial_id)
+                return optuna.Trial(self.study, frozen._trial_id)
         return None
 
     def _finished(self, trial_id: str) -> bool:
         ot = self._ot_trials.get(trial_id)
-        return ot is not None and trial_finished(self._ot_study, ot)
+        return ot is not None and trial_finished(self.study, ot)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if self._finished(trial_id) or trial_id in self._completed_trials:
@@ -81,7 +92,7 @@ class ResumableOptunaSearch(OptunaSearch):
             # Tune does not pass the result that made the scheduler stop a trial to on_trial_result, so
             # report it here: the pruned trial's last intermediate value is the score it was stopped at
             self.on_trial_result(trial_id, result)
-            self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+            self.study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
             self._completed_trials.add(trial_id)
             return
         super().on_trial_complete(trial_id, result, error)
@@ -107,7 +118,7 @@ class MethodSearch(_PickledState, Searcher):
     (forwarded to the study that suggested it), ``save`` / ``restore`` with the experiment state (every
     study's searcher and the trial -> method map travel together, so a resumed sweep keeps both)."""
 
-    def __init__(self, searchers: dict[str, OptunaSearch], budget: int, metric: str, mode: str) -> None:
+    def __init__(self, searchers: Mapping[str, ResumableOptunaSearch], budget: int, metric: str, mode: str) -> None:
         super().__init__(metric=metric, mode=mode)
         self.searchers = searchers
         self.budget = budget
@@ -123,7 +134,9 @@ class MethodSearch(_PickledState, Searcher):
             counts[method] += 1
         return counts
 
-    def suggest(self, trial_id: str) -> dict | str | None:
+    # Searcher.suggest is annotated Optional[Dict], but its docstring and Tune's caller take Searcher.FINISHED
+    # (a str) as well, which is how a search says it is done
+    def suggest(self, trial_id: str) -> dict | str | None:  # type: ignore[override]
         if trial_id in self.method_of:   # Tune asks again for a trial it already holds
             return self.searchers[self.method_of[trial_id]].suggest(trial_id)
         counts = self.started()
@@ -162,7 +175,7 @@ class MethodScheduler(_PickledState, FIFOScheduler):
     """One trial scheduler per method (ASHA brackets, or FIFO); Tune's events for a trial go to the
     scheduler of ``trial.config["method"]``. Trials start in the order the searcher created them."""
 
-    def __init__(self, schedulers: dict[str, TrialScheduler]) -> None:
+    def __init__(self, schedulers: Mapping[str, TrialScheduler]) -> None:
         super().__init__()
         self.schedulers = schedulers
 

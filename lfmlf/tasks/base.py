@@ -11,7 +11,7 @@ import functools
 import hashlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -68,6 +68,7 @@ class Task(ABC):
     formats: ClassVar[tuple[str, ...]]   # values of ``task.format`` this task reads
     Options: ClassVar[type[TaskOptions]] = TaskOptions
     pad_id: int = 0
+    tokenizer: Any   # a Hugging Face tokenizer, set in ``prepare``
 
     def __init__(self, cfg: TaskConfig) -> None:
         self.cfg = cfg
@@ -125,6 +126,11 @@ class Task(ABC):
         """Unlabelled text of these languages' training data (tokenizer training, MLM, distillation)."""
 
     @abstractmethod
+    def load(self, lang: str, split: str) -> Sequence[Any]:
+        """The unencoded items (sentences, pairs, questions) of a language's split, capped; a file that does
+        not parse is a DataError naming it (``lfmlf.contents`` reads every split this way before Ray starts)."""
+
+    @abstractmethod
     def prepare(self, tokenizer: Any, sources: Sequence[str], targets: Sequence[str]) -> None:
         """Called once per trial after the tokenizer exists: read and encode the data of every language."""
 
@@ -137,7 +143,7 @@ class Task(ABC):
         """Encoded training examples of a source language."""
 
     @abstractmethod
-    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def loss(self, model: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Called every training step per source sub-batch: (mean loss, last hidden states [B, T, H])."""
 
     @abstractmethod

@@ -37,10 +37,12 @@ class NerTask(TaggingTask):
         return synthetic_ner([lang], split, getattr(cfg.synthetic, split))[lang]
 
     def label_set(self, sources: Sequence[str]) -> list[str]:
-        tags = set()
+        tags: set[str] = set()
         for lang in sources:   # each source's tag set goes through the cache: a cached trial reads no file
-            tags |= set(self.cached(lang, "train", lambda lang=lang: sorted({t for s in self.load(lang, "train")
-                                                                             for t in s.tags}), "tag-set"))
+            def tag_set(lang: str = lang) -> list[str]:
+                return sorted({t for s in self.load(lang, "train") for t in s.tags})
+
+            tags |= set(self.cached(lang, "train", tag_set, "tag-set"))
         return sorted(tags, key=lambda t: (t != "O", t[2:], t))
 
     def score(self, gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]:

@@ -6,7 +6,7 @@ state, 3 classes in the order of :data:`lfmlf.data.xnli.NLI_LABELS`; loss: cross
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +73,8 @@ class NliTask(Task):
     premise positions, so in XNLI's parallel files the same premises are held out in every language.
     *Target* languages are evaluated on the same held-out premise positions of their ``target_split``
     file (``held_out_targets``, default true): their other pairs are translations of pairs some source
-    trained on. Set ``held_out_targets: false`` when the target files are not parallel to the sources'. ``max_train_sentences`` / ``max_eval_sentences``
-    cap the pairs after the split. Example::
+    trained on. Set ``held_out_targets: false`` when the target files are not parallel to the sources'.
+    ``max_train_sentences`` / ``max_eval_sentences`` cap the pairs after the split. Example::
 
         task:
           name: nli
@@ -169,6 +169,7 @@ class NliTask(Task):
             if self._carved(lang, split):
                 pairs = self._carve(lang, split)
             elif self._held_out_target(lang, split):   # translations of training pairs stay out
+                assert self.options.split_dev is not None   # as _held_out_target checked
                 pairs = split_by_premise(self._read(lang, split), self.options.split_dev, self.options.split_seed)[1]
             else:
                 pairs = self._read(lang, split)
@@ -214,7 +215,7 @@ class NliTask(Task):
         pairs = self.load(lang, split)
         enc = self.tokenizer([p.premise for p in pairs], [p.hypothesis for p in pairs], truncation=True,
                              max_length=self.cfg.max_length)
-        examples = [{"input_ids": list(ids), "labels": self.label_id[p.label]}
+        examples: list[Example] = [{"input_ids": list(ids), "labels": self.label_id[p.label]}
                     for ids, p in zip(enc["input_ids"], pairs)]
         return examples, sum(len(e["input_ids"]) >= self.cfg.max_length for e in examples)
 
@@ -225,7 +226,7 @@ class NliTask(Task):
     def build_head(self, hidden_size: int, dropout: float) -> nn.Module:
         return FirstTokenHead(hidden_size, len(self.labels), dropout)
 
-    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def loss(self, model: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         out = model(batch["input_ids"], batch["attention_mask"])
         return F.cross_entropy(out.logits.float(), batch["labels"]), out.hidden
 

@@ -67,6 +67,7 @@ class PosTask(TaggingTask):
             "Format hub: the dataset config (treebank) per language, e.g. {de: de_hdt}; overrides "
             "DEFAULT_TREEBANKS."))
 
+    options: Options
     name = "pos"
     metric = "acc"
     formats = ("conllu", "udpos", "hub", "synthetic")

@@ -14,7 +14,7 @@ the gold answers) by :mod:`lfmlf.tasks.qa_metrics`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -121,7 +121,7 @@ def encode_qa(tokenizer: Any, examples: Sequence[QaExample], *, max_length: int,
                     return_offsets_mapping=True)
     for f, ids in enumerate(enc["input_ids"]):
         i = enc["overflow_to_sample_mapping"][f]
-        offsets: Offsets = [tuple(o) if s == 1 else None  # type: ignore[misc]
+        offsets: Offsets = [tuple(o) if s == 1 else None
                             for o, s in zip(enc["offset_mapping"][f], enc.sequence_ids(f))]
         ex = examples[i]
         bare = [t == marker for t in ids]
@@ -250,7 +250,7 @@ class QaTask(Task):
     def build_head(self, hidden_size: int, dropout: float) -> nn.Module:
         return nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size, 2))
 
-    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def loss(self, model: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         out = model(batch["input_ids"], batch["attention_mask"])
         logits = out.logits.float().masked_fill(batch["attention_mask"][..., None] == 0, -1e4)
         start, end = logits.unbind(-1)
@@ -280,7 +280,7 @@ class QaTask(Task):
                     q, score = enc["qid"][b + row], float(scores[row])
                     if score > best[q][0]:
                         s, e = offs[int(starts[row])], offs[int(ends[row])]
-                        best[q] = (score, questions[q].context[s[0]:e[1]].strip())  # type: ignore[index]
+                        best[q] = (score, questions[q].context[s[0]:e[1]].strip())
         return [text for _, text in best]
 
     def evaluate(self, model: nn.Module, lang: str, split: str, batch_size: int,

@@ -16,7 +16,7 @@ formats read local files (``file_formats``, checked by :meth:`TaggingTask.check_
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
@@ -157,7 +157,7 @@ class TaggingTask(Task):
     def build_head(self, hidden_size: int, dropout: float) -> nn.Module:
         return nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size, len(self.labels)))
 
-    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def loss(self, model: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         out = model(batch["input_ids"], batch["attention_mask"])
         logits = out.logits.float()
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1),

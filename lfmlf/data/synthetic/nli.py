@@ -50,7 +50,7 @@ def synthetic_nli(langs: Sequence[str], split: str, n: int, seed: int = 0) -> di
         L = language_profile(lang)
         neg, before = _negation(lang)
         rng = random.Random(stable_hash("nli", seed, lang, SPLITS[split]))
-        pairs = []
+        pairs: list[NliPair] = []
         for premise in sents:
             kept = [(w, t) for w, t in zip(premise.tokens, premise.tags) if t not in ("ADV", "ADJ")]
             words = [w for w, _ in kept]
