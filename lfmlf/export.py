@@ -29,9 +29,10 @@ import torch
 import yaml
 from torch import nn
 
+from lfmlf.checkpoints import averaged_weights, selected_weights
 from lfmlf.config import TrialSpec
 from lfmlf.errors import SweepError
-from lfmlf.loop import averaged_weights, build_model, selected_weights
+from lfmlf.loop import build_model
 from lfmlf.models import ModelError, eval_mode, tokenizer_digest
 from lfmlf.storage import is_uri, redact
 from lfmlf.tasks import TASKS

@@ -18,12 +18,12 @@ from typing import Any
 
 import torch
 
-# averaged_weights, selected_weights and weights_at are imported for the callers that import them from here
-from lfmlf.checkpoints import average_weights, averaged_weights, cpu_weights, selected_weights, weights_at  # noqa: F401
+from lfmlf.checkpoints import cpu_weights
 from lfmlf.config import TrialSpec
 from lfmlf.data.streams import LanguageStream, allocate, language_weights
 from lfmlf.data.unlabelled import UnlabelledText, file_texts, unlabelled_stream
 from lfmlf.device import peak_memory_mb, pick_device, reset_peak_memory
+from lfmlf.evaluation import add_probe, averaged_metrics, evaluate
 from lfmlf.methods import METHODS, Method, StepObjectives, without_mlm_head
 from lfmlf.methods.base import SetupData
 from lfmlf.models import MissingMlmHead, TaskModel, eval_mode, load_encoder, tokenizer_digest
@@ -130,43 +130,6 @@ def build_probe(spec: TrialSpec, model: TaskModel, tokenizer: Any, device: torch
     probe = RetrievalProbe(spec.probe)
     probe.prepare(tokenizer)
     return probe, probe.baseline(model.encoder, device, model_key(spec.model, tokenizer))
-
-
-def evaluate(task: Task, model: TaskModel, spec: TrialSpec, device: torch.device) -> dict[str, float]:
-    """Source-language dev scores (model selection) and target-language scores (zero-shot)."""
-    bs = spec.train.eval_batch_size
-    out: dict[str, float] = {}
-    for prefix, langs, split in (("source", spec.sources, "dev"),
-                                 ("zero_shot", spec.targets, spec.task.target_split)):
-        per_lang = {lang: task.evaluate(model, lang, split, bs, device) for lang in langs}
-        for m in per_lang[langs[0]]:   # every score the task returns (QA: em and f1), per language
-            scores = [per_lang[lang][m] for lang in langs]
-            out.update({f"{prefix}/{m}/{lang}": s for lang, s in zip(langs, scores)})
-            out[f"{prefix}/{m}/avg"] = sum(scores) / len(scores)
-            out[f"{prefix}/{m}/min"] = min(scores)
-    return out
-
-
-def evaluate_all(task: Task, model: TaskModel, spec: TrialSpec, device: torch.device, probe) -> dict[str, float]:
-    """:func:`evaluate`, plus the forgetting probe's scores when there is one (``build_probe``'s result)."""
-    metrics = evaluate(task, model, spec, device)
-    if probe is not None:
-        metrics.update(probe[0].metrics(probe[0].measure(model.encoder, device), probe[1]))
-    return metrics
-
-
-def _averaged_metrics(task: Task, model: TaskModel, spec: TrialSpec, device: torch.device, probe,
-                      kept: dict[int, dict[str, torch.Tensor]], recent: list[int], step: int) -> dict[str, float]:
-    """Evaluate the mean of the kept weights of the ``recent`` evaluations, then put the current weights
-    back; the scores are the ``avg/`` family (selection-free: no dev score picks anything)."""
-    model.load_state_dict(average_weights([kept[s] for s in recent]), strict=False)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            scores = evaluate_all(task, model, spec, device, probe)
-    finally:
-        model.load_state_dict(kept[step], strict=False)
-    return {**{f"avg/{k}": v for k, v in scores.items()},
-            "avg/checkpoints": float(len(recent)), "avg/first_step": float(recent[0])}
 
 
 # ------------------------------------------------------------------------------------------ one step
@@ -328,10 +291,15 @@ def _evaluation_metrics(parts: TrialParts, run: _Progress, window: Mapping[str, 
     scores, the probe's, the window's mean training signals, the method's report, the ``best/`` family of the
     selected evaluation, ``avg/`` at the last step, performance. Updates the selection and the kept weights."""
     spec, task, model, device, tc, step = parts.spec, parts.task, parts.model, parts.device, parts.spec.train, run.step
-    metrics = evaluate_all(task, model, spec, device, parts.probe)
+    metrics = evaluate(task, model, spec, device, targets=False)
+    score = metrics[f"source/{task.metric}/avg"]
+    # the targets where a reader needs them: at every evaluation, or (train.target_eval) only where best/*
+    # can select this evaluation and at the last step
+    if spec.targets_at_every_evaluation or score > run.best["score"] or step >= tc.max_steps:
+        metrics.update(evaluate(task, model, spec, device, sources=False))
+    add_probe(metrics, model, device, parts.probe)
     metrics.update({k: sum(v) / len(v) for k, v in window.items()})
     metrics.update(parts.method.report())
-    score = metrics[f"source/{task.metric}/avg"]
     if score > run.best["score"]:
         run.best = {"score": score, "step": step, "metrics": {
             k: v for k, v in metrics.items() if k.startswith(("zero_shot/", "source/", "forgetting/"))}}
@@ -342,7 +310,7 @@ def _evaluation_metrics(parts: TrialParts, run: _Progress, window: Mapping[str, 
         run.kept[step] = cpu_weights(model)
     run.kept = {s: w for s, w in run.kept.items() if s == run.best.get("step") or s in run.recent}
     if tc.average_last and step == tc.max_steps:
-        metrics.update(_averaged_metrics(task, model, spec, device, parts.probe, run.kept, run.recent, step))
+        metrics.update(averaged_metrics(task, model, spec, device, parts.probe, run.kept, run.recent, step))
     metrics.update({f"best/{k}": v for k, v in run.best["metrics"].items()})
     metrics.update({"step": float(step), "eval_step": float(step // tc.eval_every),
                     "best/step": float(run.best["step"]), "train/lr": parts.scheduler.get_last_lr()[0],
@@ -356,6 +324,7 @@ def _evaluation_metrics(parts: TrialParts, run: _Progress, window: Mapping[str, 
 def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evaluation]:
     """Train one configuration; yield an Evaluation every ``eval_every`` steps (resuming from ``state``)."""
     tc = spec.train
+    entered = time.perf_counter()
     device = pick_device(tc.device)
     reset_peak_memory(device)
 
@@ -363,6 +332,7 @@ def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evalua
     parts = build_parts(spec, device)
     run = _start(parts, state)
     digest = tokenizer_digest(parts.task.tokenizer)       # an export checks it rebuilt exactly this tokenizer
+    startup_s, eval_s = time.perf_counter() - entered, 0.0   # model load, data (cache) read, probe's theta0
 
     def snapshot() -> dict[str, Any]:   # called by the caller right after a yield: the state at that evaluation
         return _checkpoint(parts, run, digest)
@@ -385,8 +355,12 @@ def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evalua
 
         # --- evaluate: source dev (selection) and targets (zero-shot); track the selected checkpoint
         if at_eval:
-            elapsed = time.perf_counter() - started
+            now = time.perf_counter()
+            elapsed = now - started
             metrics = _evaluation_metrics(parts, run, window, steps_in_window / elapsed if elapsed > 0 else 0.0)
+            eval_s += time.perf_counter() - now
+            metrics.update({"perf/startup_s": startup_s, "perf/eval_s": eval_s,   # this process's share so far
+                            "perf/eval_fraction": eval_s / (time.perf_counter() - entered)})
             yield Evaluation(step=run.step, metrics=metrics, state=snapshot)
             window.clear()
             started, steps_in_window = time.perf_counter(), 0

@@ -121,6 +121,10 @@ class LanguageConfig(_Frozen):
     targets: list[str] = Field(min_length=1)
 
 
+#: ``train.target_eval: auto`` evaluates the targets at every evaluation up to this many targets.
+TARGET_EVAL_AUTO_MAX = 3
+
+
 class TrainConfig(_Frozen):
     lr: float = Field(5e-5, gt=0)
     max_steps: int = Field(200, ge=1)
@@ -140,6 +144,11 @@ class TrainConfig(_Frozen):
     # checkpoint averaging (Schmidt et al., ACL 2023): at the last step, also evaluate the uniform mean of
     # the trainable weights of the last ``average_last`` evaluations (logged as avg/...); 0 = off
     average_last: int = Field(0, ge=0)
+    # when the target languages are evaluated: "every" evaluation (full zero-shot curves), or only where the
+    # source dev score improves (the evaluations best/* can select) and at the last step ("improved");
+    # "auto" = "improved" above TARGET_EVAL_AUTO_MAX targets, else "every". Selection, ASHA and the search
+    # read source scores only, so "improved" changes no number they see.
+    target_eval: Literal["auto", "every", "improved"] = "auto"
 
     @field_validator("average_last")
     @classmethod
@@ -260,6 +269,12 @@ class TrialSpec(_Frozen):
     unlabelled: UnlabelledConfig = UnlabelledConfig()
     probe: ProbeConfig | None = None
     cpus: float = 1.0              # CPUs reserved per trial (torch uses that many threads)
+
+    @property
+    def targets_at_every_evaluation(self) -> bool:
+        """``train.target_eval`` resolved: whether every evaluation scores the target languages."""
+        mode = self.train.target_eval
+        return mode == "every" or (mode == "auto" and len(self.targets) <= TARGET_EVAL_AUTO_MAX)
 
     def flat_params(self) -> dict[str, str]:
         """The flat param view logged to MLflow: sampled values plus every fixed setting."""
