@@ -76,7 +76,8 @@ def test_sweep_best_rerun_report_and_train(tmp_path):
     report = tmp_path / "run" / "report"
     rows = list(csv.DictReader((report / "report.csv").open()))
     keys = {"fr": "best/zero_shot/f1/fr", "it": "best/zero_shot/f1/it", "target avg": "best/zero_shot/f1/avg",
-            "source avg": "best/source/f1/avg"}
+            "source avg": "best/source/f1/avg",
+            "forgetting": "best/forgetting/retrieval_drop/avg"}   # the quickstart's probe: lower is better
     checked = 0
     for row in rows:
         values = [r.data.metrics[keys[row["column"]]] for r in runs if r.data.tags["lfmlf.method"] == row["row"]]
@@ -84,11 +85,11 @@ def test_sweep_best_rerun_report_and_train(tmp_path):
         assert float(row["mean"]) == pytest.approx(statistics.mean(values), abs=1e-12)
         assert float(row["std"]) == pytest.approx(statistics.stdev(values), abs=1e-12)
         checked += 1
-    assert checked == 8
+    assert checked == 10   # 2 methods x (fr, it, target avg, source avg, forgetting)
     md = (report / "report.md").read_text()
     assert "Wilcoxon" in md and "budget" in md.lower() and "best/source/f1/avg" in md
     assert failed.info.run_id in md and "FAILED" in out
-    for png in ("languages.png", "source_sets.png", "lfmlf_multipliers.png"):
+    for png in ("languages.png", "source_sets.png", "lfmlf_multipliers.png", "forgetting_vs_zero_shot.png"):
         assert (report / png).is_file() and not is_blank(report / png), png
     logged = {a.path for a in client.list_artifacts(rerun[0].info.run_id, "report")}
     assert {"report/report.md", "report/report.tex", "report/report.csv", "report/languages.png"} <= logged
