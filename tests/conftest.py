@@ -26,6 +26,18 @@ def _isolated_data_cache(tmp_path_factory):
         os.environ["LFMLF_CACHE_DIR"] = previous
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: the tiny model is many times slower on a shared 2-core machine with
+    torch's default thread count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny_spec(method: str = "mlf", **overrides):
     """A TrialSpec for a few fast steps of the tiny model on synthetic NER with sources de, en, es."""
     from lfmlf.config import ModelConfig, SyntheticData, TaskConfig, TrainConfig, TrialSpec

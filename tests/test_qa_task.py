@@ -22,13 +22,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "qa"
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The tiny model is ~30x slower on a shared 2-core machine with torch's default thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tokenizer(texts, vocab=400):

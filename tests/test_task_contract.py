@@ -22,13 +22,7 @@ DOCUMENTED = {"ner": {"f1"}, "pos": {"acc"}, "nli": {"acc"}, "qa": {"f1", "em"}}
 OPTIONS = {"qa": {"doc_stride": 32}}           # short windows over the synthetic paragraphs
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The tiny model is many times slower on a shared 2-core machine with torch's default thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _spec(name: str, dropout: float = 0.1) -> TrialSpec:
