@@ -3,6 +3,7 @@ variables go to the workers, the code fingerprint that decides whether lfmlf is 
 probe's own findings (run here as a plain function, as a node would run it)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,16 @@ def test_only_lfmlf_and_non_secret_settings_are_shipped(monkeypatch):
     env = shipped_env()
     assert env["LFMLF_DATA_DIR"] == "/data" and env["AWS_ENDPOINT_URL"] == "http://s3:9000"
     assert "AWS_SECRET_ACCESS_KEY" not in env and "HF_TOKEN" not in env
+
+
+def test_reused_actors_wait_for_the_previous_trials_thread(monkeypatch):
+    """Tune gives a reused actor 2 s for the previous trial's thread to end, else the next trial fails."""
+    from lfmlf.sweep.cluster import ray_env
+
+    monkeypatch.delenv("TUNE_FUNCTION_THREAD_TIMEOUT_S", raising=False)
+    ray_env()
+    assert int(os.environ["TUNE_FUNCTION_THREAD_TIMEOUT_S"]) >= 30
+    assert shipped_env()["TUNE_FUNCTION_THREAD_TIMEOUT_S"] == os.environ["TUNE_FUNCTION_THREAD_TIMEOUT_S"]
 
 
 def test_the_fingerprint_follows_the_code_not_the_version(tmp_path):

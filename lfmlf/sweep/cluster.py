@@ -37,7 +37,8 @@ from lfmlf.sweep import _probe
 
 #: Variables copied from the driver's environment into every Ray worker of a cluster sweep.
 SHIPPED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", "HF_HOME",
-               "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
+               "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION",
+               "TUNE_FUNCTION_THREAD_TIMEOUT_S")
 PROBE_TIMEOUT_S = 180.0
 
 
@@ -47,6 +48,10 @@ def ray_env() -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")   # the compact CLIReporter table
+    # reuse_actors: a reused trial actor first waits for the previous trial's training thread to end; Tune's
+    # 2 s default can run out on a loaded node, and the new trial then fails ("reset_config() ... return
+    # True"). Read in the trial actors: inherited locally, shipped to a cluster's workers (SHIPPED_ENV).
+    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "60")
 
 
 def shipped_env() -> dict[str, str]:
