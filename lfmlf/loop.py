@@ -291,13 +291,18 @@ def _evaluation_metrics(parts: TrialParts, run: _Progress, window: Mapping[str, 
     scores, the probe's, the window's mean training signals, the method's report, the ``best/`` family of the
     selected evaluation, ``avg/`` at the last step, performance. Updates the selection and the kept weights."""
     spec, task, model, device, tc, step = parts.spec, parts.task, parts.model, parts.device, parts.spec.train, run.step
+    clock = [time.perf_counter()]
     metrics = evaluate(task, model, spec, device, targets=False)
     score = metrics[f"source/{task.metric}/avg"]
+    clock.append(time.perf_counter())
     # the targets where a reader needs them: at every evaluation, or (train.target_eval) only where best/*
     # can select this evaluation and at the last step
     if spec.targets_at_every_evaluation or score > run.best["score"] or step >= tc.max_steps:
         metrics.update(evaluate(task, model, spec, device, sources=False))
+    clock.append(time.perf_counter())
     add_probe(metrics, model, device, parts.probe)
+    clock.append(time.perf_counter())
+    metrics.update({f"perf/{k}_s": b - a for k, a, b in zip(("eval_source", "eval_target", "probe"), clock, clock[1:])})
     metrics.update({k: sum(v) / len(v) for k, v in window.items()})
     metrics.update(parts.method.report())
     if score > run.best["score"]:

@@ -42,6 +42,8 @@ def test_every_scores_targets_at_every_evaluation_and_the_time_split_is_logged()
     assert all("zero_shot/f1/avg" in m for m in evals)
     for m in evals:
         assert m["perf/startup_s"] > 0 and 0 < m["perf/eval_fraction"] < 1 and m["perf/eval_s"] > 0
+        parts = m["perf/eval_source_s"] + m["perf/eval_target_s"] + m["perf/probe_s"]
+        assert 0 < parts <= m["perf/eval_s"] and m["perf/eval_target_s"] > 0
     assert evals[-1]["perf/eval_s"] > evals[0]["perf/eval_s"]   # cumulative
 
 
