@@ -121,3 +121,23 @@ def test_a_model_trained_to_a_low_loss_on_a_split_scores_high_on_it(name):
     assert last < 0.1 * first, (first, last)
     trained = task.evaluate(model, "de", "train", 8, CPU)
     assert trained[task.metric] >= 0.9 and trained[task.metric] > untrained, (untrained, trained)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_the_evaluation_batch_size_does_not_change_the_scores(name):
+    """Evaluation batches are grouped by length (each padded only to its own longest example); the scores
+    must be those of one example at a time, in the examples' own order."""
+    task, model = _build(name)
+    one = task.evaluate(model, "fr", "test", 1, CPU)
+    assert task.evaluate(model, "fr", "test", 3, CPU) == pytest.approx(one, abs=1e-9)
+    assert task.evaluate(model, "fr", "test", 64, CPU) == pytest.approx(one, abs=1e-9)
+
+
+def test_batches_by_length_cover_every_example_once():
+    from lfmlf.tasks.base import by_length
+
+    examples = [{"input_ids": [0] * n} for n in (5, 1, 9, 3, 3, 7, 2)]
+    batches = by_length(examples, 3)
+    assert sorted(i for b in batches for i in b) == list(range(7))
+    assert [len(examples[i]["input_ids"]) for b in batches for i in b] == [1, 2, 3, 3, 5, 7, 9]
+    assert [len(b) for b in batches] == [3, 3, 1]

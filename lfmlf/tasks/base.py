@@ -26,6 +26,13 @@ from lfmlf.data.cache import cache_root, cached, file_stamp, fingerprint, tokeni
 Example = dict[str, Any]   # "input_ids": list[int], other sequences (list[int]) or per-example ints
 
 
+def by_length(examples: Sequence[Example], batch_size: int) -> list[list[int]]:
+    """Evaluation batches as lists of example indices, shortest examples first: each batch is padded only
+    to its own longest example (the attention mask keeps the scores those of the unpadded examples)."""
+    order = sorted(range(len(examples)), key=lambda i: (len(examples[i]["input_ids"]), i))
+    return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+
+
 def collate(examples: Sequence[Example], pad_id: int) -> dict[str, Tensor]:
     """Batch encoded examples: list values are padded to the longest ``input_ids`` (``input_ids`` with
     ``pad_id``, ``labels`` with -100, which the losses ignore, anything else with 0); int values (a

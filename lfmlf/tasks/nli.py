@@ -20,7 +20,7 @@ from lfmlf.data.hub import load_xnli_hub
 from lfmlf.data.synthetic import synthetic_nli
 from lfmlf.data.xnli import NLI_LABELS, NliPair, read_xnli, split_by_premise
 from lfmlf.models import eval_mode
-from lfmlf.tasks.base import Example, Task, TaskOptions, check_split_files, splits_needed
+from lfmlf.tasks.base import Example, Task, TaskOptions, by_length, check_split_files, splits_needed
 
 __all__ = ["FirstTokenHead", "NliTask"]
 
@@ -235,12 +235,13 @@ class NliTask(Task):
                 device: torch.device) -> list[str]:
         """The predicted label of every pair of a language's split."""
         examples = self._encode(lang, split)
-        preds: list[str] = []
+        preds: list[str] = ["" for _ in examples]
         with eval_mode(model):
-            for start in range(0, len(examples), batch_size):
-                batch = {k: v.to(device) for k, v in self.collate(examples[start:start + batch_size]).items()}
+            for chunk in by_length(examples, batch_size):
+                batch = {k: v.to(device) for k, v in self.collate([examples[i] for i in chunk]).items()}
                 best = model(batch["input_ids"], batch["attention_mask"]).logits.argmax(-1).cpu()
-                preds += [self.labels[int(i)] for i in best]
+                for i, label in zip(chunk, best):
+                    preds[i] = self.labels[int(label)]
         return preds
 
     def evaluate(self, model: nn.Module, lang: str, split: str, batch_size: int,

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from lfmlf.config import TaskConfig
 from lfmlf.data.base import TaggedSentence
 from lfmlf.models import eval_mode
-from lfmlf.tasks.base import Example, Task, check_split_files, splits_needed
+from lfmlf.tasks.base import Example, Task, by_length, check_split_files, splits_needed
 
 __all__ = ["IGNORE", "SPLITS", "TaggingTask", "align_labels", "check_split_files"]
 
@@ -171,18 +171,16 @@ class TaggingTask(Task):
         ``truncated_tag``)."""
         examples = self._encode(lang, split)
         gold = self.gold(lang, split)
-        preds: list[list[str]] = []
+        preds: list[list[str]] = [[] for _ in examples]
         with eval_mode(model):
-            for start in range(0, len(examples), batch_size):
-                chunk = examples[start:start + batch_size]
-                batch = {k: v.to(device) for k, v in self.collate(chunk).items()}
+            for chunk in by_length(examples, batch_size):
+                batch = {k: v.to(device) for k, v in self.collate([examples[i] for i in chunk]).items()}
                 logits = model(batch["input_ids"], batch["attention_mask"]).logits
                 best = logits.argmax(-1).cpu()
-                for row, ex in enumerate(chunk):
-                    positions = [p for p, lab in enumerate(ex["labels"]) if lab != IGNORE]
+                for row, i in enumerate(chunk):
+                    positions = [p for p, lab in enumerate(examples[i]["labels"]) if lab != IGNORE]
                     words = [self.labels[int(best[row, p])] for p in positions]
-                    n_words = len(gold[start + row])
-                    preds.append(words + [self.truncated_tag] * (n_words - len(words)))
+                    preds[i] = words + [self.truncated_tag] * (len(gold[i]) - len(words))
         return preds
 
     def evaluate(self, model: nn.Module, lang: str, split: str, batch_size: int,
