@@ -73,18 +73,23 @@ def cacheable(cls: type) -> type:
     return cls
 
 
+_SCALARS = (bool, int, float, str)
+
+
 def _encode(value: Any, arrays: dict[str, Any]) -> Any:
     """A JSON tree for ``value``; tensors and numpy arrays go to ``arrays`` (saved with safetensors)."""
-    import torch  # lazy: only a trial that caches tensors pays for it
-
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or isinstance(value, _SCALARS):
         return value
     if isinstance(value, list):
+        if all(type(v) in _SCALARS for v in value):   # token ids, labels: most of a dataset, kept as they are
+            return value
         return [_encode(v, arrays) for v in value]
     if isinstance(value, tuple):
         return {"t": [_encode(v, arrays) for v in value]}
     if isinstance(value, dict):
         return {"d": [[_encode(k, arrays), _encode(v, arrays)] for k, v in value.items()]}
+    import torch  # lazy: only a trial that caches tensors pays for it (reached for no plain-data value)
+
     if isinstance(value, (torch.Tensor, np.ndarray)):
         name = str(len(arrays))
         tensor = torch.from_numpy(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) else value
@@ -99,9 +104,11 @@ def _encode(value: Any, arrays: dict[str, Any]) -> Any:
 
 
 def _decode(tree: Any, arrays: dict[str, Any]) -> Any:
-    if tree is None or isinstance(tree, (bool, int, float, str)):
+    if tree is None or isinstance(tree, _SCALARS):
         return tree
     if isinstance(tree, list):
+        if all(type(v) in _SCALARS for v in tree):
+            return tree
         return [_decode(v, arrays) for v in tree]
     if "t" in tree:
         return tuple(_decode(v, arrays) for v in tree["t"])
