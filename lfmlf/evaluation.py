@@ -36,12 +36,13 @@ def evaluate_all(task: Task, model: TaskModel, spec: TrialSpec, device: torch.de
 
 
 def add_probe(metrics: dict[str, float], model: TaskModel, device: torch.device, probe) -> None:
+    """Add the forgetting probe's scores (``build_probe``'s result; None: no probe) to ``metrics``."""
     if probe is not None:
         metrics.update(probe[0].metrics(probe[0].measure(model.encoder, device), probe[1]))
 
 
 def averaged_metrics(task: Task, model: TaskModel, spec: TrialSpec, device: torch.device, probe,
-                      kept: dict[int, dict[str, torch.Tensor]], recent: list[int], step: int) -> dict[str, float]:
+                     kept: dict[int, dict[str, torch.Tensor]], recent: list[int], step: int) -> dict[str, float]:
     """Evaluate the mean of the kept weights of the ``recent`` evaluations, then put the current weights
     back; the scores are the ``avg/`` family (selection-free: no dev score picks anything)."""
     model.load_state_dict(average_weights([kept[s] for s in recent]), strict=False)
