@@ -146,9 +146,18 @@ def check_cluster(cfg: SweepConfig, import_code: bool) -> list[dict[str, Any]]:
         refs = {n["NodeID"]: check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
                 .remote(paths, (storage.uri(marker_rel), marker_text), import_code) for n in nodes}
         ready, late = ray.wait(list(refs.values()), num_returns=len(refs), timeout=PROBE_TIMEOUT_S)
-        reports = ray.get(ready)
+        reports, gone = [], []
+        for n in nodes:
+            if refs[n["NodeID"]] in ready:
+                try:
+                    reports.append(ray.get(refs[n["NodeID"]]))
+                except (ray.exceptions.TaskUnschedulableError, ray.exceptions.NodeDiedError):
+                    gone.append(n)   # listed alive, but dead by now (the GCS notices a lost node late)
     finally:
         storage.delete(marker_rel)
+    if gone:
+        print(f"lfmlf: node(s) {', '.join(n['NodeID'][:8] for n in gone)} left the cluster during the check; "
+              "the sweep runs on the others.", flush=True)
     problems: list[str] = []
     if late:
         names = [f"{n['NodeID'][:8]} ({n.get('NodeManagerAddress', '?')})" for n in nodes
