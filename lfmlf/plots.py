@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lfmlf.report import TARGET_AVG, RunRecord, Table
+from lfmlf.report.fronts import configurations, front_of, pareto_front
 
 __all__ = [
     "DPI",
@@ -97,18 +98,6 @@ def language_bars(table: Table, path: Path | str) -> Path | None:
 
 # ------------------------------------------------------------------------------------- Pareto
 
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of the non-dominated points of ``(zero_shot, forgetting)`` pairs, maximising zero-shot and
-    minimising forgetting, sorted by forgetting then zero-shot. A point is dominated when another is at
-    least as good in both and strictly better in one; exact duplicates of a front point stay on the front."""
-    front = []
-    for i, (z, f) in enumerate(points):
-        dominated = any((z2 >= z and f2 <= f) and (z2 > z or f2 < f) for j, (z2, f2) in enumerate(points) if j != i)
-        if not dominated:
-            front.append(i)
-    return sorted(front, key=lambda i: (points[i][1], points[i][0]))
-
-
 def _scatter_runs(runs: list[RunRecord], zkey: str, fkey: str) -> list[RunRecord]:
     return [r for r in runs if r.status == "FINISHED" and _finite(r.metrics.get(zkey)) and _finite(r.metrics.get(fkey))]
 
@@ -125,18 +114,21 @@ def pareto_runs(runs: list[RunRecord], task_metric: str, forgetting_key: str = "
 def forgetting_vs_zero_shot(runs: list[RunRecord], path: Path | str, task_metric: str,
                             forgetting_key: str = "best/forgetting/retrieval_drop/avg",
                             prefix: str = "best/") -> Path | None:
-    """Scatter of sweep trials: x = forgetting drop (lower is better), y = zero-shot average, colour = method.
+    """Scatter of runs (sweep trials, rerun runs): x = forgetting drop (lower is better), y = zero-shot
+    average, colour = method; each method's own front as a step line in its colour.
 
-    Uses FINISHED runs having both metrics; early-stopped trials are drawn hollow and kept off the Pareto
-    front, which is computed over the completed ones (highlighted with a black edge and joined by a
-    step line). Returns None and writes nothing when no run has ``forgetting_key`` (probe off).
+    Uses FINISHED runs having both metrics; early-stopped trials are drawn hollow and kept off the fronts.
+    A method's front is the one of the report's "Fronts" section (:mod:`lfmlf.report.fronts`): over its
+    configurations, each at the mean of its seeds (a square where that mean is over several runs), joined by
+    the step function "best zero-shot at drop <= x" and circled in black. Returns None and writes nothing when
+    no run has ``forgetting_key`` (probe off).
     """
     zkey = f"{prefix}zero_shot/{task_metric}/avg"
     pts = _scatter_runs(runs, zkey, forgetting_key)
     if not pts:
         return None
-    front = pareto_runs(runs, task_metric, forgetting_key, prefix)
-    fig = _figure(6.0, 4.5)
+    configs, _ = configurations(pts, zkey, forgetting_key)
+    fig = _figure(6.5, 4.8)
     ax = fig.add_subplot(1, 1, 1)
     methods = sorted({r.method for r in pts})
     for method, colour in zip(methods, _colours(len(methods))):
@@ -144,21 +136,23 @@ def forgetting_vs_zero_shot(runs: list[RunRecord], path: Path | str, task_metric
         cut = [r for r in pts if r.method == method and r.stopped_early]
         if done:
             ax.scatter([r.metrics[forgetting_key] for r in done], [r.metrics[zkey] for r in done], color=colour,
-                       label=method, s=30, alpha=0.8)
+                       s=22, alpha=0.55)
         if cut:
             ax.scatter([r.metrics[forgetting_key] for r in cut], [r.metrics[zkey] for r in cut], facecolors="none",
-                       edgecolors=[colour], label=f"{method} (stopped early)", s=30)
-    if front:
-        xs = [r.metrics[forgetting_key] for r in front]
-        ys = [r.metrics[zkey] for r in front]
-        ax.step(xs, ys, where="post", color="black", linewidth=1.0, linestyle="--", label="Pareto front")
-        ax.scatter(xs, ys, s=90, facecolors="none", edgecolors="black", linewidths=1.5)
-        for r in front:
-            colour = _colours(len(methods))[methods.index(r.method)]
-            ax.scatter([r.metrics[forgetting_key]], [r.metrics[zkey]], color=colour, s=30, zorder=3)
+                       edgecolors=[colour], label=f"{method} (stopped early)", s=22)
+        front = front_of(configs.get(method, []))
+        if not front:
+            continue
+        xs, ys = [c.f for c in front], [c.z for c in front]
+        ax.step(xs, ys, where="post", color=colour, linewidth=1.6, label=f"{method} front ({len(front)})")
+        ax.scatter(xs, ys, s=80, facecolors="none", edgecolors="black", linewidths=1.2, zorder=3)
+        means = [c for c in front if len(c.runs) > 1]
+        if means:
+            ax.scatter([c.f for c in means], [c.z for c in means], marker="s", s=30, color=colour,
+                       edgecolors="black", linewidths=0.8, zorder=4)
     ax.set_xlabel(f"forgetting: {forgetting_key} (lower is better)")
     ax.set_ylabel(f"zero-shot: {zkey} (higher is better)")
-    ax.set_title(f"Forgetting vs zero-shot {task_metric} per trial")
+    ax.set_title(f"Forgetting vs zero-shot {task_metric}: runs and each method's front")
     ax.legend(fontsize="small", loc="best")
     ax.grid(alpha=0.3)
     return _save(fig, path)
@@ -327,3 +321,47 @@ def is_blank(path: Path | str, tolerance: float = 0.002) -> bool:
     common = q[np.flatnonzero(packed == values[np.argmax(counts)])[0]]
     differs = np.any(np.abs(q - common) > 1, axis=1)
     return float(differs.mean()) < tolerance
+
+
+# ------------------------------------------------------------------------------------- source-language effects
+
+def source_effects_heatmap(path: Path | str, sources: list[str], columns: list[str], values: list[list[float]],
+                           marked: list[list[bool]], title: str, label: str, digits: int = 1) -> Path | None:
+    """Heatmap of source-language effects (:func:`lfmlf.report.effects.effects_section` calls it): rows =
+    ``sources``, columns = targets (+ avg), cell = ``values[i][j]`` (an effect in points, signed text, ``*``
+    where ``marked``: its interval excludes 0) on a diverging scale centred on 0; a NaN cell (not
+    estimable) is grey, hatched and reads "n/e". Returns None when there are no rows or columns."""
+    import numpy as np  # lazy, with matplotlib
+    from matplotlib import colormaps
+    from matplotlib.patches import Rectangle
+
+    if not sources or not columns:
+        return None
+    data = np.array(values, dtype=float).reshape(len(sources), len(columns))
+    finite = data[np.isfinite(data)]
+    bound = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
+    fig = _figure(1.1 * len(columns) + 3.0, 0.5 * len(sources) + 1.8)
+    ax = fig.add_subplot(1, 1, 1)
+    cmap = colormaps["RdBu"].with_extremes(bad="lightgrey")
+    im = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, aspect="auto", vmin=-bound, vmax=bound)
+    for i in range(len(sources)):
+        for j in range(len(columns)):
+            v = data[i, j]
+            if not math.isfinite(v):
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="grey",
+                                       linewidth=0))
+                ax.text(j, i, "n/e", ha="center", va="center", fontsize=8, color="black")
+                continue
+            text = f"{v:+.{digits}f}" + ("*" if marked[i][j] else "")
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if abs(v) > 0.6 * bound else "black",
+                    fontweight="bold" if marked[i][j] else "normal")
+    ax.set_xticks(range(len(columns)))
+    ax.set_xticklabels(columns)
+    ax.set_yticks(range(len(sources)))
+    ax.set_yticklabels(sources)
+    ax.set_xlabel("target language")
+    ax.set_ylabel("source language added")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label=label)
+    return _save(fig, path)
