@@ -87,6 +87,18 @@ def _rerun(args: argparse.Namespace) -> int:
     return 0 if outcome.best and failed / total <= first.search.max_failed_share else 3
 
 
+def _interpolate(args: argparse.Namespace) -> int:
+    # lazy: the registries and the model import torch, the commands MLflow
+    from lfmlf.checks import load_checked
+    from lfmlf.commands import interpolate
+    from lfmlf.interpolate import parse_alphas
+
+    alphas = parse_alphas(args.alphas)   # a bad grid is refused before anything loads
+    interpolate(load_checked(args.sweep, _overrides(args)), args.tracking_uri, args.run, args.method, args.all,
+                alphas, args.metric, args.device)
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     # lazy: the registries import torch, the commands MLflow
     from lfmlf.checks import load_checked
@@ -171,6 +183,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="address of an existing Ray cluster (default: start a local one)")
     _common(p)
     p.set_defaults(func=_rerun)
+
+    p = sub.add_parser("interpolate", help="score runs' selected checkpoints at theta0 + alpha (theta - theta0) "
+                       "(the WiSE-FT baseline) and log each point as method interp:<method>")
+    p.add_argument("sweep", help="the sweep YAML")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--run", action="append", metavar="RUN_ID", help="a trial's MLflow run id (repeatable; "
+                       "default: each method's best eligible trial, as `lfmlf best` picks it)")
+    which.add_argument("--best", action="store_true", help="each method's best eligible trial (the default)")
+    which.add_argument("--all", action="store_true", help="every eligible (finished, not stopped early) trial")
+    p.add_argument("--method", action="append", metavar="M", help="only these methods of the sweep (repeatable)")
+    p.add_argument("--alphas", default="0,0.25,0.5,0.75,1", help="comma-separated alpha grid (default "
+                   "0,0.25,0.5,0.75,1; 0 = theta0's encoder with the run's head, 1 = the run's selected model)")
+    p.add_argument("--metric", help="selection metric for the best trial (default: the sweep's search metric)")
+    p.add_argument("--device", default="auto", help="device to score on: auto (a GPU if there is one), cpu, cuda")
+    _output_dir(p)
+    _common(p)
+    p.set_defaults(func=_interpolate)
 
     p = sub.add_parser("report", help="tables (Markdown, LaTeX, CSV) and plots of a sweep and its rerun")
     p.add_argument("sweep", help="the sweep YAML")

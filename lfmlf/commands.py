@@ -19,6 +19,7 @@ from lfmlf.checks import load_checked
 from lfmlf.config import SweepConfig, TrialSpec, trial_spec
 from lfmlf.errors import SweepError
 from lfmlf.export import check_out, log_model, write_model
+from lfmlf.interpolate import DEFAULT_ALPHAS, Outcome, interpolate_runs
 from lfmlf.loop import fit
 from lfmlf.redaction import redact_data
 from lfmlf.report import (
@@ -36,7 +37,7 @@ from lfmlf.search import search_metric, study_summary
 from lfmlf.selection import oracle_metric, selection_label
 from lfmlf.storage import redact
 from lfmlf.tasks import TASKS
-from lfmlf.tracking import RunStore, resolve_uri, start_run
+from lfmlf.tracking import RunStore, SweepTracker, resolve_uri, start_run
 from lfmlf.trial_record import record_end, record_evaluation, record_start, run_tags
 
 
@@ -217,6 +218,57 @@ def _save_trained(state: dict[str, Any], out: Path, uri: str, cfg: SweepConfig, 
         log_model(store, run_id, folder, averaged)
         print(f"Saved the {'averaged' if averaged else 'selected'} model to {folder} (MLflow run {run_id}, "
               f"{'model_averaged' if averaged else 'model'}/)")
+
+
+# ----------------------------------------------------------------------------------------------- interpolate
+def interpolate(cfg: SweepConfig, tracking_uri: str | None = None, run_ids: list[str] | None = None,
+                methods: list[str] | None = None, all_trials: bool = False, alphas: tuple[float, ...] | None = None,
+                metric: str | None = None, device: str = "auto") -> Outcome:
+    """``lfmlf interpolate``: score runs' selected checkpoints at theta0 + alpha (theta - theta0) and log each
+    point as a run of method ``interp:<method>`` (:mod:`lfmlf.interpolate`). The runs: ``run_ids`` as given,
+    else each method's best eligible trial of the sweep by ``metric`` (default the search metric), as
+    ``lfmlf best`` picks it, or with ``all_trials`` every eligible trial; ``methods`` narrows the methods."""
+    uri = resolve_uri(tracking_uri, cfg.tracking.uri)
+    store = RunStore(uri, cfg.tracking.experiment)
+    unknown = [m for m in methods or [] if m not in cfg.methods]
+    if unknown:
+        raise SweepError(f"--method {', '.join(unknown)}: not a method of sweep '{cfg.name}'. Fix: use one of "
+                         f"{', '.join(cfg.methods)}.")
+    if run_ids and methods:
+        raise SweepError("--run and --method both given: --method chooses among the sweep's trials, --run names "
+                         "them. Fix: pass one of them.")
+    if not run_ids:
+        run_ids = _interpolation_sources(cfg, store, uri, list(methods or cfg.methods), all_trials, metric)
+    tracker = SweepTracker(uri, cfg.tracking.experiment)
+    return interpolate_runs(store, tracker, run_ids, alphas or DEFAULT_ALPHAS, storage=cfg.storage_location,
+                            device=device)
+
+
+def _interpolation_sources(cfg: SweepConfig, store: RunStore, uri: str, methods: list[str], all_trials: bool,
+                           metric: str | None) -> list[str]:
+    """The sweep's runs to interpolate: each method's best eligible trial by ``metric``, or all eligible ones."""
+    sweep_id = store.sweep_run(cfg.storage_location)
+    if sweep_id is None:
+        raise SweepError(f"no sweep run of {redact(cfg.storage_location)} in MLflow store {redact(uri)}. Fix: run "
+                         "`lfmlf sweep` first, pass the --tracking-uri and --output-dir it used, or pass --run RUN_ID.")
+    metric = _metric(cfg, metric)
+    runs = store.children(sweep_id)
+    _check_metric_exists(metric, runs)
+    chosen = []
+    for method in methods:
+        mine = [r for r in runs if r.method == method]
+        usable = _usable(mine, metric)
+        if not usable:
+            print(f"  {method:8s} {no_eligible_reason(mine, metric)}; not interpolated")
+            continue
+        picked = usable if all_trials else [_top(usable, metric, cfg.search.mode)]
+        print(f"  {method:8s} " + ("every eligible trial" if all_trials else f"best trial by {metric}")
+              + f": {', '.join(r.run_id for r in picked)}")
+        chosen += [r.run_id for r in picked]
+    if not chosen:
+        raise SweepError(f"sweep '{cfg.name}' has no eligible trial of {', '.join(methods)} to interpolate. Fix: "
+                         "check its runs in MLflow; failed and early-stopped trials are never picked.")
+    return chosen
 
 
 # ----------------------------------------------------------------------------------------------- report

@@ -275,6 +275,32 @@ class SweepTracker:
     def run_id(self, trial_id: str) -> str | None:
         return self._trial_runs.get(trial_id)
 
+    # ------------------------------------------------------------------ derived runs (lfmlf interpolate)
+    # Runs computed from a finished trial without training (no Tune trial id): found again by their tags.
+    def derived_runs(self, parent_id: str, tags: Mapping[str, str]) -> list[tuple[str, str, dict[str, str]]]:
+        """(run id, status, tags) of each child run of ``parent_id`` carrying all of ``tags`` (keys and values
+        are ids and numbers: letters, digits, ``_.-:``); called before a derived run is created, to skip or
+        reuse the ones an earlier, interrupted command already made."""
+        where = " and ".join([f"tags.`mlflow.parentRunId` = {_literal(parent_id)}"]
+                             + [f"tags.`{k}` = {_literal(v)}" for k, v in tags.items()])
+        return [(r.info.run_id, r.info.status, dict(r.data.tags)) for r in self._search(where)]
+
+    def derived_run(self, parent_id: str, run_name: str, params: Mapping[str, str], tags: Mapping[str, str]) -> str:
+        """A new child run of ``parent_id`` (an existing sweep or rerun run, whose status is left alone)
+        with ``params`` and ``tags``; returns its id. End it with :meth:`end_run`."""
+        from mlflow.entities import Param, RunTag  # lazy: MLflow
+
+        all_tags = {"mlflow.parentRunId": parent_id, **tags}
+        run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags).info.run_id
+        self.client.log_batch(run_id, params=[Param(k, _clip(v)) for k, v in params.items()],
+                              tags=[RunTag(k, v) for k, v in all_tags.items()])
+        return run_id
+
+    def end_run(self, run_id: str, status: str) -> None:
+        """Close a run by its id (FINISHED, FAILED or KILLED)."""
+        self.client.set_terminated(run_id, status=status)
+    # ------------------------------------------------------------------ end of derived runs
+
     def _search(self, filter_string: str) -> list:
         return self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=5000)
 
@@ -335,6 +361,17 @@ class RunStore:
                                  metrics=dict(d.metrics), params=dict(d.params), tags=dict(d.tags), history=hist,
                                  url=self.run_url(run.info.run_id)))
         return out
+
+    # ------------------------------------------------------------------ one run (lfmlf interpolate)
+    def record(self, run_id: str) -> RunRecord:
+        """One run as a RunRecord (no histories), as :meth:`children` makes them."""
+        run = self.client.get_run(run_id)
+        d = run.data
+        seed = d.tags.get("lfmlf.seed")
+        return RunRecord(run_id=run_id, status=run.info.status, method=d.params.get("method", "?"),
+                         source_set=d.params.get("source_set", ""), seed=int(seed) if seed else None,
+                         metrics=dict(d.metrics), params=dict(d.params), tags=dict(d.tags), url=self.run_url(run_id))
+    # ------------------------------------------------------------------ end of one run
 
     def text(self, run_id: str, name: str) -> str:
         """A text artifact of a run (e.g. trial_config.yaml)."""
