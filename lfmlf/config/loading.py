@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -18,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from lfmlf.config.schema import ConfigError, SweepConfig
-from lfmlf.languages import LanguageError, check_language
+from lfmlf.languages import LanguageError, normalize_language
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -164,7 +165,8 @@ def _unwrap(ann: Any) -> tuple[Any, bool]:
 
 def load_sweep(path: str | Path, overrides: Sequence[str] | Mapping[str, str] = ()) -> SweepConfig:
     """Read, expand and validate a sweep YAML, resolve its relative paths, and check what spans sections
-    and needs no registry: languages, batch size, model folder, unlabelled text files, probe languages.
+    and needs no registry: languages (normalised, :func:`_normalise_languages`), batch size, model folder,
+    unlabelled text files.
     Raises ConfigError on any problem. The checks against the registries (task, methods, search spaces,
     data) are :func:`lfmlf.checks.check_sweep`; a command loads with :func:`lfmlf.checks.load_checked`."""
     file = str(path)
@@ -176,11 +178,11 @@ def load_sweep(path: str | Path, overrides: Sequence[str] | Mapping[str, str] = 
     except ValidationError as e:
         raise _explain(e, SweepConfig, file) from None
     cfg = _resolve_paths(cfg, base)
+    cfg = _normalise_languages(cfg, file)
     _check_languages(cfg, file)
     _check_batch(cfg, file)
     _check_model_dir(cfg, file)
     _check_unlabelled(cfg, file)
-    _check_probe_languages(cfg, file)
     return cfg
 
 
@@ -213,12 +215,56 @@ def _resolve_paths(cfg: SweepConfig, base: Path) -> SweepConfig:
                                   "probe": probe})
 
 
-def _check_codes(key: str, codes: list[str], file: str) -> None:
-    for code in codes:
+class LanguageCodeNormalised(UserWarning):
+    """A sweep file wrote a language code in a longer form than its shortest one (``yor`` for ``yo``)."""
+
+
+def _normalise_languages(cfg: SweepConfig, file: str) -> SweepConfig:
+    """Every language code of the sweep file in its shortest form (:func:`lfmlf.languages.normalize_language`):
+    ``languages.*``, the keys of ``task.files``, ``task.options.treebanks`` and ``unlabelled.files``, and the
+    probe's languages, pivot and file keys. Called once per load, before the language checks; each code that
+    changes is announced once, as a :class:`LanguageCodeNormalised` warning naming the keys it appears in.
+    The files keep their own names: a ``task.files`` entry keyed ``yor`` is still the file it names."""
+    seen: dict[str, tuple[str, list[str]]] = {}
+
+    def norm(key: str, code: str) -> str:
         try:
-            check_language(code)
+            short = normalize_language(code)
         except LanguageError as e:
             raise ConfigError(f"{file}: key '{key}': {e} Fix: replace '{code}' in {key}.") from None
+        if short != code:
+            seen.setdefault(code, (short, []))[1].append(key)
+        return short
+
+    def norm_keys(key: str, mapping: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for code, value in mapping.items():
+            short = norm(f"{key}.{code}", code)
+            if short in out:
+                raise ConfigError(f"{file}: key '{key}' names the language '{short}' twice (as "
+                                  f"{sorted(c for c in mapping if norm(key, c) == short)}). Fix: keep one entry.")
+            out[short] = value
+        return out
+
+    lc = cfg.languages
+    languages = lc.model_copy(update={name: [norm(f"languages.{name}", c) for c in getattr(lc, name)]
+                                      for name in ("sources", "targets", "must_include")})
+    task = cfg.task
+    options = dict(task.options)
+    if isinstance(options.get("treebanks"), Mapping):
+        options["treebanks"] = norm_keys("task.options.treebanks", options["treebanks"])
+    task = task.model_copy(update={"files": norm_keys("task.files", task.files), "options": options})
+    unlabelled = cfg.unlabelled.model_copy(update={"files": norm_keys("unlabelled.files", cfg.unlabelled.files)})
+    probe = cfg.probe
+    if probe is not None:
+        probe = probe.model_copy(update={"languages": [norm("probe.languages", c) for c in probe.languages],
+                                         "pivot": norm("probe.pivot", probe.pivot),
+                                         "files": norm_keys("probe.files", probe.files)})
+    for code, (short, keys) in seen.items():
+        where = ", ".join(dict.fromkeys(keys))
+        warnings.warn(f"lfmlf: {file}: language code normalised: {code} -> {short} (its shortest form, used in "
+                      f"results, source sets and MLflow params), in {where}", LanguageCodeNormalised, stacklevel=3)
+    return cfg.model_copy(update={"languages": languages, "task": task, "unlabelled": unlabelled, "probe": probe})
 
 
 def _check_languages(cfg: SweepConfig, file: str) -> None:
@@ -228,10 +274,10 @@ def _check_languages(cfg: SweepConfig, file: str) -> None:
                           "least one source language, e.g. sources: [en].")
     for key, codes in (("languages.sources", lc.sources), ("languages.targets", lc.targets),
                        ("languages.must_include", lc.must_include)):
-        _check_codes(key, codes, file)
         duplicated = sorted({c for c in codes if codes.count(c) > 1})
         if duplicated:
-            raise ConfigError(f"{file}: key '{key}' lists {duplicated} more than once. Fix: list each language once.")
+            raise ConfigError(f"{file}: key '{key}' lists {duplicated} more than once (codes are compared in their "
+                              "shortest form: yor is yo). Fix: list each language once.")
     overlap = sorted(set(lc.sources) & set(lc.targets))
     if overlap:
         raise ConfigError(f"{file}: target language(s) {overlap} are also in languages.sources, so a source set "
@@ -268,16 +314,8 @@ def _check_model_dir(cfg: SweepConfig, file: str) -> None:
 def _check_unlabelled(cfg: SweepConfig, file: str) -> None:
     for lang, path in cfg.unlabelled.files.items():
         key = f"unlabelled.files.{lang}"
-        try:
-            check_language(lang)
-        except LanguageError as e:
-            raise ConfigError(f"{file}: key '{key}': {e} Fix: use an ISO 639-1 code as the key.") from None
         if not Path(path).is_file():
             raise ConfigError(f"{file}: key '{key}': file {path} does not exist. Fix: check the path (relative "
                               "to the sweep file).")
 
 
-def _check_probe_languages(cfg: SweepConfig, file: str) -> None:
-    if cfg.probe is not None:
-        _check_codes("probe.languages", cfg.probe.languages, file)
-        _check_codes("probe.pivot", [cfg.probe.pivot], file)
