@@ -12,7 +12,7 @@ pre-trained masked-LM head and a masked batch of unlabelled text every step.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -21,6 +21,7 @@ from torch import Tensor
 
 from lfmlf.grads import flat_params, flatten
 from lfmlf.models import TaskModel
+from lfmlf.teacher import TeacherDtype, TeacherStates
 
 if TYPE_CHECKING:
     from lfmlf.methods.base import StepObjectives
@@ -36,6 +37,10 @@ class Needs:
     unlabelled: Literal["none", "text", "masked"] = "none"
 
 
+#: What distillation reads the frozen encoder's states from: (input_ids, attention_mask) -> [B, T, H].
+Teacher = Callable[[Tensor, Tensor], Tensor]
+
+
 class Forgetting(ABC):
     name: ClassVar[str]
     needs: ClassVar[Needs] = Needs()
@@ -49,6 +54,11 @@ class Forgetting(ABC):
         """(value, flat gradient over ``model.pretrained_parameters()``) on the step's objectives (current
         hidden states of the source sub-batches with graphs attached, the sub-batches, unlabelled text).
         Keeps the autograd graphs of ``obj.hidden`` alive (the task gradients are taken afterwards)."""
+
+    def report(self) -> dict[str, float]:
+        """Called at every evaluation (through the method's ``report``): the objective's cumulative counters
+        and memory, under their own keys. None by default."""
+        return {}
 
 
 class L2Forgetting(Forgetting):
@@ -84,18 +94,28 @@ class _AutogradForgetting(Forgetting):
 
 class DistillForgetting(_AutogradForgetting):
     """F = mean squared distance between the encoder's last hidden states and those of the frozen
-    pre-trained encoder (one frozen forward per sub-batch): on the step's source sub-batches (no extra
-    forward of the live encoder), or on the unlabelled text when the sweep gives text files."""
+    pre-trained encoder: on the step's source sub-batches (no extra forward of the live encoder), or on the
+    unlabelled text when the sweep gives text files. The frozen states come from a
+    :class:`lfmlf.teacher.TeacherStates` (each example's computed once per trial unless ``cache`` is off)."""
 
     name = "distill"
     needs = Needs(unlabelled="text")
 
+    def __init__(self, cache: bool = True, dtype: TeacherDtype = "float32", max_mb: float = 1024.0) -> None:
+        self.cache, self.dtype, self.max_mb = cache, dtype, max_mb
+
     def setup(self, model: TaskModel) -> None:
         super().setup(model)
-        self.reference = model.frozen_encoder_copy()
+        self.teacher = TeacherStates(model.frozen_encoder_copy(), cache=self.cache, dtype=self.dtype,
+                                     max_mb=self.max_mb)
 
     def loss(self, model: TaskModel, obj: StepObjectives) -> Tensor:
-        return distill_objective(self.reference, model, obj)
+        return distill_objective(self.teacher, model, obj)
+
+    def report(self) -> dict[str, float]:
+        """``distill/teacher_cache_mb``, ``distill/teacher_hits``, ``distill/teacher_misses``,
+        ``distill/teacher_uncached`` (see :meth:`TeacherStates.report`)."""
+        return {f"distill/{k}": v for k, v in self.teacher.report().items()}
 
 
 class MlmForgetting(_AutogradForgetting):
@@ -111,23 +131,23 @@ class MlmForgetting(_AutogradForgetting):
         return model.mlm_loss(obj.unlabelled)
 
 
-def distill_objective(reference: torch.nn.Module, model: TaskModel, obj: StepObjectives) -> Tensor:
-    """Distillation toward ``reference`` on the unlabelled text if the step has some, else on the step's
-    own source sub-batches (their hidden states are already computed)."""
+def distill_objective(teacher: Teacher, model: TaskModel, obj: StepObjectives) -> Tensor:
+    """Called every step by the distilling objectives and methods: distillation toward the frozen encoder's
+    states (``teacher``) on the unlabelled text if the step has some, else on the step's own source
+    sub-batches (their hidden states are already computed)."""
     if obj.unlabelled is not None:
         b = obj.unlabelled
-        return distill_loss(reference, {"text": model.encode(b["input_ids"], b["attention_mask"])}, {"text": b})
-    return distill_loss(reference, obj.hidden, obj.batches)
+        return distill_loss(teacher, {"text": model.encode(b["input_ids"], b["attention_mask"])}, {"text": b})
+    return distill_loss(teacher, obj.hidden, obj.batches)
 
 
-def distill_loss(reference: torch.nn.Module, hidden: Mapping[str, Tensor],
-                 batches: Mapping[str, Mapping[str, Tensor]]) -> Tensor:
-    """Mean over sub-batches of the per-token squared distance to the frozen encoder's hidden states."""
+def distill_loss(teacher: Teacher, hidden: Mapping[str, Tensor], batches: Mapping[str, Mapping[str, Tensor]]) -> Tensor:
+    """Mean over sub-batches of the per-token squared distance to the frozen encoder's hidden states, which
+    ``teacher(input_ids, attention_mask)`` gives (a :class:`TeacherStates`, cached or not)."""
     total = hidden[next(iter(hidden))].new_zeros((), dtype=torch.float32)
     for lang, h in hidden.items():
         b = batches[lang]
-        with torch.no_grad():
-            ref = reference(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
+        ref = teacher(b["input_ids"], b["attention_mask"])
         mask = b["attention_mask"].unsqueeze(-1).to(torch.float32)
         total = total + ((h.float() - ref.float()).square() * mask).sum() / (mask.sum() * h.shape[-1])
     return total / len(hidden)

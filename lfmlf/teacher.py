@@ -1,0 +1,149 @@
+"""The distillation teacher-state cache: the frozen pre-trained encoder's last hidden states, by example.
+
+Distillation (``forgetting: distill`` of LF-MLF, GEM and A-GEM, and the ``distill`` penalty method) compares
+the live encoder's hidden states with those of a frozen copy at theta0. The frozen states of an example never
+change during a trial, so :class:`TeacherStates` computes them once per distinct example and keeps them:
+later steps that see the same example (several epochs, small source pools, a fixed unlabelled text file) read
+them instead of running the frozen forward again. What remains of the forgetting term's cost is the backward
+through the live encoder, which the objective needs.
+
+An example is keyed by its unpadded token ids (the bytes of ``input_ids[attention_mask]``), so a sentence hits
+whatever sub-batch it comes in and however long that sub-batch is padded. This relies on the frozen forward of
+a sequence not depending on the padding around it, which holds for the right-padded batches of
+``lfmlf.tasks.base.collate`` (masked attention; positions counted from the first token); a recomputed state
+matches a stored one to float32 rounding (about 1e-6, the batch's matmul blocking differs).
+
+Storage (on the reference encoder's device): ``float32`` (default) keeps the states exactly as the frozen
+forward produced them, so the objective, its value and its gradient are those of the uncached computation;
+``bfloat16`` or ``float16`` halve the memory and round every stored state (relative error about 4e-3 for
+bfloat16, 5e-4 for float16, before the states are cast back to float32 for the loss). The store holds at most
+``max_mb`` megabytes (2**20 bytes of states plus keys); once full, new examples are computed every time they
+come and counted as ``uncached``, never silently dropped from the objective.
+
+Created in ``setup`` of a distilling objective or method (once per trial, the model at theta0); called every
+step from :func:`lfmlf.forgetting.distill_loss`; ``report`` at every evaluation.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, Field
+from torch import Tensor, nn
+
+TeacherDtype = Literal["float32", "bfloat16", "float16"]
+_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class TeacherStates:
+    """The frozen encoder's last hidden states for collated sub-batches, each example computed once.
+
+    ``cache=False`` runs the frozen forward on every sub-batch (the uncached objective, for comparison and
+    when memory is short); it still counts the rows it computed as misses."""
+
+    def __init__(self, reference: nn.Module, *, cache: bool = True, dtype: TeacherDtype = "float32",
+                 max_mb: float = 1024.0) -> None:
+        if dtype not in _DTYPES:
+            raise ValueError(f"teacher dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        if not max_mb > 0:
+            raise ValueError(f"the teacher cache's max_mb must be > 0, got {max_mb}")
+        self.reference = reference
+        self.cache = cache
+        self.dtype = _DTYPES[dtype]
+        self.max_bytes = int(max_mb * 2**20)
+        self.states: dict[bytes, Tensor] = {}   # unpadded token ids (int64 bytes) -> [length, hidden]
+        self.bytes = 0        # payload held: states (numel * element size) + keys (len)
+        self.hits = 0         # rows read from the store
+        self.misses = 0       # rows computed by the frozen forward
+        self.uncached = 0     # of the misses, rows not stored because the store was full
+
+    def __call__(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Called every step for each sub-batch to distil on: the frozen encoder's last hidden states
+        [B, T, H] in float32 (zeros at padded positions when read from the store; the loss masks them)."""
+        if not self.cache:
+            self.misses += input_ids.shape[0]
+            return self._forward(input_ids, attention_mask).float()
+        mask = attention_mask.bool()
+        ids, cpu_mask = input_ids.detach().to("cpu", torch.int64), mask.cpu()
+        keys = [ids[i][cpu_mask[i]].numpy().tobytes() for i in range(ids.shape[0])]
+        missing = [i for i, k in enumerate(keys) if k not in self.states]
+        self.misses += len(missing)
+        self.hits += len(keys) - len(missing)
+        if missing:
+            if len(missing) == len(keys):   # the whole sub-batch as given: the uncached computation exactly
+                fresh = self._forward(input_ids, attention_mask)
+                if not self._store(keys, mask, fresh):
+                    return fresh.float()
+            else:
+                rows = torch.tensor(missing, device=input_ids.device)
+                width = int(cpu_mask[missing].any(0).nonzero().max()) + 1   # drop columns padded in every row
+                fresh = self._forward(input_ids[rows, :width], attention_mask[rows, :width])
+                if not self._store([keys[i] for i in missing], mask[rows, :width], fresh):
+                    return self._uncached_rows(input_ids, attention_mask, keys, missing, fresh, width)
+        return self._gather(keys, mask)
+
+    def report(self) -> dict[str, float]:
+        """Called at every evaluation: the store's size and counters (cumulative over the trial)."""
+        return {"teacher_cache_mb": self.bytes / 2**20, "teacher_hits": float(self.hits),
+                "teacher_misses": float(self.misses), "teacher_uncached": float(self.uncached)}
+
+    def _forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.reference(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def _store(self, keys: list[bytes], mask: Tensor, fresh: Tensor) -> bool:
+        """Keep the unpadded states of the rows of ``fresh`` (``keys[j]``, boolean ``mask[j]`` on its device);
+        False when some did not fit (counted as uncached)."""
+        all_kept = True
+        for j, k in enumerate(keys):
+            if k in self.states:    # the same sentence twice in one sub-batch
+                continue
+            state = fresh[j][mask[j]].to(self.dtype)   # boolean indexing copies: no view of fresh
+            size = state.numel() * state.element_size() + len(k)
+            if self.bytes + size > self.max_bytes:
+                self.uncached += 1
+                all_kept = False
+                continue
+            self.states[k] = state
+            self.bytes += size
+        return all_kept
+
+    def _gather(self, keys: list[bytes], mask: Tensor) -> Tensor:
+        stored = [self.states[k] for k in keys]
+        out = torch.zeros(*mask.shape, stored[0].shape[-1], dtype=torch.float32, device=stored[0].device)
+        out[mask.to(out.device)] = torch.cat(stored).float()   # row-major: each row's tokens in order
+        return out
+
+    def _uncached_rows(self, input_ids: Tensor, attention_mask: Tensor, keys: list[bytes], missing: list[int],
+                       fresh: Tensor, width: int) -> Tensor:
+        """The sub-batch's states when some computed rows did not fit in the store: stored rows from the
+        store, the computed ones from ``fresh``."""
+        mask = attention_mask.bool()
+        out = torch.zeros(*mask.shape, fresh.shape[-1], dtype=torch.float32, device=fresh.device)
+        done = set(missing)
+        for i, k in enumerate(keys):
+            if i not in done:
+                out[i][mask[i]] = self.states[k].float()
+        for j, i in enumerate(missing):
+            out[i, :width] = fresh[j].float()
+        return out
+
+
+class TeacherParams(BaseModel):
+    """The teacher-cache hyper-parameters of every method that distils; a mixin of their parameter models
+    (``class DistillParams(PenaltyParams, TeacherParams)``), read in ``setup`` by :meth:`teacher_options`."""
+
+    teacher_cache: bool = Field(True, description="Distillation: compute the frozen encoder's hidden states "
+                                "once per distinct example and keep them for the trial (false: one frozen "
+                                "forward per sub-batch every step; same objective).")
+    teacher_dtype: TeacherDtype = Field("float32", description="Distillation: storage dtype of the cached frozen "
+                                        "states; float32 is exact, bfloat16/float16 halve the memory and round "
+                                        "the states (relative error ~4e-3 / ~5e-4), which changes the objective "
+                                        "slightly.")
+    teacher_cache_max_mb: float = Field(1024.0, gt=0.0, description="Distillation: most megabytes of cached "
+                                        "states per trial, on the model's device; examples beyond it are "
+                                        "recomputed every time (counted as distill/teacher_uncached).")
+
+    def teacher_options(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`TeacherStates` (and ``DistillForgetting``) from these parameters."""
+        return {"cache": self.teacher_cache, "dtype": self.teacher_dtype, "max_mb": self.teacher_cache_max_mb}
