@@ -193,7 +193,7 @@ def test_markdown_shows_the_numbers():
 
 def test_section_writes_a_heatmap_and_skips_a_single_source_set(tmp_path):
     md, figs = effects_section(planted_sweep(40), "f1", TARGETS, tmp_path)
-    assert md.startswith("## Source-language effects") and "![Source-language effects](source_effects.png)" in md
+    assert md.startswith("Change in the zero-shot f1 (×100)") and "| de | " in md
     assert figs == [tmp_path / "source_effects.png"] and figs[0].exists() and not is_blank(figs[0])
     one = [r for r in planted_sweep(40) if r.source_set == "de+en"]
     assert effects_section(one, "f1", TARGETS, tmp_path / "one") == ("", [])
@@ -203,3 +203,11 @@ def test_section_writes_a_heatmap_and_skips_a_single_source_set(tmp_path):
 def test_pool_language_never_used_is_reported(tmp_path):
     table = effects_table(planted_sweep(40), "f1", TARGETS, sources=POOL + ["it"])
     assert table.effect("it", "fr").reason == "in none of the 40 trials"
+
+
+def test_a_target_no_trial_scored_is_not_estimable(tmp_path):
+    table = effects_table(planted_sweep(30), "f1", TARGETS + ["sw"])
+    assert table.fits["sw"].n == 0
+    assert table.effect("de", "sw").reason == "no trial has this score"
+    assert "30 counted trials have no finite best/zero_shot/f1/sw" in table.fits["sw"].notes
+    assert table.effect("de", "tr").estimable

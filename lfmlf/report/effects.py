@@ -38,6 +38,7 @@ from lfmlf.report.runs import RunRecord, exclusion, finite
 AVG = "avg"
 LR = "log10(lr)"
 FIGURE = "source_effects.png"
+TITLE = "Source-language effects"
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,9 @@ class EffectsTable:
         return list(dict.fromkeys(name for name, _ in self.covariates))
 
     def to_markdown(self) -> str:
-        """The "Source-language effects" section: what a cell means, the table, n and df per column,
-        why the empty cells are empty, and the trials left out."""
+        """The body of the "Source-language effects" section (no heading: the report's section writer adds
+        :data:`TITLE`): what a cell means, the table, n and df per column, why the empty cells are empty, and
+        the trials left out."""
         return "\n".join(_markdown(self)) + "\n"
 
 
@@ -256,7 +258,6 @@ def _markdown(t: EffectsTable) -> list[str]:
     scaled = f" (×{t.scale:g})" if t.scale != 1 else ""
     pct = f"{t.level * 100:g}%"
     out = [
-        "## Source-language effects", "",
         f"Change in the zero-shot {t.task_metric}{scaled} of each target when a source language is **added** to "
         "the source set, the other source languages, log10 of the learning rate and the method held fixed: "
         f"one least-squares fit per column over the sweep's {t.used} counted trials (FINISHED, not stopped "
@@ -309,9 +310,10 @@ def searched_sets(runs: list[RunRecord]) -> list[str]:
 def effects_section(runs: list[RunRecord], task_metric: str, targets: list[str], out_dir: Path,
                     sources: list[str] | None = None, scale: float = 100.0,
                     digits: int = 1) -> tuple[str, list[Path]]:
-    """The report's "Source-language effects" section: Markdown (table, notes) and the heatmap
-    ``out_dir/source_effects.png``. Called by ``lfmlf report`` with the sweep's trials; returns ``("", [])``
-    when the counted trials used fewer than two source sets (nothing was searched)."""
+    """The report's "Source-language effects" section (:data:`TITLE`): its Markdown body (table, notes; no
+    heading, no image link: the section writer adds both) and the heatmap ``out_dir/source_effects.png``.
+    Called by ``lfmlf report`` with the sweep's trials; returns ``("", [])`` when the counted trials used
+    fewer than two source sets (nothing was searched)."""
     if len(searched_sets(runs)) < 2:
         return "", []
     from lfmlf import plots  # lazy: matplotlib, and plots imports lfmlf.report
@@ -326,7 +328,4 @@ def effects_section(runs: list[RunRecord], task_metric: str, targets: list[str],
         title=f"Effect of adding a source language on zero-shot {task_metric}{scaled}\n"
               f"(* {pct} HC3 interval excludes 0; hatched: not estimable)",
         label=f"change in zero-shot {task_metric}{scaled}")
-    md = table.to_markdown()
-    if png is None:
-        return md, []
-    return md + f"\n![Source-language effects]({FIGURE})\n", [png]
+    return table.to_markdown(), [] if png is None else [png]
