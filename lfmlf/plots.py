@@ -7,7 +7,7 @@ registry to leak, no GUI backend, nothing to close. No mlflow/ray/optuna imports
 :class:`lfmlf.report.RunRecord` lists and :class:`lfmlf.report.Table` values.
 
 Which runs are used: ``FINISHED`` runs only. Runs stopped early by ASHA (tag ``lfmlf.stopped_early=true``)
-are drawn hollow in the forgetting plot but never on its Pareto front (less training also means less
+are drawn hollow in the forgetting plot but never on a method's front (less training also means less
 forgetting, which would put them on the front for the wrong reason), are left out of the heatmap means
 unless ``include_stopped_early=True``, and do count in the multiplier curves (a trajectory is still a
 trajectory). The heatmap has one panel per method (a source set's row never mixes methods) and shows
@@ -72,28 +72,54 @@ def _colours(n: int) -> list:
 
 def language_bars(table: Table, path: Path | str) -> Path | None:
     """Grouped bars: one group per target language plus the target average, one bar per table row,
-    error bars = sample std (none where n < 2). Values scaled like the table (``table.scale``)."""
-    groups = list(table.targets) + [TARGET_AVG]
+    error bars = sample std (none where n < 2). Values scaled like the table (``table.scale``). A table
+    grouped by script or family (``table.groups``) orders the languages by group, each group followed by its
+    average (hatched bars), with the group's name above it and a dashed line between groups."""
     if not table.rows:
         return None
+    if table.groups:
+        groups = [c for g, langs in table.groups.items() for c in [*langs, f"{g} avg"] if c in table.columns]
+    else:
+        groups = list(table.targets)
+    groups.append(TARGET_AVG)
     fig = _figure(max(5.0, 1.0 + len(groups) * (0.35 * len(table.rows) + 0.5)), 4.0)
     ax = fig.add_subplot(1, 1, 1)
     k = len(table.rows)
     width = 0.8 / k
+    averages = {c for c in groups if c not in table.targets}
     for i, (row, colour) in enumerate(zip(table.rows, _colours(k))):
         xs = [g + (i - (k - 1) / 2) * width for g in range(len(groups))]
         ys = [table.means[row][c] * table.scale for c in groups]       # NaN (empty cell): no bar
         err = [table.stds[row][c] * table.scale for c in groups]        # NaN (n < 2): no error bar
-        ax.bar(xs, ys, width=width, yerr=err, capsize=3, color=colour, label=row, edgecolor="black", linewidth=0.4)
+        bars = ax.bar(xs, ys, width=width, yerr=err, capsize=3, color=colour, label=row, edgecolor="black",
+                      linewidth=0.4)
+        if table.groups:
+            for bar, c in zip(bars, groups):
+                if c in averages:
+                    bar.set_hatch("//")
+    if table.groups:
+        _mark_language_groups(ax, table.groups, groups)
     ax.set_xticks(range(len(groups)))
-    ax.set_xticklabels(groups)
+    ax.set_xticklabels(groups, rotation=30 if table.groups else 0, ha="right" if table.groups else "center")
     scaled = f" (×{table.scale:g})" if table.scale != 1 else ""
+    by = f", grouped by {table.group_by}" if table.group_by else ""
     ax.set_xlabel("target language")
     ax.set_ylabel(f"zero-shot {table.task_metric}{scaled}")
-    ax.set_title(f"Zero-shot {table.task_metric} per target language (mean ± std over runs)")
+    ax.set_title(f"Zero-shot {table.task_metric} per target language{by} (mean ± std over runs)")
     ax.legend(fontsize="small", loc="best")
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
+
+
+def _mark_language_groups(ax, groups: dict[str, list[str]], columns: list[str]) -> None:
+    """Dashed lines between the groups of a grouped bar chart and each group's name above its bars."""
+    start = 0
+    for g, langs in groups.items():
+        end = start + len([c for c in [*langs, f"{g} avg"] if c in columns])
+        ax.axvline(end - 0.5, color="grey", linestyle="--", linewidth=0.8)
+        ax.text((start + end - 1) / 2, 1.01, g, transform=ax.get_xaxis_transform(), ha="center", va="bottom",
+                fontsize=8)
+        start = end
 
 
 # ------------------------------------------------------------------------------------- Pareto
@@ -104,8 +130,8 @@ def _scatter_runs(runs: list[RunRecord], zkey: str, fkey: str) -> list[RunRecord
 
 def pareto_runs(runs: list[RunRecord], task_metric: str, forgetting_key: str = "best/forgetting/retrieval_drop/avg",
                 prefix: str = "best/") -> list[RunRecord]:
-    """The runs on the Pareto front of :func:`forgetting_vs_zero_shot` (FINISHED, not stopped early, both
-    metrics finite), sorted by forgetting."""
+    """The runs on the Pareto front of all methods' runs together (FINISHED, not stopped early, both metrics
+    finite), sorted by forgetting; :func:`forgetting_vs_zero_shot` draws one front per method instead."""
     zkey = f"{prefix}zero_shot/{task_metric}/avg"
     full = [r for r in _scatter_runs(runs, zkey, forgetting_key) if not r.stopped_early]
     return [full[i] for i in pareto_front([(r.metrics[zkey], r.metrics[forgetting_key]) for r in full])]

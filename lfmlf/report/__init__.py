@@ -49,32 +49,46 @@ Decisions (also written into every table's notes, so a reader of the report sees
 The package, one job per module: :mod:`~lfmlf.report.runs` (which runs count, and why the others do not),
 :mod:`~lfmlf.report.table` (the :class:`Table`), :mod:`~lfmlf.report.rows` (the row layout),
 :mod:`~lfmlf.report.stats` (mean ± std, pairing, the Wilcoxon test), :mod:`~lfmlf.report.build`
-(:func:`build_table`), :mod:`~lfmlf.report.render` (Markdown, LaTeX, CSV) and :mod:`~lfmlf.report.write`
-(the report's files, parameter importances, the cost of selection). Everything public is importable from
-``lfmlf.report``.
+(:func:`build_table`), :mod:`~lfmlf.report.render` (Markdown, LaTeX, CSV), :mod:`~lfmlf.report.write`
+(the report's files, parameter importances, the cost of selection), :mod:`~lfmlf.report.sections` (extra
+sections of ``report.md``: :class:`Section`), :mod:`~lfmlf.report.fronts` (forgetting-versus-transfer fronts,
+hypervolumes, dominance; its definitions are stated there), :mod:`~lfmlf.report.front_section` (the "Fronts"
+section), :mod:`~lfmlf.report.drops` (per-language retrieval of the probe) and :mod:`~lfmlf.report.groups`
+(targets grouped by script or family, ``--group-by``). Everything public is importable from ``lfmlf.report``.
 """
 from __future__ import annotations
 
 from lfmlf.report.build import build_table
+from lfmlf.report.drops import retrieval_by_language
+from lfmlf.report.front_section import Fronts, build_fronts, fronts_markdown
+from lfmlf.report.groups import GROUP_BY, language_groups
 from lfmlf.report.render import latex_escape, to_csv, to_latex, to_markdown
 from lfmlf.report.runs import RunRecord, exclusion, merge_left_out, no_eligible_reason, sweep_left_out
+from lfmlf.report.sections import Section
 from lfmlf.report.stats import paired_differences
 from lfmlf.report.table import FORGETTING, SOURCE_AVG, TARGET_AVG, Table
 from lfmlf.report.write import Importance, selection_cost, write_report
 
 __all__ = [
     "FORGETTING",
+    "GROUP_BY",
     "SOURCE_AVG",
     "TARGET_AVG",
+    "Fronts",
     "Importance",
     "RunRecord",
+    "Section",
     "Table",
+    "build_fronts",
     "build_table",
     "exclusion",
+    "fronts_markdown",
+    "language_groups",
     "latex_escape",
     "merge_left_out",
     "no_eligible_reason",
     "paired_differences",
+    "retrieval_by_language",
     "selection_cost",
     "sweep_left_out",
     "to_csv",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+from lfmlf.report.groups import group_column, group_key, groups_note, with_group_scores
 from lfmlf.report.rows import RowLayout, averaged_key, lay_out_rows
 from lfmlf.report.runs import RunRecord, exclusion, finite, no_eligible_reason
 from lfmlf.report.stats import mean_std, significance
@@ -20,7 +21,8 @@ def build_table(runs: list[RunRecord], *, task_metric: str, targets: list[str], 
                 scale: float = 100.0, digits: int = 1, selection: Selection | None = None,
                 methods: list[str] | None = None, why_missing: dict[str, str] | None = None,
                 oracle_runs: list[RunRecord] | None = None, oracle_selection: Selection | None = None,
-                provenance: list[str] | None = None) -> Table:
+                provenance: list[str] | None = None, groups: dict[str, list[str]] | None = None,
+                group_by: str = "") -> Table:
     """Aggregate runs into a :class:`Table` (see the module docstring for every rule).
 
     ``budget`` (method -> number of trials), ``selection_rule`` (how each method's configuration was
@@ -30,11 +32,16 @@ def build_table(runs: list[RunRecord], *, task_metric: str, targets: list[str], 
     runs were left out). ``oracle_runs`` (labelled by ``oracle_selection``) become one reference row per
     method, after its own rows. ``provenance``: run ids, rendered as comments. Rows whose runs logged a
     checkpoint average (``avg/*``) get an averaged row after them (module docstring, "Averaged rows").
+    ``groups`` (group -> its target languages, grouped by ``group_by``: :func:`lfmlf.report.groups.language_groups`)
+    orders the target columns by group, each group followed by its average column (``"Latn avg"``).
     """
     left_out: list[str] = []
+    if groups:
+        runs = with_group_scores(runs, groups, task_metric, (prefix, "avg/"))
+        oracle_runs = with_group_scores(oracle_runs or [], groups, task_metric, (prefix, "avg/"))
     used = _counted(runs, "", left_out)
     oracle_used = _counted(oracle_runs or [], "oracle ", left_out)
-    keys = _columns(task_metric, targets, prefix, forgetting_key, used + oracle_used)
+    keys = _columns(task_metric, targets, prefix, forgetting_key, used + oracle_used, groups or {})
     columns = list(keys)
     lower = {c: c == FORGETTING for c in columns}
     avg_keys = {c: averaged_key(k, prefix) for c, k in keys.items()}
@@ -42,7 +49,7 @@ def build_table(runs: list[RunRecord], *, task_metric: str, targets: list[str], 
     oracle_marker = (oracle_selection.marker if oracle_selection is not None else "") or "oracle"
     layout = lay_out_rows(used, oracle_used, baseline, marker, oracle_marker, avg_keys, left_out)
 
-    notes: list[str] = []
+    notes: list[str] = [groups_note(groups, group_by or "group")] if groups else []
     if layout.split_methods:
         notes.append("Rows split by source set for: " + ", ".join(sorted(layout.split_methods)) + ".")
     no_row = _without_row(methods or [], runs, used + oracle_used, why_missing or {})
@@ -77,7 +84,8 @@ def build_table(runs: list[RunRecord], *, task_metric: str, targets: list[str], 
                  baseline_of=tests.baseline_of, task_metric=task_metric, targets=list(targets), alpha=alpha,
                  scale=scale, digits=digits, missing=no_row, row_marker=layout.marker,
                  reference_rows=layout.reference, selection=selection, provenance=list(provenance or []),
-                 averaged_rows=layout.averaged, row_keys=layout.keys, row_variant=layout.variant)
+                 averaged_rows=layout.averaged, row_keys=layout.keys, row_variant=layout.variant,
+                 groups=dict(groups or {}), group_by=group_by if groups else "")
 
 
 def _counted(runs: list[RunRecord], label: str, left_out: list[str]) -> list[RunRecord]:
@@ -93,11 +101,17 @@ def _counted(runs: list[RunRecord], label: str, left_out: list[str]) -> list[Run
 
 
 def _columns(task_metric: str, targets: list[str], prefix: str, forgetting_key: str | None,
-             counted: list[RunRecord]) -> dict[str, str]:
-    """column -> metric key: each target language, the target and source averages, and the forgetting drop
-    when a counted run has it (or its checkpoint-averaged copy)."""
-    keys: dict[str, str] = {lang: f"{prefix}zero_shot/{task_metric}/{lang}" for lang in targets}
-    keys[TARGET_AVG] = f"{prefix}zero_shot/{task_metric}/avg"
+             counted: list[RunRecord], groups: dict[str, list[str]]) -> dict[str, str]:
+    """column -> metric key: each target language (by group, each group followed by its average, when
+    ``groups`` is given), the target and source averages, and the forgetting drop when a counted run has it
+    (or its checkpoint-averaged copy)."""
+    avg = f"{prefix}zero_shot/{task_metric}/avg"
+    keys: dict[str, str] = {}
+    for group, langs in (groups or {"": list(targets)}).items():
+        keys.update({lang: f"{prefix}zero_shot/{task_metric}/{lang}" for lang in langs})
+        if groups:
+            keys[group_column(group)] = group_key(avg, group)
+    keys[TARGET_AVG] = avg
     keys[SOURCE_AVG] = f"{prefix}source/{task_metric}/avg"
     if forgetting_key and any(k in r.metrics for r in counted
                               for k in (forgetting_key, averaged_key(forgetting_key, prefix))):

@@ -27,6 +27,7 @@ class Table:
     row's method ("oracle: target dev"); ``reference_rows`` (oracle rows) take no bold and no test.
     ``averaged_rows`` (checkpoint averaging, ``avg/*`` metrics) read ``row_keys[row]`` instead of ``keys``,
     show ``row_variant[row]`` ("averaged last 3") after the method, and take no bold and no test either.
+    ``groups`` (``--group-by``): the target columns come by group, each followed by its average column.
     """
 
     rows: list[str]
@@ -62,6 +63,8 @@ class Table:
     averaged_rows: list[str] = field(default_factory=list)     # checkpoint-averaged rows (avg/* keys)
     row_keys: dict[str, dict[str, str]] = field(default_factory=dict)   # row -> column -> key, overrides keys
     row_variant: dict[str, str] = field(default_factory=dict)  # row -> "averaged last 3" after the method
+    groups: dict[str, list[str]] = field(default_factory=dict)  # group -> its targets (--group-by), else empty
+    group_by: str = ""                                          # "script" | "family" | "" (not grouped)
 
     def key(self, row: str, col: str) -> str:
         """The metric key a row's cell reads (``avg/...`` for an averaged row, else ``keys[col]``)."""

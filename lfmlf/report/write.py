@@ -1,12 +1,15 @@
-"""The report's files: ``report.md`` (with the parameter-importance section), ``report.tex`` and
-``report.csv``, and the note on what zero-shot-faithful selection costs against the oracle's pick."""
+"""The report's files: ``report.md`` (with the extra sections and the parameter-importance section),
+``report.tex`` and ``report.csv``, and the note on what zero-shot-faithful selection costs against the oracle's
+pick."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lfmlf.report.render import md_escape, to_csv, to_latex, to_markdown
 from lfmlf.report.runs import RunRecord, finite, merge_left_out
+from lfmlf.report.sections import Section, section_markdown
 from lfmlf.report.table import Table
 
 
@@ -72,18 +75,22 @@ def selection_cost(faithful: list[RunRecord], oracle: list[RunRecord], key: str,
 
 
 def write_report(table: Table, out_dir: Path, importances: dict[str, Importance] | None = None,
-                 sweep_excluded: list[str] | None = None) -> list[Path]:
+                 sweep_excluded: list[str] | None = None, sections: Sequence[Section] = ()) -> list[Path]:
     """Write ``report.md``, ``report.tex`` and ``report.csv`` into ``out_dir`` (created); return their paths.
 
     ``importances`` (method -> :class:`Importance`) adds a "Parameter importance" section to the Markdown
     that names the evaluator and the number of trials; ``sweep_excluded`` (from
     :func:`~lfmlf.report.runs.sweep_left_out`) is merged into the table's left-out runs, so the page has one
-    left-out list (Markdown, and ``%`` comments in LaTeX).
+    left-out list (Markdown, and ``%`` comments in LaTeX). ``sections`` (:class:`~lfmlf.report.sections.Section`:
+    title, Markdown body, figures) follow the table in ``report.md``, in order, before the importances; the
+    LaTeX and CSV files hold the table only.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = replace(table, left_out=merge_left_out(table.left_out, sweep_excluded or []))
     md = "# Results\n\n" + to_markdown(table)
+    for section in sections:
+        md += "\n" + section_markdown(section, out_dir)
     if importances:
         md += "\n".join(_importance_md(importances)) + "\n"
     paths = [out_dir / "report.md", out_dir / "report.tex", out_dir / "report.csv"]
