@@ -69,7 +69,13 @@ def normalize_language(code: str) -> str:
     if lang.language is not None and "-" in lang.language:   # a grandfathered tag: its preferred value
         lang = langcodes.Language.get(tag)                   # (i-klingon -> tlh, zh-min-nan -> nan)
     if lang.extlangs:                                        # zh-yue -> yue
-        lang = lang.update_dict({"language": lang.extlangs[0], "extlangs": None})
+        ext = lang.extlangs[0]
+        if data_dicts.MACROLANGUAGES.get(ext) != lang.language and lang.language != "sgn":
+            raise LanguageError(
+                f"'{code}' is not a valid language tag: '{ext}' is not a variety of '{lang.language}' (Wikipedia "
+                f"and WikiAnn names such as cbk-zam or map-bms are not BCP-47). Fix: write the language's own "
+                f"ISO 639-3 code (cbk for cbk-zam).")
+        lang = lang.update_dict({"language": ext, "extlangs": None})
     primary = (lang.language or first).lower()
     if primary in _SPECIAL:
         raise LanguageError(f"'{code}' is the ISO 639 code for '{_SPECIAL[primary]}', not for one language. "

@@ -8,10 +8,45 @@ from __future__ import annotations
 
 from typing import Any
 
+from langcodes.data_dicts import LANGUAGE_ALPHA3
+
 from lfmlf.data.base import DataError, TaggedSentence
 from lfmlf.data.xnli import NLI_LABELS, NliPair, normalise_label
 
-__all__ = ["UD_HUB_UPOS", "WIKIANN_TAGS", "load_ud", "load_wikiann", "load_xnli_hub"]
+__all__ = ["UD_HUB_UPOS", "WIKIANN_CONFIGS", "WIKIANN_TAGS", "hub_config_name", "load_ud", "load_wikiann",
+           "load_xnli_hub"]
+
+# --------------------------------------------------------------------------------------------------
+# Language codes -> the configs of hub datasets
+# --------------------------------------------------------------------------------------------------
+#: Our (normalised) codes -> WikiAnn's config names where they differ (WikiAnn uses Wikipedia's names).
+#: WikiAnn's ``simple``, ``roa-tara`` and ``map-bms`` have no ISO 639 code, so no sweep can name them.
+WIKIANN_CONFIGS: dict[str, str] = {
+    "yue": "zh-yue", "nan": "zh-min-nan", "lzh": "zh-classical", "sgs": "bat-smg", "be-tarask": "be-x-old",
+    "cbk": "cbk-zam", "vro": "fiu-vro", "rup": "roa-rup", "nds-NL": "nds-nl", "gsw": "als",
+}
+#: AmericasNLI's configs are ISO 639-3 except Guarani's ``gn``: only Aymara differs from our shortest code.
+_AMERICAS_NLI_CONFIGS = {"ay": "aym"}
+
+
+def hub_config_name(path: str, lang: str) -> str:
+    """The config of language ``lang`` (a normalised code, :func:`lfmlf.languages.normalize_language`) in the
+    hub dataset ``path``; called by the hub loaders just before ``datasets.load_dataset``. The dataset is told by
+    the last part of its id or folder: ``*wikiann*`` (Wikipedia's names, :data:`WIKIANN_CONFIGS`),
+    ``*masakhaner*`` (ISO 639-3: ``yo`` -> ``yor``), ``*americas_nli*``/``*americasnli*`` (``ay`` -> ``aym``);
+    any other dataset gets the code itself. Raises DataError for WikiAnn's ``als``, which is Alemannic there
+    but Tosk Albanian in ISO 639-3."""
+    name = path.rstrip("/").rsplit("/", 1)[-1].lower()
+    if "masakhaner" in name:
+        return LANGUAGE_ALPHA3.get(lang, lang)
+    if "americas_nli" in name or "americasnli" in name:
+        return _AMERICAS_NLI_CONFIGS.get(lang, lang)
+    if "wikiann" in name:
+        if lang == "als":
+            raise DataError("WikiAnn's config 'als' is Alemannic (ISO 639-3 gsw), but 'als' is the ISO code of "
+                            "Tosk Albanian, which WikiAnn does not have. Fix: write gsw for WikiAnn's Alemannic.")
+        return WIKIANN_CONFIGS.get(lang, lang)
+    return lang
 
 #: WikiAnn's fixed label order, used when the dataset does not carry ClassLabel names.
 WIKIANN_TAGS: tuple[str, ...] = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
@@ -51,16 +86,19 @@ def load_wikiann(
     """Load one language/split of WikiAnn as tagged sentences (IOB2 tag strings).
 
     ``path`` is the hub dataset id (or a local dataset folder with the same layout: one config per
-    language with ``tokens`` and ``ner_tags`` columns).  ``split`` is train, validation (or dev), test.
+    language with ``tokens`` and ``ner_tags`` columns, e.g. MasakhaNER).  ``split`` is train, validation (or
+    dev), test. The config of ``lang`` is :func:`hub_config_name`.
     """
     hub_split = _hub_split(split)
-    what = f"WikiAnn dataset {path!r}, language {lang!r}, split {split!r}"
+    config = hub_config_name(path, lang)
+    shown = lang if config == lang else f"{lang} (config {config!r})"
+    what = f"WikiAnn dataset {path!r}, language {shown}, split {split!r}"
     try:
         import datasets  # lazy: slow to import, and only hub formats need it
     except ImportError as e:  # pragma: no cover - datasets is a hard dependency
         raise DataError(f"cannot load {what}: the 'datasets' package is not installed ({e})") from None
     try:
-        ds = datasets.load_dataset(path, lang, split=hub_split, cache_dir=cache_dir, revision=revision)
+        ds = datasets.load_dataset(path, config, split=hub_split, cache_dir=cache_dir, revision=revision)
     except Exception as e:  # no network, unknown config, corrupt cache, ...
         raise DataError(
             f"cannot load {what} via datasets.load_dataset: {type(e).__name__}: {str(e).rstrip('.')}. "
@@ -175,8 +213,10 @@ def load_xnli_hub(
     """Load one language/split of XNLI (``facebook/xnli`` layout: one config per language with
     ``premise``, ``hypothesis`` and ``label`` columns, ``label`` a ClassLabel or int in the order entailment,
     neutral, contradiction, or a label string) as :class:`lfmlf.data.xnli.NliPair` records."""
-    what = f"XNLI dataset {path!r}, language {lang!r}, split {split!r}"
-    ds = _load_split(path, lang, split, what,
+    config = hub_config_name(path, lang)
+    shown = lang if config == lang else f"{lang} (config {config!r})"
+    what = f"XNLI dataset {path!r}, language {shown}, split {split!r}"
+    ds = _load_split(path, config, split, what,
                      "check the language code (an XNLI config such as 'en', 'de') and the network; on "
                      "offline machines use local TSV files (format: xnli with files: ...)", cache_dir, revision)
     _columns(ds, {"premise", "hypothesis", "label"}, what)
