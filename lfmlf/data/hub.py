@@ -91,7 +91,7 @@ def load_wikiann(
     """
     hub_split = _hub_split(split)
     config = hub_config_name(path, lang)
-    shown = lang if config == lang else f"{lang} (config {config!r})"
+    shown = repr(lang) if config == lang else f"{lang!r} (config {config!r})"
     what = f"WikiAnn dataset {path!r}, language {shown}, split {split!r}"
     try:
         import datasets  # lazy: slow to import, and only hub formats need it
@@ -214,7 +214,7 @@ def load_xnli_hub(
     ``premise``, ``hypothesis`` and ``label`` columns, ``label`` a ClassLabel or int in the order entailment,
     neutral, contradiction, or a label string) as :class:`lfmlf.data.xnli.NliPair` records."""
     config = hub_config_name(path, lang)
-    shown = lang if config == lang else f"{lang} (config {config!r})"
+    shown = repr(lang) if config == lang else f"{lang!r} (config {config!r})"
     what = f"XNLI dataset {path!r}, language {shown}, split {split!r}"
     ds = _load_split(path, config, split, what,
                      "check the language code (an XNLI config such as 'en', 'de') and the network; on "
