@@ -211,3 +211,22 @@ def test_a_target_no_trial_scored_is_not_estimable(tmp_path):
     assert table.effect("de", "sw").reason == "no trial has this score"
     assert "30 counted trials have no finite best/zero_shot/f1/sw" in table.fits["sw"].notes
     assert table.effect("de", "tr").estimable
+
+
+def test_fixed_set_size_reports_swap_effects(tmp_path):
+    """Sets of exactly 2 of de/es/fr/it: the planted 'added' effects are not identified, but s in place of an
+    average other language is: beta_s - mean(beta_j, j != s)."""
+    langs = ["de", "es", "fr", "it"]
+    runs = planted_sweep(120, sets=enumerate_sets(langs, 2, 2))
+    table = effects_table(runs, "f1", TARGETS, level=0.99)
+    for t in TARGETS:
+        for s in langs:
+            truth = PLANTED.get((s, t), 0.0) - sum(PLANTED.get((o, t), 0.0) for o in langs if o != s) / 3
+            e = table.swaps[(s, t)]
+            assert e.low <= truth <= e.high and abs(e.estimate - truth) < 0.5, (s, t, e, truth)
+    assert table.swaps[("de", "tr")].excludes_zero
+    md = table.to_markdown()
+    assert "**in place of**" in md and "| source (in place of another) |" in md
+    _, figs = effects_section(runs, "f1", TARGETS, tmp_path)
+    assert figs and not is_blank(figs[0])
+    assert effects_table(planted_sweep(60), "f1", TARGETS).swaps == {}     # sizes vary: no swap table

@@ -78,7 +78,9 @@ class TargetFit:
 @dataclass
 class EffectsTable:
     """Source-language effects per (source, column); columns are the targets and ``avg``. ``covariates``
-    holds the fitted lr slope (per ×10 of lr) and method contrasts, ``(name, column) -> Effect``."""
+    holds the fitted lr slope (per ×10 of lr) and method contrasts, ``(name, column) -> Effect``. ``swaps``
+    (only where every trial of a column has the same number of sources, which leaves the effects of adding a
+    language unidentified): the effect of a language *in place of* an average other varying language."""
 
     task_metric: str
     sources: list[str]
@@ -91,6 +93,7 @@ class EffectsTable:
     digits: int
     used: int                                   # trials that count (before per-column missing scores)
     left_out: list[str] = field(default_factory=list)
+    swaps: dict[tuple[str, str], Effect] = field(default_factory=dict)   # fixed set size: see _swap_contrasts
 
     def effect(self, source: str, column: str) -> Effect:
         """The effect of including ``source`` on ``column``; KeyError names the sources and columns there are."""
@@ -209,6 +212,27 @@ def _effect(c: Coefficient, fit: Fit, scale: float, aliased_reason: str, trials:
     return Effect(math.nan, math.nan, math.nan, fit.n, fit.df, reason)
 
 
+def _swap_contrasts(langs: list[str], ind: np.ndarray, p: int) -> dict[str, np.ndarray]:
+    """When every trial has the same number of sources, adding a language is never observed, only swapping
+    one for another: for each language included in some trials but not all, the contrast
+    ``beta_s - mean(beta_j, j another such language)``, the change when ``s`` replaces one of them (averaged
+    over which). Identified whenever the set size is the only constraint; empty when sizes vary."""
+    n = ind.shape[0]
+    counts = ind.sum(axis=0)
+    varying = [i for i in range(len(langs)) if 0 < counts[i] < n]
+    if n == 0 or len(set(ind.sum(axis=1).astype(int))) != 1 or len(varying) < 2:
+        return {}
+    out = {}
+    for i in varying:
+        c = np.zeros(p)
+        c[1 + i] = 1.0
+        for j in varying:
+            if j != i:
+                c[1 + j] = -1.0 / (len(varying) - 1)
+        out[langs[i]] = c
+    return out
+
+
 def effects_table(runs: list[RunRecord], task_metric: str, targets: list[str], sources: list[str] | None = None,
                   prefix: str = "best/", level: float = 0.95, scale: float = 100.0, digits: int = 1) -> EffectsTable:
     """Estimate the effect of including each source language on each target (and on ``avg``, the logged
@@ -226,7 +250,11 @@ def effects_table(runs: list[RunRecord], task_metric: str, targets: list[str], s
         ind = np.array([[1.0 if s in t.sources else 0.0 for s in langs] for t in mine]).reshape(len(mine), len(langs))
         x = np.hstack([np.ones((len(mine), 1)), ind, cov])
         y = np.array([float(t.run.metrics[key]) * scale for t in mine])
-        fit = ols_hc3(x, y, level)
+        swaps = _swap_contrasts(langs, ind, x.shape[1])
+        fit = ols_hc3(x, y, level, contrasts=list(swaps.values()))
+        for s, c in zip(swaps, fit.contrasts):
+            why = f"collinear with other columns of the design (rank {fit.rank} of {fit.p} columns)"
+            table.swaps[(s, col)] = _effect(c, fit, scale, why, mine)
         table.fits[col] = TargetFit(fit.n, fit.p, fit.rank, fit.df, notes + cov_notes)
         for j, s in enumerate(langs, start=1):
             why = _why_aliased(s, ind, langs, mine, fit) if fit.coefficients[j].problem == "aliased" else ""
@@ -278,6 +306,19 @@ def _markdown(t: EffectsTable) -> list[str]:
     out.append("| *n trials* | " + " | ".join(str(t.fits[c].n) for c in t.columns) + " |")
     out.append("| *residual df* | " + " | ".join(str(t.fits[c].df) for c in t.columns) + " |")
     out.append("")
+    if t.swaps:
+        swapped = list(dict.fromkeys(s for s, _ in t.swaps))
+        out += [
+            "Every trial has the same number of source languages, so adding one is never observed, only swapping "
+            "one for another. Change in each target's score when the language is in the source set **in place "
+            "of** one of the other languages of this table (averaged over which one): its coefficient minus "
+            "the mean of theirs, same fits and intervals.", "",
+            "| source (in place of another) | " + " | ".join(md_escape(c) for c in t.columns) + " |",
+            "|---|" + "--:|" * len(t.columns),
+        ]
+        out += [f"| {md_escape(s)} | " + " | ".join(_cell(t, t.swaps.get((s, c))) for c in t.columns) + " |"
+                for s in swapped]
+        out.append("")
     reasons: dict[tuple[str, str], list[str]] = {}
     for (s, c), e in list(t.effects.items()) + list(t.covariates.items()):
         if e.reason is not None:
@@ -320,12 +361,16 @@ def effects_section(runs: list[RunRecord], task_metric: str, targets: list[str],
 
     table = effects_table(runs, task_metric, targets, sources, scale=scale, digits=digits)
     pct = f"{table.level * 100:g}%"
-    values = [[table.effects[(s, c)].estimate for c in table.columns] for s in table.sources]
-    marked = [[table.effects[(s, c)].excludes_zero for c in table.columns] for s in table.sources]
+    cells, rows, what = table.effects, table.sources, "adding a source language"
+    if table.swaps and not any(e.estimable for e in table.effects.values()):
+        cells, what = table.swaps, "a source language in place of another"
+        rows = list(dict.fromkeys(s for s, _ in table.swaps))
+    values = [[cells[(s, c)].estimate if (s, c) in cells else math.nan for c in table.columns] for s in rows]
+    marked = [[(s, c) in cells and cells[(s, c)].excludes_zero for c in table.columns] for s in rows]
     scaled = f" (×{scale:g})" if scale != 1 else ""
     png = plots.source_effects_heatmap(
-        Path(out_dir) / FIGURE, table.sources, table.columns, values, marked, digits=digits,
-        title=f"Effect of adding a source language on zero-shot {task_metric}{scaled}\n"
+        Path(out_dir) / FIGURE, rows, table.columns, values, marked, digits=digits,
+        title=f"Effect of {what} on zero-shot {task_metric}{scaled}\n"
               f"(* {pct} HC3 interval excludes 0; hatched: not estimable)",
         label=f"change in zero-shot {task_metric}{scaled}")
     return table.to_markdown(), [] if png is None else [png]

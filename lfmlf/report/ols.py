@@ -6,8 +6,8 @@ that cannot be given an interval says why with a :data:`Problem` code, which the
 
 * **Rank deficiency is detected, never regularised.** The design's rank comes from its singular values
   (numpy's ``matrix_rank`` tolerance). Coefficient ``j`` is *identified* when the unit vector ``e_j`` lies in
-  the row space of the design (the squared norm of row ``j`` of the right singular vectors of the non-zero
-  singular values is 1); otherwise no least-squares solution pins it down and it gets ``"aliased"`` and no
+  the row space of the design (it equals its projection on the right singular vectors of the non-zero
+  singular values); otherwise no least-squares solution pins it down and it gets ``"aliased"`` and no
   number. An identified coefficient has one value however the other, aliased ones are resolved, which is
   the one the pseudo-inverse gives.
 * **Intervals.** HC3 (MacKinnon & White 1985) standard errors, ``Var(b_j) = sum_i a_ji^2 e_i^2 / (1 - h_ii)^2``
@@ -21,7 +21,8 @@ that cannot be given an interval says why with a :data:`Problem` code, which the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -32,7 +33,7 @@ MIN_DF = 3
 
 Problem = Literal["no data", "aliased", "df", "leverage"]
 
-_ROW_SPACE_TOL = 1e-8       # 1 - |row j of V_r|^2 above this: e_j is not in the row space (aliased)
+_ROW_SPACE_TOL = 1e-8       # squared share of a combination outside the row space above which it is aliased
 _LEVERAGE_ONE = 1 - 1e-8    # a leverage this close to 1 leaves a residual of (numerically) zero
 
 
@@ -61,6 +62,7 @@ class Fit:
     df: int
     coefficients: list[Coefficient]
     aliased: list[int]
+    contrasts: list[Coefficient] = field(default_factory=list)
 
     @property
     def rank_deficient(self) -> bool:
@@ -71,9 +73,12 @@ def _nan(problem: Problem, lone: tuple[int, ...] = ()) -> Coefficient:
     return Coefficient(math.nan, math.nan, math.nan, math.nan, problem, lone)
 
 
-def ols_hc3(x: np.ndarray, y: np.ndarray, level: float = 0.95, min_df: int = MIN_DF) -> Fit:
+def ols_hc3(x: np.ndarray, y: np.ndarray, level: float = 0.95, min_df: int = MIN_DF,
+            contrasts: Sequence[np.ndarray] = ()) -> Fit:
     """Fit ``y ~ x`` (``x`` holds the intercept column if one is wanted) and return every coefficient with
-    its HC3 interval at ``level``, or the reason it has none (see the module docstring)."""
+    its HC3 interval at ``level``, or the reason it has none (see the module docstring). Each of
+    ``contrasts`` (a weight per column) adds the linear combination ``c @ beta`` to :attr:`Fit.contrasts`,
+    identified when ``c`` lies in the design's row space."""
     from scipy import stats  # lazy: only `lfmlf report` fits
 
     if not 0 < level < 1:
@@ -82,11 +87,11 @@ def ols_hc3(x: np.ndarray, y: np.ndarray, level: float = 0.95, min_df: int = MIN
     y = np.asarray(y, dtype=float)
     n, p = x.shape
     if n == 0:
-        return Fit(0, p, 0, 0, [_nan("no data") for _ in range(p)], list(range(p)))
+        return Fit(0, p, 0, 0, [_nan("no data") for _ in range(p)], list(range(p)),
+                   [_nan("no data") for _ in contrasts])
     u, s, vt = np.linalg.svd(x, full_matrices=False)
     rank = int((s > s.max() * max(n, p) * np.finfo(float).eps).sum()) if s.size and s.max() > 0 else 0
     u_r, s_r, v_r = u[:, :rank], s[:rank], vt[:rank].T                  # v_r: p x rank
-    identified = 1.0 - (v_r ** 2).sum(axis=1) <= _ROW_SPACE_TOL
     pinv = v_r @ (u_r.T / s_r[:, None])                                 # p x n
     beta = pinv @ y
     resid = y - x @ beta
@@ -95,17 +100,23 @@ def ols_hc3(x: np.ndarray, y: np.ndarray, level: float = 0.95, min_df: int = MIN
     lone = leverage > _LEVERAGE_ONE
     weight = np.where(lone, 0.0, resid ** 2 / np.where(lone, 1.0, 1.0 - leverage) ** 2)
     tq = float(stats.t.ppf((1 + level) / 2, df)) if df > 0 else math.nan
-    coefs = []
-    for j in range(p):
-        a = pinv[j]
-        if not identified[j]:
-            coefs.append(_nan("aliased"))
-        elif df < min_df:
-            coefs.append(_nan("df"))
-        elif (leaning := np.flatnonzero(lone & (np.abs(a) > 1e-9 * max(1.0, float(np.abs(a).max()))))).size:
-            coefs.append(_nan("leverage", tuple(int(i) for i in leaning)))
-        else:
-            se = math.sqrt(float((a ** 2 * weight).sum()))
-            b = float(beta[j])
-            coefs.append(Coefficient(b, se, b - tq * se, b + tq * se))
-    return Fit(n, p, rank, df, coefs, [j for j in range(p) if not identified[j]])
+
+    def combination(c: np.ndarray) -> Coefficient:
+        c = np.asarray(c, dtype=float)
+        norm = float(np.linalg.norm(c))
+        outside = float(np.linalg.norm(c - v_r @ (v_r.T @ c)))
+        if norm == 0 or outside > math.sqrt(_ROW_SPACE_TOL) * norm:
+            return _nan("aliased")
+        if df < min_df:
+            return _nan("df")
+        a = c @ pinv
+        leaning = np.flatnonzero(lone & (np.abs(a) > 1e-9 * max(1.0, float(np.abs(a).max()))))
+        if leaning.size:
+            return _nan("leverage", tuple(int(i) for i in leaning))
+        se = math.sqrt(float((a ** 2 * weight).sum()))
+        b = float(c @ beta)
+        return Coefficient(b, se, b - tq * se, b + tq * se)
+
+    coefs = [combination(np.eye(p)[j]) for j in range(p)]
+    return Fit(n, p, rank, df, coefs, [j for j in range(p) if coefs[j].problem == "aliased"],
+               [combination(c) for c in contrasts])
