@@ -20,16 +20,26 @@ bfloat16, 5e-4 for float16, before the states are cast back to float32 for the l
 ``max_mb`` megabytes (2**20 bytes of states plus keys); once full, new examples are computed every time they
 come and counted as ``uncached``, never silently dropped from the objective.
 
+Once per node rather than once per trial: :func:`node_states` computes the states of a whole training set once
+per machine and stores them next to the tokenised data (:mod:`lfmlf.data.cache`, JSON + safetensors, built once
+under a file lock); every later trial on the node reads them into its store before the first step, so even its
+first pass over the data hits. (Read into memory, not memory-mapped: the codec's ``load_file`` copies.)
+
 Created in ``setup`` of a distilling objective or method (once per trial, the model at theta0); called every
 step from :func:`lfmlf.forgetting.distill_loss`; ``report`` at every evaluation.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, Field
 from torch import Tensor, nn
+
+from lfmlf.data.cache import cacheable, cached, fingerprint
 
 TeacherDtype = Literal["float32", "bfloat16", "float16"]
 _DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -56,6 +66,7 @@ class TeacherStates:
         self.hits = 0         # rows read from the store
         self.misses = 0       # rows computed by the frozen forward
         self.uncached = 0     # of the misses, rows not stored because the store was full
+        self.loaded = 0       # examples read from the per-node store on disk (:func:`node_states`)
 
     def __call__(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Called every step for each sub-batch to distil on: the frozen encoder's last hidden states
@@ -85,7 +96,37 @@ class TeacherStates:
     def report(self) -> dict[str, float]:
         """Called at every evaluation: the store's size and counters (cumulative over the trial)."""
         return {"teacher_cache_mb": self.bytes / 2**20, "teacher_hits": float(self.hits),
-                "teacher_misses": float(self.misses), "teacher_uncached": float(self.uncached)}
+                "teacher_misses": float(self.misses), "teacher_uncached": float(self.uncached),
+                "teacher_loaded": float(self.loaded)}
+
+    def pack(self) -> PackedStates:
+        """Everything stored, as three flat tensors on the CPU (what :func:`node_states` writes to disk)."""
+        keys = list(self.states)
+        hidden = next(iter(self.states.values())).shape[-1] if keys else 0
+        ids = [torch.frombuffer(bytearray(k), dtype=torch.int64) for k in keys]
+        return PackedStates(
+            ids=torch.cat(ids) if ids else torch.zeros(0, dtype=torch.int64),
+            lengths=torch.tensor([len(i) for i in ids], dtype=torch.int64),
+            states=torch.cat([self.states[k].cpu() for k in keys]) if keys else torch.zeros(0, hidden,
+                                                                                               dtype=self.dtype))
+
+    def load(self, packed: PackedStates) -> None:
+        """Called before the first step: add the examples of ``packed`` (read from disk) to the store, as
+        views of one tensor on the reference's device, up to ``max_mb`` (the rest counted as uncached)."""
+        device = next(self.reference.parameters()).device
+        states = packed.states.to(device=device, dtype=self.dtype)
+        lengths = packed.lengths.tolist()
+        for ids, state in zip(packed.ids.split(lengths), states.split(lengths)):
+            key = ids.numpy().tobytes()
+            size = state.numel() * state.element_size() + len(key)
+            if key in self.states:
+                continue
+            if self.bytes + size > self.max_bytes:
+                self.uncached += 1
+                continue
+            self.states[key] = state
+            self.bytes += size
+            self.loaded += 1
 
     def _forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         with torch.no_grad():
@@ -147,3 +188,44 @@ class TeacherParams(BaseModel):
     def teacher_options(self) -> dict[str, Any]:
         """Keyword arguments of :class:`TeacherStates` (and ``DistillForgetting``) from these parameters."""
         return {"cache": self.teacher_cache, "dtype": self.teacher_dtype, "max_mb": self.teacher_cache_max_mb}
+
+
+@cacheable
+@dataclass
+class PackedStates:
+    """A teacher store as flat tensors: every example's unpadded token ids (concatenated), their lengths,
+    and their frozen states (concatenated along the tokens). Stored by :func:`node_states`."""
+
+    ids: Tensor        # int64 [total tokens]
+    lengths: Tensor    # int64 [examples]
+    states: Tensor     # [total tokens, hidden], the store's dtype
+
+
+#: Bumped when the stored states would differ for the same key (how they are computed or packed).
+_NODE_CACHE_VERSION = 1
+
+
+def node_states(teacher: TeacherStates, batches: Callable[[], Iterable[tuple[Tensor, Tensor]]], theta0_key: str,
+                data_key: str, cache_dir: str | Path) -> bool:
+    """Called once per trial in ``setup``, before the first step, when the frozen states of a whole training
+    set should be computed once per node and shared by every trial on it: fills ``teacher`` from
+    ``<cache_dir>/teacher_states/<key>`` (through :func:`lfmlf.data.cache.cached`: the first trial on the node
+    computes it under a file lock by running the teacher on every ``(input_ids, attention_mask)`` of
+    ``batches()``, the others read it). ``theta0_key`` must name the model's pre-trained state (e.g.
+    :func:`lfmlf.probes.model_key`), ``data_key`` the examples and their tokenisation (e.g. the tokenised-data
+    cache's key); the storage dtype is part of the key. The batches must be built as the training steps build
+    them (right-padded; the same autocast). Returns whether the states were read from disk. A store whose
+    ``cache`` is off is left alone (False)."""
+    if not teacher.cache:
+        return False
+    key = fingerprint("teacher-states", _NODE_CACHE_VERSION, theta0_key, data_key, str(teacher.dtype))
+
+    def build() -> PackedStates:
+        for input_ids, attention_mask in batches():
+            teacher(input_ids, attention_mask)
+        return teacher.pack()
+
+    packed, hit = cached(Path(cache_dir), "teacher_states", key, build)
+    if hit:
+        teacher.load(packed)
+    return hit

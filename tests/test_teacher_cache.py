@@ -156,7 +156,7 @@ def test_turned_off_it_runs_the_frozen_forward_every_time_and_stores_nothing(tin
         assert torch.equal(teacher(batch["input_ids"], batch["attention_mask"]), _fresh(frozen, batch))
     assert ref.rows == 12 and not teacher.states
     assert teacher.report() == {"teacher_cache_mb": 0.0, "teacher_hits": 0.0, "teacher_misses": 12.0,
-                                "teacher_uncached": 0.0}
+                                "teacher_uncached": 0.0, "teacher_loaded": 0.0}
 
 
 def test_bad_options_are_rejected(tiny):
@@ -228,3 +228,33 @@ def test_a_distill_trial_trains_identically_with_the_cache_on_and_off(one_thread
     assert r_on["distill/teacher_cache_mb"] > 0
     assert (r_off["distill/teacher_hits"], r_off["distill/teacher_misses"], r_off["distill/teacher_cache_mb"]) \
         == (0, 32, 0)
+
+
+def test_the_per_node_store_is_computed_once_and_read_by_the_next_trial(tiny, tmp_path):
+    from lfmlf.teacher import node_states
+
+    parts, ex, pad = tiny
+    frozen = parts.model.frozen_encoder_copy()
+    subs = [collate(ex[i:i + 4], pad) for i in (0, 4, 8)]
+
+    def batches():
+        return ((b["input_ids"], b["attention_mask"]) for b in subs)
+
+    first_ref = CountingReference(frozen)
+    first = TeacherStates(first_ref)
+    assert node_states(first, batches, "theta0", "data", tmp_path) is False    # built here
+    assert first_ref.rows == 12 and first.report()["teacher_misses"] == 12
+    second_ref = CountingReference(frozen)
+    second = TeacherStates(second_ref)
+    assert node_states(second, batches, "theta0", "data", tmp_path) is True    # read from disk
+    assert second_ref.rows == 0 and second.loaded == 12 and second.bytes == first.bytes
+    mixed = _repad(collate([ex[9], ex[2], ex[5]], pad), 3, pad)
+    got = second(mixed["input_ids"], mixed["attention_mask"])
+    _masked_close(got, _fresh(frozen, mixed), mixed["attention_mask"])
+    assert second_ref.rows == 0 and (second.hits, second.misses) == (3, 0)
+    # another model, other data or another storage dtype is another entry; a store turned off reads nothing
+    for teacher, keys in [(TeacherStates(frozen), ("theta0'", "data")), (TeacherStates(frozen), ("theta0", "data'")),
+                          (TeacherStates(frozen, dtype="bfloat16"), ("theta0", "data"))]:
+        assert node_states(teacher, batches, *keys, tmp_path) is False and teacher.loaded == 0
+    off = TeacherStates(frozen, cache=False)
+    assert node_states(off, batches, "theta0", "data", tmp_path) is False and off.misses == 0
