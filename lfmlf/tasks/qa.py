@@ -28,7 +28,7 @@ from lfmlf.data.base import DataError
 from lfmlf.data.squad import SYNTHETIC_QA_LANGS, QaExample, load_squad_hub, read_squad, synthetic_qa
 from lfmlf.models import eval_mode
 from lfmlf.tasks.base import Example, Task, TaskOptions, check_split_files, splits_needed
-from lfmlf.tasks.qa_metrics import qa_scores
+from lfmlf.tasks.qa_metrics import Normalisation, dataset_normalisation, qa_scores
 
 __all__ = ["DEFAULT_HUB_PATH", "QaOptions", "QaTask", "answer_positions", "best_spans", "encode_qa"]
 
@@ -48,9 +48,12 @@ class QaOptions(TaskOptions):
     """Start and end candidates per window (the top-n logits over context tokens)."""
     max_question_length: int = Field(64, ge=1)
     """Questions are cut to this many tokens (and to half of the window)."""
-    normalisation: Literal["squad", "mlqa"] = "mlqa"
-    """Answer normalisation of the scores: 'mlqa' (language-aware: Unicode punctuation, articles of en es de
-    vi ar, Chinese scored per character) or 'squad' (SQuAD v1.1, what XTREME reports for XQuAD and TyDi)."""
+    normalisation: Literal["auto", "squad", "mlqa"] = "auto"
+    """Answer normalisation of the scores: 'auto' (default) picks per language and split what XTREME uses for
+    the data (:func:`~lfmlf.tasks.qa_metrics.dataset_normalisation`): 'mlqa' for MLQA files (``*mlqa*``,
+    ``*context-xx-question-xx*``) or hub data (``facebook/mlqa``, config ``mlqa.*``), 'squad' for XQuAD, TyDi QA
+    GoldP and everything else. 'mlqa' (language-aware: Unicode punctuation, articles of en es de vi ar, Chinese
+    scored per character) or 'squad' (SQuAD v1.1) force one normalisation for every language and split."""
     hub_config: str | None = "xquad.{lang}"
     """Format 'hub': the dataset config of a language, '{lang}' is replaced (None: no config)."""
     hub_splits: dict[str, str] = Field(default_factory=lambda: {"train": "train", "dev": "validation",
@@ -239,7 +242,7 @@ class QaTask(Task):
         if key not in self._encoded:
             opts = self.options
             self._encoded[key] = self.cached(lang, split, lambda: encode_qa(
-                self.tokenizer, self.load(lang, split), max_length=self.cfg.max_length,
+                self.tokenizer, self.load(lang, split), max_length=self.max_length_for(split),
                 doc_stride=opts.doc_stride, max_question_length=opts.max_question_length))
         return self._encoded[key]
 
@@ -283,9 +286,24 @@ class QaTask(Task):
                         best[q] = (score, questions[q].context[s[0]:e[1]].strip())
         return [text for _, text in best]
 
+    def normalisation(self, lang: str, split: str) -> Normalisation:
+        """The answer normalisation that scores a language's split (at every evaluation): the one
+        ``task.options.normalisation`` forces, else (``auto``) the one XTREME uses for the data read there:
+        the file's name (format squad) or the hub id and config (format hub); 'squad' for synthetic data."""
+        chosen = self.options.normalisation
+        if chosen != "auto":
+            return chosen
+        cfg = self.cfg
+        if cfg.format == "squad":
+            return dataset_normalisation(str(getattr(cfg.files.get(lang), split, None) or ""))
+        if cfg.format == "hub":
+            config = self.options.hub_config.format(lang=lang) if self.options.hub_config else ""
+            return dataset_normalisation(f"{cfg.hub_path or DEFAULT_HUB_PATH} {config}")
+        return "squad"
+
     def evaluate(self, model: nn.Module, lang: str, split: str, batch_size: int,
                  device: torch.device) -> dict[str, float]:
         preds = self.predict(model, lang, split, batch_size, device)
         golds = [q.answers for q in self.load(lang, split)]
-        scores = qa_scores(preds, golds, lang, self.options.normalisation)
+        scores = qa_scores(preds, golds, lang, self.normalisation(lang, split))
         return {self.metric: scores["f1"], "em": scores["em"]}

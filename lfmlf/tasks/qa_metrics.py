@@ -12,6 +12,10 @@ Two normalisations, written after the official scripts (scores in [0, 1], not pe
   languages; here they get no article removal and whitespace tokens.
 
 As in SQuAD v1.1, F1 is 0 when either side normalises to no tokens (EM can still be 1 then).
+
+Which one scores a dataset by default (:func:`dataset_normalisation`) follows XTREME: MLQA with MLQA's script,
+everything else (XQuAD, TyDi QA GoldP, SQuAD) with SQuAD v1.1's. A language tag is scored by its language
+subtag (``zh-Hant`` as ``zh``).
 """
 from __future__ import annotations
 
@@ -22,8 +26,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Literal
 
-__all__ = ["Normalisation", "exact_match", "f1_score", "normalize_answer", "qa_scores", "score_question",
-           "tokens"]
+__all__ = ["Normalisation", "dataset_normalisation", "exact_match", "f1_score", "normalize_answer", "qa_scores",
+           "score_question", "tokens"]
 
 Normalisation = Literal["squad", "mlqa"]
 
@@ -37,6 +41,17 @@ _ARTICLES = {
 }
 _MIXED_SEGMENTATION = frozenset({"zh"})
 _CJK = re.compile(r"[\u4e00-\u9fa5]")
+
+
+# MLQA's release names its files ``dev-context-de-question-de.json``; its hub configs are ``mlqa.de.de``.
+_MLQA_SOURCE = re.compile(r"mlqa|context-[A-Za-z-]+-question-[A-Za-z-]+", re.IGNORECASE)
+
+
+def dataset_normalisation(source: str) -> Normalisation:
+    """The normalisation XTREME scores a dataset with: ``"mlqa"`` when ``source`` (a data file's path, or a hub
+    dataset id and config) names MLQA, else ``"squad"`` (XQuAD, TyDi QA GoldP, SQuAD and any other SQuAD-format
+    data). Called by the QA task for every language and split when ``task.options.normalisation`` is ``auto``."""
+    return "mlqa" if _MLQA_SOURCE.search(source) else "squad"
 
 
 def _is_punct(ch: str) -> bool:
@@ -60,6 +75,7 @@ def _mixed_segmentation(text: str) -> list[str]:
 
 def normalize_answer(text: str, lang: str = "en", normalisation: Normalisation = "squad") -> str:
     """The normalised answer string of the chosen script (tokens joined by single spaces)."""
+    lang = lang.split("-")[0]
     text = text.lower()
     if normalisation == "squad":
         text = "".join(ch for ch in text if ch not in _ASCII_PUNCT)
