@@ -36,9 +36,13 @@ def evaluate_all(task: Task, model: TaskModel, spec: TrialSpec, device: torch.de
 
 
 def add_probe(metrics: dict[str, float], model: TaskModel, device: torch.device, probe) -> None:
-    """Add the forgetting probe's scores (``build_probe``'s result; None: no probe) to ``metrics``."""
+    """Add the forgetting probe's scores (``build_probe``'s result; None: no probe) to ``metrics``; with
+    ``probe.scoring: margin`` also ``forgetting/margin_nonpositive``, the count of scores whose margin
+    denominator was not positive (0 for a real encoder; otherwise the margin ranking there is meaningless)."""
     if probe is not None:
         metrics.update(probe[0].metrics(probe[0].measure(model.encoder, device), probe[1]))
+        if probe[0].cfg.scoring == "margin":
+            metrics["forgetting/margin_nonpositive"] = float(probe[0].stats["margin_nonpositive"])
 
 
 def averaged_metrics(task: Task, model: TaskModel, spec: TrialSpec, device: torch.device, probe,

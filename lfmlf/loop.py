@@ -78,8 +78,10 @@ def _streams(task: Task, spec: TrialSpec, name: str = "") -> tuple[dict[str, Lan
 
 def _draw(task: Task, spec: TrialSpec, streams: Mapping[str, LanguageStream], weights: Mapping[str, float],
           rng: torch.Generator, device: torch.device) -> MicroBatch:
-    """One micro-batch: examples per source language (``allocate``), and each language's collated sub-batch."""
-    sizes = allocate(max(1, spec.train.batch_size // spec.train.grad_accum), dict(weights), rng)
+    """One micro-batch: examples per source language (``allocate``: ``train.per_source_batch`` of each, else
+    one each plus a draw by the sampler's weights), and each language's collated sub-batch."""
+    tc = spec.train
+    sizes = allocate(max(1, tc.batch_size // tc.grad_accum), dict(weights), rng, per_source=tc.per_source_batch)
     return sizes, {lang: {k: v.to(device) for k, v in task.collate(streams[lang].take(n)).items()}
                    for lang, n in sizes.items()}
 
@@ -97,7 +99,8 @@ def build_model(spec: TrialSpec, device: torch.device, mlm_head: bool = False) -
     task.prepare(tokenizer, spec.sources, spec.targets)
     task.prep_stats["prepare_s"] = time.perf_counter() - started
     torch.manual_seed(spec.train.seed)
-    model = TaskModel(encoder, task.build_head(encoder.config.hidden_size, spec.model.dropout), mlm).to(device)
+    head = task.build_head(encoder.config.hidden_size, spec.model.task_head_dropout)   # model.head_dropout
+    model = TaskModel(encoder, head, mlm).to(device)
     return task, model
 
 

@@ -53,7 +53,8 @@ class TaskConfig(_Frozen):
     cache_dir: str | None = None   # tokenised-data cache; default $LFMLF_CACHE_DIR or ~/.cache/lfmlf
     synthetic: SyntheticData = SyntheticData()
     target_split: Literal["dev", "test"] = "test"
-    max_length: int = Field(128, ge=8, le=4096)
+    max_length: int = Field(128, ge=8, le=4096)       # tokens per training sequence (and evaluation, by default)
+    eval_max_length: int | None = Field(None, ge=8, le=4096)   # tokens per dev/test sequence; None = max_length
     max_train_sentences: int | None = Field(None, ge=1)
     max_eval_sentences: int | None = Field(None, ge=1)
 
@@ -84,7 +85,22 @@ class ProbeConfig(_Frozen):
     max_pairs: int | None = Field(1000, ge=1)
     batch_size: int = Field(64, ge=1)
     max_length: int = Field(128, ge=8, le=4096)
+    # prepended to every sentence of both sides before tokenisation (multilingual-e5 expects "query: ")
+    prefix: str = ""
+    # xx-en: each language's sentences retrieve among the pivot's (today's metrics); en-xx: the pivot's
+    # sentences retrieve among the language's ("en" stands for probe.pivot)
+    directions: list[Literal["xx-en", "en-xx"]] = Field(["xx-en"], min_length=1)
+    # cosine, or margin: the ratio margin of Artetxe & Schwenk (2019) over 4 nearest neighbours both ways
+    scoring: Literal["cosine", "margin"] = "cosine"
     cache_dir: str | None = None                           # theta0 scores; default as task.cache_dir
+
+    @field_validator("directions")
+    @classmethod
+    def _each_direction_once(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"probe.directions lists a direction twice ({value}). Fix: list each of xx-en and "
+                             "en-xx at most once")
+        return value
 
 
 class TinyModel(_Frozen):
@@ -110,7 +126,13 @@ class ModelConfig(_Frozen):
     tiny: TinyModel = TinyModel()
     freeze_embeddings: bool = False
     freeze_layers: int = Field(0, ge=0)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)              # the encoder's (hidden and attention) dropout
+    head_dropout: float | None = Field(None, ge=0.0, lt=1.0)  # the task head's; None = ``dropout``
+
+    @property
+    def task_head_dropout(self) -> float:
+        """The dropout probability of the task head: ``head_dropout``, else the encoder's ``dropout``."""
+        return self.dropout if self.head_dropout is None else self.head_dropout
 
 
 class LanguageConfig(_Frozen):
@@ -130,6 +152,9 @@ class TrainConfig(_Frozen):
     max_steps: int = Field(200, ge=1)
     eval_every: int = Field(50, ge=1)
     batch_size: int = Field(16, ge=1)
+    # exactly this many examples of each source language in every micro-batch (instead of one each plus a
+    # draw by ``sampler``); batch_size is then derived: per_source_batch x sources x grad_accum
+    per_source_batch: int | None = Field(None, ge=1)
     eval_batch_size: int = Field(64, ge=1)
     grad_accum: int = Field(1, ge=1)
     warmup_ratio: float = Field(0.1, ge=0.0, le=1.0)
@@ -222,6 +247,26 @@ class SweepConfig(_Frozen):
     selection: dict[str, Any] | None = None   # provenance of a configuration written by `lfmlf best`
     source: str = ""  # the YAML file this came from (set by the loader)
 
+    @field_validator("train")
+    @classmethod
+    def _per_source_batch(cls, value: TrainConfig, info: ValidationInfo) -> TrainConfig:
+        """With ``train.per_source_batch``, ``batch_size`` is derived for the largest source set the sweep may
+        pick (a trial's own is set by :func:`trial_spec`); a ``batch_size`` the file gives must agree."""
+        languages = info.data.get("languages")
+        if value.per_source_batch is None or not isinstance(languages, LanguageConfig):
+            return value
+        largest = min(languages.max_sources or len(languages.sources), len(languages.sources))
+        derived = value.per_source_batch * max(largest, 1) * value.grad_accum
+        if "batch_size" not in value.model_fields_set:
+            return value.model_copy(update={"batch_size": derived})
+        if value.batch_size != derived:
+            raise ValueError(
+                f"train.batch_size ({value.batch_size}) disagrees with train.per_source_batch "
+                f"({value.per_source_batch}) x {largest} source languages (the largest source set) x train.grad_accum "
+                f"({value.grad_accum}) = {derived}. Fix: remove train.batch_size (it is derived), set it to {derived}, "
+                "or remove train.per_source_batch")
+        return value
+
     @field_validator("output_dir")
     @classmethod
     def _storage_scheme(cls, value: str | None) -> str | None:
@@ -295,6 +340,12 @@ def trial_spec(cfg: SweepConfig, sampled: Mapping[str, Any]) -> TrialSpec:
     sources = decode_set(values.pop("source_set")) if "source_set" in values else tuple(sorted(cfg.languages.sources))
     train_updates = {k: values.pop(k) for k in list(values) if k in TrainConfig.model_fields}
     train = TrainConfig.model_validate({**cfg.train.model_dump(), **train_updates})
+    if train.per_source_batch is not None:   # the trial's own batch: per_source_batch of each of its sources
+        if "batch_size" in train_updates:
+            raise ConfigError(f"the search samples train.batch_size ({train_updates['batch_size']}), but "
+                              f"train.per_source_batch ({train.per_source_batch}) fixes the batch. Fix: sample "
+                              "per_source_batch instead, or remove train.per_source_batch")
+        train = train.model_copy(update={"batch_size": train.per_source_batch * len(sources) * train.grad_accum})
     params = {**cfg.methods[method].params, **values}
     pool = tuple(sorted(set(cfg.languages.sources) | set(cfg.languages.targets)))
     return TrialSpec(sweep=cfg.name, method=method, method_params=params, sources=sources,

@@ -56,10 +56,15 @@ def language_weights(sizes: dict[str, int], sampler: str, temperature: float) ->
     return {k: v / total for k, v in raw.items()}
 
 
-def allocate(batch_size: int, weights: dict[str, float], generator: torch.Generator) -> dict[str, int]:
-    """Examples per source in one batch: one each (every source constrains every step), the rest drawn
-    from ``weights``."""
+def allocate(batch_size: int, weights: dict[str, float], generator: torch.Generator,
+             per_source: int | None = None) -> dict[str, int]:
+    """Examples per source in one micro-batch, called by the loop for every micro-batch: one each (every
+    source constrains every step), the rest drawn from ``weights``. With ``per_source`` (``train.
+    per_source_batch``): exactly that many of each source, ``batch_size`` and ``weights`` unused and
+    ``generator`` untouched."""
     langs = list(weights)
+    if per_source is not None:
+        return {k: per_source for k in langs}
     counts = {k: 1 for k in langs}
     if batch_size > len(langs):
         extra = torch.multinomial(torch.tensor([weights[k] for k in langs]), batch_size - len(langs),

@@ -10,6 +10,14 @@ as multilingual-e5 was trained to pool and as XTREME's ``run_retrieval.py`` does
 ``hidden_states[layer]``). For the 6-layer e5 encoder the last layer retrieves best (Tatoeba, 1000 pairs:
 de 0.935, es 0.866, fr 0.813; layer 5: 0.880, 0.832, 0.786; layer 4: 0.799, 0.753, 0.700).
 
+Protocol settings (each default keeps the plain XTREME Tatoeba protocol): ``probe.prefix`` is prepended to
+every sentence of both sides before tokenisation (multilingual-e5 was trained on ``"query: "``-prefixed
+text); ``probe.directions`` adds ``en-xx`` (each pivot sentence of a pair retrieves among the language's
+sentences; "en" stands for the pivot), scored per pair, from the same similarity matrix as ``xx-en``;
+``probe.scoring: margin`` ranks by the ratio margin of Artetxe & Schwenk (2019) instead of the cosine:
+``cos(x, y) / (sum_{z in NN_4(x)} cos(x, z) / 8 + sum_{z in NN_4(y)} cos(y, z) / 8)``, with the
+neighbourhoods taken among the language's candidates and queries (k capped at their number).
+
 Optional per-language mean-centering (subtract each side's mean embedding before the cosine, like
 XTREME's ``--use_shift_embeds`` for BUCC) is ``probe.center``; it is off by default, which is the plain
 XTREME Tatoeba protocol.
@@ -46,7 +54,16 @@ measures (tokenising, embedding, scoring, caching). Everything public is importa
 from __future__ import annotations
 
 from lfmlf.probes.pairs import TATOEBA_CODES, data_files, read_pairs, read_pud, read_tatoeba
-from lfmlf.probes.retrieval import RetrievalProbe, metrics, model_key, top1
+from lfmlf.probes.retrieval import (
+    RetrievalProbe,
+    accuracy,
+    metrics,
+    model_key,
+    ratio_margin,
+    reverse_accuracy,
+    similarity,
+    top1,
+)
 
-__all__ = ["TATOEBA_CODES", "RetrievalProbe", "data_files", "metrics", "model_key", "read_pairs", "read_pud",
-           "read_tatoeba", "top1"]
+__all__ = ["TATOEBA_CODES", "RetrievalProbe", "accuracy", "data_files", "metrics", "model_key", "ratio_margin",
+           "read_pairs", "read_pud", "read_tatoeba", "reverse_accuracy", "similarity", "top1"]

@@ -1,6 +1,8 @@
 """Measuring the probe: the pairs tokenised and length-batched once (through the on-disk cache), the
 mean-pooled sentence embeddings of one encoder layer, top-1 retrieval accuracy per language, the
-theta0 baseline (cached per model) and the forgetting metrics.
+theta0 baseline (cached per model) and the forgetting metrics. Scoring by cosine or by the ratio margin
+(:func:`ratio_margin`), in one or both directions (``probe.directions``), is chosen after embedding: the
+tokenised data depend only on the texts (``probe.prefix`` included), the theta0 cache key on every setting.
 """
 from __future__ import annotations
 
@@ -17,6 +19,12 @@ from lfmlf.config import ModelConfig, ProbeConfig
 from lfmlf.data.cache import cache_root, cacheable, cached, file_stamp, fingerprint, tokenizer_fingerprint
 from lfmlf.models import ModelError, TaskModel, eval_mode
 from lfmlf.probes.pairs import data_files, read_pairs
+
+#: Nearest neighbours on each side of the ratio margin (``probe.scoring: margin``), as in Artetxe & Schwenk (2019).
+MARGIN_K = 4
+
+#: The key prefix of an en -> xx score in :meth:`RetrievalProbe.measure`'s output (xx -> en: the language alone).
+REVERSE = "en-xx/"
 
 # Bump when the prepared data layout or the scoring changes. 2: _Prepared moved from lfmlf.probes to
 # lfmlf.probes.retrieval (the cache stores it by qualified name; an entry under the old name would be
@@ -47,7 +55,7 @@ class _Prepared:
 
 
 def _build(pairs: Mapping[str, Sequence[tuple[str, str]]], tokenizer: Any, max_length: int,
-           batch_size: int) -> _Prepared:
+           batch_size: int, prefix: str = "") -> _Prepared:
     pivot_index: dict[str, int] = {}
     candidates, gold = {}, {}
     for lang, items in pairs.items():
@@ -64,6 +72,7 @@ def _build(pairs: Mapping[str, Sequence[tuple[str, str]]], tokenizer: Any, max_l
         queries[lang] = (len(texts), len(texts) + len(items))
         texts.extend(src for src, _ in items)
 
+    texts = [prefix + t for t in texts]   # probe.prefix, on both sides (e5: "query: ")
     full = tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
     truncated = sum(len(ids) > max_length for ids in full)
     ids = tokenizer(texts, add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"]
@@ -83,7 +92,7 @@ def _build(pairs: Mapping[str, Sequence[tuple[str, str]]], tokenizer: Any, max_l
                      batches=batches, n_tokens=sum(len(x) for x in ids), truncated=truncated)
 
 
-_DATA_FIELDS = {"format", "languages", "pivot", "files", "max_pairs", "max_length"}
+_DATA_FIELDS = {"format", "languages", "pivot", "files", "max_pairs", "max_length", "prefix"}
 
 
 def _settings(cfg: ProbeConfig, data_only: bool = False) -> dict[str, Any]:
@@ -94,34 +103,98 @@ def _settings(cfg: ProbeConfig, data_only: bool = False) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ the probe
-def top1(queries: Tensor, candidates: Tensor, gold: Tensor, center: bool = False) -> float:
-    """Share of ``queries`` [n, H] whose most cosine-similar row of ``candidates`` [m, H] is ``gold`` [n]
-    (ties go to the lower index). With ``center``, each side's mean is subtracted first (Libovicky et al.,
-    2020: removes the language-specific offset)."""
+def similarity(queries: Tensor, candidates: Tensor, center: bool = False) -> Tensor:
+    """Cosine similarity [n, m] (float32) of ``queries`` [n, H] and ``candidates`` [m, H]. With ``center``,
+    each side's mean is subtracted first (Libovicky et al., 2020: removes the language-specific offset)."""
     if center:
         queries, candidates = queries - queries.mean(0), candidates - candidates.mean(0)
     q = torch.nn.functional.normalize(queries.to(torch.float32), dim=-1)
     c = torch.nn.functional.normalize(candidates.to(torch.float32), dim=-1)
-    pred = (q @ c.T).argmax(dim=1).cpu()
+    return q @ c.T
+
+
+def margin_denominators(sim: Tensor, k: int = MARGIN_K) -> Tensor:
+    """The ratio margin's denominator [n, m] of a similarity matrix: the mean cosine of each query's ``k``
+    nearest candidates plus that of each candidate's ``k`` nearest queries, halved
+    (``sum_{NN_k(x)} cos / 2k + sum_{NN_k(y)} cos / 2k``; k is capped at the number of rows or columns)."""
+    kx, ky = min(k, sim.shape[1]), min(k, sim.shape[0])
+    forward = sim.topk(kx, dim=1).values.sum(1) / (2 * kx)    # [n]: each query's neighbourhood
+    backward = sim.topk(ky, dim=0).values.sum(0) / (2 * ky)   # [m]: each candidate's neighbourhood
+    return forward[:, None] + backward[None, :]
+
+
+def ratio_margin(sim: Tensor, k: int = MARGIN_K) -> Tensor:
+    """Artetxe & Schwenk (2019)'s ratio margin of a cosine matrix [n, m]: ``cos(x, y)`` divided by
+    :func:`margin_denominators`. Symmetric: ``ratio_margin(sim.T) == ratio_margin(sim).T``, so one matrix
+    serves both retrieval directions. Ranks like a margin only where the denominators are positive (they
+    are for the anisotropic embeddings of real encoders; :meth:`RetrievalProbe.scores` counts the others)."""
+    return sim / margin_denominators(sim, k)
+
+
+def accuracy(scores: Tensor, gold: Tensor) -> float:
+    """xx -> en: share of the rows of ``scores`` [n, m] (queries) whose highest column (candidate) is
+    ``gold`` [n] (ties go to the lower index)."""
+    pred = scores.argmax(dim=1).cpu()
     return float((pred == gold.cpu()).to(torch.float64).mean())
 
 
+def reverse_accuracy(scores: Tensor, gold: Tensor) -> float:
+    """en -> xx on the same matrix: for each pair i, its pivot sentence (column ``gold[i]``) retrieves among
+    the rows; right when the retrieved row's translation is that same pivot sentence (identical pivot
+    sentences are one candidate, so a duplicated English line may retrieve either of its translations).
+    Counted per pair, like :func:`accuracy`; for distinct sentences it is :func:`accuracy` of ``scores.T``
+    with the inverse alignment."""
+    gold = gold.cpu()
+    pred = scores.argmax(dim=0).cpu()           # [m]: the row each candidate retrieves
+    return float((gold[pred[gold]] == gold).to(torch.float64).mean())
+
+
+def top1(queries: Tensor, candidates: Tensor, gold: Tensor, center: bool = False,
+         scoring: str = "cosine") -> float:
+    """Share of ``queries`` [n, H] whose best row of ``candidates`` [m, H] is ``gold`` [n] (ties go to the
+    lower index), by cosine or by ``scoring="margin"`` (:func:`ratio_margin`). With ``center``, each side's
+    mean is subtracted first."""
+    sim = similarity(queries, candidates, center)
+    return accuracy(ratio_margin(sim) if scoring == "margin" else sim, gold)
+
+
+def _named(scores: Mapping[str, float], base: Mapping[str, float], suffix: str,
+           per_language: bool) -> dict[str, float]:
+    """``forgetting/retrieval_{acc,drop}<suffix>/<lang>`` (with ``per_language``) and ``/avg``, and
+    ``retrieval_acc0<suffix>/avg`` of ``scores`` (keys ``<lang>`` or ``en-xx/<lang>``)."""
+    out: dict[str, float] = {}
+    keys = list(scores)
+    if per_language:
+        for key in keys:
+            lang = key.removeprefix(REVERSE)
+            out[f"forgetting/retrieval_acc{suffix}/{lang}"] = float(scores[key])
+            out[f"forgetting/retrieval_drop{suffix}/{lang}"] = float(base[key]) - float(scores[key])
+    if keys:
+        out[f"forgetting/retrieval_acc{suffix}/avg"] = sum(float(scores[k]) for k in keys) / len(keys)
+        out[f"forgetting/retrieval_drop{suffix}/avg"] = sum(float(base[k]) - float(scores[k]) for k in keys) / len(keys)
+        out[f"forgetting/retrieval_acc0{suffix}/avg"] = sum(float(base[k]) for k in keys) / len(keys)
+    return out
+
+
 def metrics(current: Mapping[str, float], base: Mapping[str, float]) -> dict[str, float]:
-    """Metric keys of DESIGN §5: ``forgetting/retrieval_acc/<lang>`` and ``/avg`` (now),
-    ``forgetting/retrieval_drop/<lang>`` and ``/avg`` (theta0 minus now: positive = forgotten), and
-    ``forgetting/retrieval_acc0/avg`` (theta0). Averages are over the languages of ``current``."""
-    langs = list(current)
-    missing = [lang for lang in langs if lang not in base]
+    """Metric keys of DESIGN §5 from :meth:`RetrievalProbe.measure`'s scores now (``current``) and at theta0
+    (``base``). xx -> en (keys ``<lang>``): ``forgetting/retrieval_acc/<lang>`` (now) and
+    ``forgetting/retrieval_drop/<lang>`` (theta0 minus now: positive = forgotten). en -> xx (keys
+    ``en-xx/<lang>``): the same under ``retrieval_acc_en-xx`` and ``retrieval_drop_en-xx``. The summaries
+    ``forgetting/retrieval_acc/avg``, ``retrieval_drop/avg`` and ``retrieval_acc0/avg`` (theta0) average every
+    score of ``current``, all languages of all directions with equal weight; when en -> xx is measured,
+    each direction's own averages are also given (``retrieval_acc_xx-en/avg``, ``retrieval_acc_en-xx/avg``,
+    and so for drop and acc0)."""
+    missing = [key for key in current if key not in base]
     if missing:
         raise KeyError(f"the baseline has no score for {missing}; measure both with the same probe settings")
-    out: dict[str, float] = {}
-    for lang in langs:
-        out[f"forgetting/retrieval_acc/{lang}"] = float(current[lang])
-        out[f"forgetting/retrieval_drop/{lang}"] = float(base[lang]) - float(current[lang])
-    if langs:
-        out["forgetting/retrieval_acc/avg"] = sum(float(current[x]) for x in langs) / len(langs)
-        out["forgetting/retrieval_drop/avg"] = sum(float(base[x]) - float(current[x]) for x in langs) / len(langs)
-        out["forgetting/retrieval_acc0/avg"] = sum(float(base[x]) for x in langs) / len(langs)
+    forward = {k: v for k, v in current.items() if not k.startswith(REVERSE)}
+    reverse = {k: v for k, v in current.items() if k.startswith(REVERSE)}
+    out = _named(forward, base, "", per_language=True)
+    out.update(_named(reverse, base, "_en-xx", per_language=True))
+    out.update(_named(current, base, "", per_language=False))      # the summaries: every direction
+    if reverse:
+        out.update(_named(forward, base, "_xx-en", per_language=False))
     return out
 
 
@@ -141,7 +214,8 @@ class RetrievalProbe:
         self._data: _Prepared | None = None
         self._data_key = ""
         self.stats: dict[str, Any] = {"prepare_cache_hit": None, "prepare_s": 0.0, "baseline_cache_hit": None,
-                                      "measure_s": 0.0, "measure_calls": 0}
+                                      "measure_s": 0.0, "measure_calls": 0,
+                                      "margin_nonpositive": 0}
 
     @property
     def languages(self) -> list[str]:
@@ -149,7 +223,7 @@ class RetrievalProbe:
 
     def prepare(self, tokenizer: Any) -> None:
         """Read the pairs and tokenise them once (cached on disk under namespace ``probe``, keyed by the
-        data files, the tokenizer, ``max_length``, ``max_pairs`` and ``batch_size``)."""
+        data files, the tokenizer, ``max_length``, ``max_pairs``, ``prefix`` and ``batch_size``)."""
         started = time.perf_counter()
         stamps = {lang: [file_stamp(f) for f in files] for lang, files in self.files.items()}
         self._data_key = fingerprint("probe", _CACHE_VERSION, _settings(self.cfg, data_only=True), stamps,
@@ -157,7 +231,7 @@ class RetrievalProbe:
         key = fingerprint(self._data_key, self.cfg.batch_size)
         data, hit = cached(cache_root(self.cfg.cache_dir), "probe", key,
                            lambda: _build(read_pairs(self.cfg), tokenizer, self.cfg.max_length,
-                                          self.cfg.batch_size))
+                                          self.cfg.batch_size, self.cfg.prefix))
         self._data = data
         self.stats.update(prepare_cache_hit=hit, prepare_s=time.perf_counter() - started,
                           pairs={lang: int(g.numel()) for lang, g in data.gold.items()},
@@ -200,18 +274,33 @@ class RetrievalProbe:
         return out
 
     def scores(self, emb: Tensor, center: bool | None = None) -> dict[str, float]:
-        """Top-1 accuracy per language from :meth:`embed`'s output (``center`` defaults to the config's)."""
+        """Top-1 accuracy from :meth:`embed`'s output (``center`` defaults to the config's), by
+        ``probe.scoring``, for each of ``probe.directions``: key ``<lang>`` for xx -> en, ``en-xx/<lang>``
+        for en -> xx (both read one similarity matrix per language). With margin scoring,
+        ``stats["margin_nonpositive"]`` counts the (sentence, candidate) scores whose denominator is not
+        positive (there the margin does not rank like a margin; 0 for real encoders)."""
         data = self._prepared()
         center = self.center if center is None else center
         out = {}
+        nonpositive = 0
         for lang in self.cfg.languages:
             start, end = data.queries[lang]
-            out[lang] = top1(emb[start:end], emb[data.candidates[lang].to(emb.device)], data.gold[lang], center)
+            sim = similarity(emb[start:end], emb[data.candidates[lang].to(emb.device)], center)
+            if self.cfg.scoring == "margin":
+                denominators = margin_denominators(sim)
+                nonpositive += int((denominators <= 0).sum())
+                sim = sim / denominators
+            if "xx-en" in self.cfg.directions:
+                out[lang] = accuracy(sim, data.gold[lang])
+            if "en-xx" in self.cfg.directions:
+                out[REVERSE + lang] = reverse_accuracy(sim, data.gold[lang])
+        self.stats["margin_nonpositive"] = nonpositive
         return out
 
     def measure(self, encoder: nn.Module, device: torch.device | str) -> dict[str, float]:
-        """Top-1 retrieval accuracy in [0, 1] per language: each sentence retrieves among the pivot
-        sentences of its language's pairs. All sentences go through the encoder in one length-sorted pass
+        """Top-1 retrieval accuracy in [0, 1] per language and direction (keys as :meth:`scores`): each
+        sentence retrieves among the pivot sentences of its language's pairs (xx -> en), each pivot sentence
+        among the language's sentences (en -> xx). All sentences go through the encoder in one length-sorted pass
         (each distinct pivot sentence once, however many languages share it)."""
         started = time.perf_counter()
         scores = self.scores(self.embed(encoder, device))

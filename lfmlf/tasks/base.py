@@ -96,6 +96,13 @@ class Task(ABC):
         cap = self.cfg.max_train_sentences if split == "train" else self.cfg.max_eval_sentences
         return list(items[:cap] if cap else items)
 
+    def max_length_for(self, split: str) -> int:
+        """Tokens per sequence when a split is encoded (called by ``prepare``'s encoders): ``task.max_length``
+        for training, ``task.eval_max_length`` (default ``max_length``) for the dev and test splits."""
+        if split == "train" or self.cfg.eval_max_length is None:
+            return self.cfg.max_length
+        return self.cfg.eval_max_length
+
     def collate(self, examples: Sequence[Example]) -> dict[str, Tensor]:
         """Called for every training and evaluation batch: encoded examples -> padded tensors."""
         return collate(examples, self.pad_id)
@@ -109,12 +116,16 @@ class Task(ABC):
     def cached(self, lang: str, split: str, build: Callable[[], Any], *extra: Any) -> Any:
         """``build()`` (the encoded examples of a language's split, or anything derived from data and
         tokenizer) through the on-disk cache shared by all trials on this machine. The key covers the task
-        settings, the data files, the tokenizer (``self.tokenizer``, set in ``prepare``) and ``extra``
+        settings, the split's maximum length (:meth:`max_length_for`), the data files, the tokenizer
+        (``self.tokenizer``, set in ``prepare``) and ``extra``
         (e.g. a label map that depends on the source set)."""
         if not hasattr(self, "_tok_fp"):
             self._tok_fp = tokenizer_fingerprint(self.tokenizer)
-        settings = self.cfg.model_dump(exclude={"files", "cache_dir", "target_split"})
-        key = fingerprint(self.name, settings, [file_stamp(f) for f in self.data_files(lang, split)],
+        # the split's own length (max_length_for) stands for both length settings: a training split is
+        # shared by sweeps that differ only in eval_max_length
+        settings = self.cfg.model_dump(exclude={"files", "cache_dir", "target_split", "max_length", "eval_max_length"})
+        key = fingerprint(self.name, settings, self.max_length_for(split),
+                          [file_stamp(f) for f in self.data_files(lang, split)],
                           lang, split, self._tok_fp, list(extra), code_fingerprint())
         started = time.perf_counter()
         value, hit = cached(cache_root(self.cfg.cache_dir), f"data/{self.name}", key, build)

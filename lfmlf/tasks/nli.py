@@ -214,10 +214,10 @@ class NliTask(Task):
     def _encode_uncached(self, lang: str, split: str) -> tuple[list[Example], int]:
         pairs = self.load(lang, split)
         enc = self.tokenizer([p.premise for p in pairs], [p.hypothesis for p in pairs], truncation=True,
-                             max_length=self.cfg.max_length)
+                             max_length=self.max_length_for(split))
         examples: list[Example] = [{"input_ids": list(ids), "labels": self.label_id[p.label]}
                     for ids, p in zip(enc["input_ids"], pairs)]
-        return examples, sum(len(e["input_ids"]) >= self.cfg.max_length for e in examples)
+        return examples, sum(len(e["input_ids"]) >= self.max_length_for(split) for e in examples)
 
     def train_examples(self, lang: str) -> Sequence[Example]:
         return self._encoded[(lang, "train")]

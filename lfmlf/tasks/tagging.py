@@ -138,7 +138,7 @@ class TaggingTask(Task):
     def _encode_uncached(self, lang: str, split: str) -> tuple[list[Example], int, list[list[str]]]:
         sents = self.load(lang, split)
         enc = self.tokenizer([list(s.tokens) for s in sents], is_split_into_words=True, truncation=True,
-                             max_length=self.cfg.max_length)
+                             max_length=self.max_length_for(split))
         examples, truncated = [], 0
         for i, s in enumerate(sents):
             ids = enc["input_ids"][i]
