@@ -219,6 +219,19 @@ class LanguageCodeNormalised(UserWarning):
     """A sweep file wrote a language code in a longer form than its shortest one (``yor`` for ``yo``)."""
 
 
+_NORMALISED_REGISTRY: dict[Any, Any] = {}
+
+
+def _line_naming(file: str, code: str) -> int:
+    """The first line (1-based) of the sweep file that names ``code`` as a word, else 0."""
+    try:
+        lines = Path(file).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return 0
+    word = re.compile(rf"(?<![\w-]){re.escape(code)}(?![\w-])")
+    return next((i for i, line in enumerate(lines, 1) if word.search(line.split("#")[0])), 0)
+
+
 def _normalise_languages(cfg: SweepConfig, file: str) -> SweepConfig:
     """Every language code of the sweep file in its shortest form (:func:`lfmlf.languages.normalize_language`):
     ``languages.*``, the keys of ``task.files``, ``task.options.treebanks`` and ``unlabelled.files``, and the
@@ -262,8 +275,11 @@ def _normalise_languages(cfg: SweepConfig, file: str) -> SweepConfig:
                                          "files": norm_keys("probe.files", probe.files)})
     for code, (short, keys) in seen.items():
         where = ", ".join(dict.fromkeys(keys))
-        warnings.warn(f"lfmlf: {file}: language code normalised: {code} -> {short} (its shortest form, used in "
-                      f"results, source sets and MLflow params), in {where}", LanguageCodeNormalised, stacklevel=3)
+        # reported at the sweep file's line that names the code (0, no line shown, when --set wrote it), once
+        # per process and code like any warning
+        warnings.warn_explicit(f"lfmlf: language code normalised: {code} -> {short} (its shortest form, used in "
+                               f"results, source sets and MLflow params), in {where}", LanguageCodeNormalised,
+                               file, _line_naming(file, code), registry=_NORMALISED_REGISTRY)
     return cfg.model_copy(update={"languages": languages, "task": task, "unlabelled": unlabelled, "probe": probe})
 
 
