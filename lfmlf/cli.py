@@ -104,9 +104,26 @@ def _report(args: argparse.Namespace) -> int:
     from lfmlf.checks import load_checked
     from lfmlf.commands import report
 
+    hv_ref = _numbers("--hv-ref", args.hv_ref, 2) if args.hv_ref else None
+    budgets = _numbers("--forgetting-at", args.forgetting_at) if args.forgetting_at else None
     report(load_checked(args.sweep, _overrides(args)), args.tracking_uri, args.rerun, args.out, args.metric,
-           args.oracle)
+           args.oracle, args.group_by, (hv_ref[0], hv_ref[1]) if hv_ref else None, budgets)
     return 0
+
+
+def _numbers(option: str, text: str, count: int | None = None) -> list[float]:
+    """``"0,76"`` -> ``[0.0, 76.0]`` for a report option; a clear error for anything else."""
+    try:
+        values = [float(x) for x in text.split(",")]
+    except ValueError:
+        values = []
+    bad = not values or any(v != v or v in (float("inf"), float("-inf")) for v in values)
+    if bad or (count is not None and len(values) != count):
+        want = f"{count} comma-separated numbers" if count else "comma-separated numbers"
+        example = "0,76" if option == "--hv-ref" else "10,20,30"
+        raise SweepError(f"{option} {text!r}: expected {want} in the table's units (× 100). Fix: e.g. "
+                         f"{option} {example}.")
+    return values
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -210,6 +227,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "the sweep's search metric; a rerun uses the metric `lfmlf best` recorded)")
     p.add_argument("--oracle", action="store_true", help="add, for each method, the sweep trial that target-"
                    "language scores would have picked, as a marked oracle row beside the zero-shot-faithful one")
+    p.add_argument("--group-by", choices=("script", "family"), help="group the target languages by script "
+                   "(ISO 15924) or family (Glottolog): group-average columns, grouped bars and per-language "
+                   "retrieval table")
+    p.add_argument("--hv-ref", metavar="Z,F", help="the fronts' hypervolume reference point: zero-shot Z and "
+                   "forgetting drop F in the table's units (default: 0 and theta0's retrieval, i.e. total "
+                   "forgetting)")
+    p.add_argument("--forgetting-at", metavar="X1,X2,...", help="forgetting budgets (drops, table units) for "
+                   "the best zero-shot at drop <= X table (default: four spread over the fronts' range)")
     _output_dir(p)
     _common(p)
     p.set_defaults(func=_report)

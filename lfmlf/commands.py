@@ -23,16 +23,23 @@ from lfmlf.interpolate import DEFAULT_ALPHAS, Outcome, interpolate_runs
 from lfmlf.loop import fit
 from lfmlf.redaction import redact_data
 from lfmlf.report import (
+    Fronts,
     Importance,
+    Section,
     Table,
+    build_fronts,
     build_table,
     exclusion,
+    fronts_markdown,
+    language_groups,
     merge_left_out,
     no_eligible_reason,
+    retrieval_by_language,
     selection_cost,
     sweep_left_out,
     write_report,
 )
+from lfmlf.report.fronts import statement
 from lfmlf.search import search_metric, study_summary
 from lfmlf.selection import oracle_metric, selection_label
 from lfmlf.storage import redact
@@ -273,7 +280,9 @@ def _interpolation_sources(cfg: SweepConfig, store: RunStore, uri: str, methods:
 
 # ----------------------------------------------------------------------------------------------- report
 def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | None = None,
-           out_dir: Path | None = None, metric: str | None = None, oracle: bool = False) -> list[Path]:
+           out_dir: Path | None = None, metric: str | None = None, oracle: bool = False,
+           group_by: str | None = None, hv_ref: tuple[float, float] | None = None,
+           forgetting_at: list[float] | None = None) -> list[Path]:
     """Tables (Markdown, LaTeX, CSV) and plots of a sweep and its rerun, written to ``out_dir`` and logged
     to MLflow (on the rerun's run, else the sweep's) under ``report/``. The table comes from the rerun
     (mean ± std over seeds); without a rerun, from each method's best eligible sweep trial (one seed, said so).
@@ -284,7 +293,12 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
     method, the sweep trial with the best target-language score as a marked reference row, and notes what
     the zero-shot-faithful selection costs against it. Runs that logged a checkpoint average
     (``train.average_last``: ``avg/*`` metrics) add a selection-free row per method, ``"mlf (averaged last 3)"``,
-    over the same counted runs (:func:`lfmlf.report.build_table`)."""
+    over the same counted runs (:func:`lfmlf.report.build_table`).
+
+    ``group_by`` ("script" or "family") adds group-average columns and groups the bars and the per-language
+    retrieval table. The "Fronts" section (:mod:`lfmlf.report.fronts`) is built from the sweep's trials, the
+    rerun's runs and their ``lfmlf interpolate`` points; ``hv_ref`` (zero-shot, drop) and ``forgetting_at``
+    (budgets) are in the table's units."""
     uri = resolve_uri(tracking_uri, cfg.tracking.uri)
     store = RunStore(uri, cfg.tracking.experiment)
     sweep_id = store.sweep_run(cfg.storage_location)
@@ -296,8 +310,8 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
     rerun_id = rerun_id or next(iter(store.reruns_of(sweep_id)), None)
     # multiplier histories (one MLflow query per metric and run) only where the multipliers plot reads them
     lambdas = ("lfmlf/lambda/",)
-    sweep_runs = [r for r in store.children(sweep_id, histories=_STEPS + (() if rerun_id else lambdas))
-                  if r.method in cfg.methods]
+    children = store.children(sweep_id, histories=_STEPS + (() if rerun_id else lambdas))
+    sweep_runs = [r for r in children if r.method in cfg.methods]
     budget = _budget(store, sweep_id, cfg)
     recorded = _recorded_metrics(store, rerun_id) if rerun_id else {}
     # an oracle among them comes first, so that the table is marked as one (never silently)
@@ -325,23 +339,69 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
         print("lfmlf: --oracle adds nothing: the table's rows are already selected on target-language data.")
     elif oracle:
         oracle_runs = _best_trials(sweep_runs, okey, "max")
+    groups = language_groups(list(cfg.languages.targets), group_by) if group_by else None
     table = build_table(table_runs, task_metric=task_metric, targets=list(cfg.languages.targets), budget=budget,
                         selection_rule=rule, selection=sel, methods=list(cfg.methods), why_missing=why_missing,
                         oracle_runs=oracle_runs, oracle_selection=osel if oracle_runs else None,
-                        provenance=provenance)
+                        provenance=provenance, groups=groups, group_by=group_by or "")
     if oracle_runs:
         table.notes.extend(selection_cost(_best_trials(sweep_runs, sel.metric, cfg.search.mode), oracle_runs, okey,
                                           table.scale, table.digits))
     out = Path(out_dir or cfg.run_dir / "report")
     excluded = sweep_left_out(sweep_runs, sel.metric)
-    files = write_report(table, out, _importances(store, sweep_id, sweep_runs, cfg), excluded)
-    written = files + _plots(table, sweep_runs, table_runs if rerun_id else sweep_runs, out, task_metric,
-                             list(cfg.languages.targets))
+    front_runs = _front_runs(cfg, children, table_runs if rerun_id else [])
+    fronts = build_fronts(front_runs, task_metric, list(cfg.methods), hv_ref=hv_ref, budgets=forgetting_at,
+                          scale=table.scale, digits=table.digits)
+    pngs = _plots(table, sweep_runs, front_runs, table_runs if rerun_id else sweep_runs, out, task_metric,
+                  list(cfg.languages.targets))
+    sections = _sections(table, fronts, out, group_by)
+    files = write_report(table, out, _importances(store, sweep_id, sweep_runs, cfg), excluded, sections)
+    written = files + pngs
     store.log_files(rerun_id or sweep_id, written, "report")
     print(f"Report of '{cfg.name}' ({'rerun ' + rerun_id if rerun_id else 'sweep best trials'}) in {out}:")
     print(f"  selection: {sel.sentence}" + (" [ORACLE: not zero-shot]" if sel.is_oracle else ""))
     _print_written(written, out, table, merge_left_out(table.left_out, excluded))
+    _print_fronts(fronts)
     return written
+
+
+def _front_runs(cfg: SweepConfig, sweep_children: list, rerun_runs: list) -> list:
+    """The runs the fronts are drawn from: the sweep's trials, the rerun's runs, and the ``lfmlf interpolate``
+    points (method ``interp:<method>``) of either, for the sweep's methods."""
+    ours = set(cfg.methods) | {f"interp:{m}" for m in cfg.methods}
+    return [r for r in [*sweep_children, *rerun_runs] if r.method in ours]
+
+
+def _sections(table: Table, fronts: Fronts, out: Path, group_by: str | None) -> list[Section]:
+    """The report's sections after the results table, in order: the fronts, then the probe's retrieval per
+    language of the table's rows. A new section is one more entry here (:class:`lfmlf.report.Section`)."""
+    sections = [Section("Fronts: forgetting versus zero-shot transfer", fronts_markdown(fronts),
+                        (out / "forgetting_vs_zero_shot.png",) if (out / "forgetting_vs_zero_shot.png").exists()
+                        else ())]
+    drops = retrieval_by_language({row: table.row_runs[row] for row in table.rows}, group_by)
+    if drops:
+        sections.append(Section("Forgetting probe per language", drops))
+    return sections
+
+
+def _print_fronts(fronts: Fronts) -> None:
+    """One line per method (hypervolume and its interval), then the dominance statements."""
+    if not fronts.configs:
+        return
+    area = fronts.scale
+    print(f"Fronts (forgetting drop vs zero-shot average; hypervolume × {area:g}):")
+    for m in fronts.methods:
+        if m not in fronts.configs:
+            print(f"  {m:8s} no counted run with both metrics")
+        elif m not in fronts.hv:
+            print(f"  {m:8s} {len(fronts.fronts[m])} on the front; {fronts.why_no_hv}")
+        else:
+            iv = fronts.intervals[m]
+            ci = iv.why_none or f"95% [{iv.low * area:.{fronts.digits}f}, {iv.high * area:.{fronts.digits}f}]"
+            print(f"  {m:8s} HV {fronts.hv[m] * area:.{fronts.digits}f} ({ci}), {len(fronts.fronts[m])} of "
+                  f"{len(fronts.configs[m])} configurations on the front")
+    for c in fronts.comparisons:
+        print(f"  {statement(c, fronts.scale, fronts.digits)}")
 
 
 def _why_missing(cfg: SweepConfig, sweep_runs: list, table_runs: list, recorded: dict[str, str], metric: str,
@@ -377,11 +437,13 @@ _SKIPPED_PLOTS = {"forgetting_vs_zero_shot.png": "no run logged a forgetting pro
                   "lfmlf_multipliers.png": "no LF-MLF run with multipliers"}
 
 
-def _plots(table: Table, sweep_runs: list, multiplier_runs: list, out: Path, task_metric: str,
+def _plots(table: Table, sweep_runs: list, front_runs: list, multiplier_runs: list, out: Path, task_metric: str,
            targets: list[str]) -> list[Path]:
     """The report's figures that have data (a figure without any is skipped, and said so by _print_written)."""
+    stale = out / "forgetting_vs_zero_shot.png"   # an earlier report's figure must not be linked as this one's
+    stale.unlink(missing_ok=True)
     pngs = [plots.language_bars(table, out / "languages.png"),
-            plots.forgetting_vs_zero_shot(sweep_runs, out / "forgetting_vs_zero_shot.png", task_metric),
+            plots.forgetting_vs_zero_shot(front_runs, stale, task_metric),
             plots.source_set_heatmap(sweep_runs, out / "source_sets.png", task_metric, targets, scale=table.scale,
                                      digits=table.digits),
             plots.multipliers_over_steps(multiplier_runs, out / "lfmlf_multipliers.png")]

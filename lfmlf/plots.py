@@ -105,7 +105,8 @@ def language_bars(table: Table, path: Path | str) -> Path | None:
     by = f", grouped by {table.group_by}" if table.group_by else ""
     ax.set_xlabel("target language")
     ax.set_ylabel(f"zero-shot {table.task_metric}{scaled}")
-    ax.set_title(f"Zero-shot {table.task_metric} per target language{by} (mean ± std over runs)")
+    ax.set_title(f"Zero-shot {table.task_metric} per target language{by} (mean ± std over runs)",
+                 pad=16 if table.groups else 6)
     ax.legend(fontsize="small", loc="best")
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)

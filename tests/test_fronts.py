@@ -66,7 +66,8 @@ def test_crossing_fronts_are_stated_with_their_ranges_and_numbers():
     assert (c.stretches[1].at, c.stretches[1].a, c.stretches[1].b) == (0.20, 0.70, 0.55)   # largest gap, 0.15
     assert statement(c) == ("a's and b's fronts cross: a is higher for drop >= 10.0 (at drop <= 20.0, best "
                             "zero-shot 70.0 vs 55.0); b is higher for drop in [5.0, 10.0) (at drop <= 5.0, best "
-                            "zero-shot 55.0 vs none).")
+                            "zero-shot 55.0 vs none). Only b has configurations with drop < 10.0 (a's lowest "
+                            "drop).")
 
 
 def test_a_dominating_front_is_stated_either_way_round():
@@ -100,6 +101,19 @@ def test_bootstrap_over_seeds_of_one_configuration():
     assert (iv.low, iv.high, iv.n_seeds) == (pytest.approx(0.24), pytest.approx(0.32), 2)
     one = bootstrap_hv(configurations(runs[:1], ZKEY)[0]["m"], Reference(0.0, 0.5, ""), ZKEY)
     assert one.why_none == "no interval: 1 seed" and math.isnan(one.low)
+
+
+def test_bootstrap_holds_configurations_of_one_seed_fixed():
+    runs = [run("s0", "m", 0.6, 0.1, seed=0, params={"lr": "1e-4"}), run("s1", "m", 0.8, 0.1, seed=1,
+                                                                            params={"lr": "1e-4"}),
+            run("t", "m", 0.9, 0.3, seed=0, params={"lr": "1e-3"})]   # one seed: always in, never varied
+    iv = bootstrap_hv(configurations(runs, ZKEY)[0]["m"], Reference(0.0, 0.5, ""), ZKEY)
+    # front (z, 0.1), (0.9, 0.3) with z in {0.6, 0.7, 0.8}: HV = 0.2 z + 0.18
+    assert (iv.low, iv.high, iv.n_resampled) == (pytest.approx(0.30), pytest.approx(0.34), 1)
+    apart = [run("a", "m", 0.6, 0.1, seed=0, params={"lr": "1e-4"}), run("b", "m", 0.9, 0.3, seed=1,
+                                                                           params={"lr": "1e-3"})]
+    none = bootstrap_hv(configurations(apart, ZKEY)[0]["m"], Reference(0.0, 0.5, ""), ZKEY)
+    assert none.why_none == "no interval: no configuration has 2 or more seeds"
 
 
 def test_configurations_seed_from_params_left_out_and_labels():

@@ -100,7 +100,8 @@ def _hv_table(fr: Fronts) -> list[str]:
             continue
         iv = fr.intervals[m]
         ci = (iv.why_none if iv.why_none else
-              f"[{iv.low * area:.{fr.digits}f}, {iv.high * area:.{fr.digits}f}] ({fr.n_boot} resamples)")
+              f"[{iv.low * area:.{fr.digits}f}, {iv.high * area:.{fr.digits}f}] ({fr.n_boot} resamples; varies the "
+              f"{iv.n_resampled} configuration(s) with 2+ seeds)")
         out.append(f"| {md_escape(m)} | {len(fr.configs[m])} | {len(fr.fronts[m])} | {iv.n_seeds} | "
                    f"{fr.hv[m] * area:.{fr.digits}f} | {ci} |")
     return out + [""]

@@ -23,13 +23,13 @@ Definitions (the report's "Fronts" section repeats them):
   method's trials are added and HVs of reports with the same model and probe compare. With ``z_ref = 0``,
   ``HV / f_ref`` is the mean, over forgetting budgets x in [0, f_ref], of the best zero-shot score within the
   budget (when no drop is negative). ``--hv-ref Z,F`` replaces it; points outside the box add nothing.
-* **Interval.** Percentile bootstrap over seeds: each of ``n_boot`` resamples draws the method's seeds with
-  replacement (one draw serves every configuration: seed s of two configurations shares data order and
-  initialisation), averages each configuration over its runs with the drawn seeds (a seed drawn twice counts
-  twice; a configuration none of whose seeds is drawn is out of that resample), and recomputes the front and
-  its HV. A method with runs of one seed gets no interval ("no interval: 1 seed"). Configurations run with
-  fewer seeds than others drop out of some resamples, which widens the interval downwards: they are less
-  replicated.
+* **Interval.** Percentile bootstrap over seeds: each of ``n_boot`` resamples draws, for every configuration,
+  its own seeds with replacement (as many as it has), averages the configuration over its runs with the drawn
+  seeds (a seed drawn twice counts twice), and recomputes the front and its HV. A configuration of one seed
+  is held fixed: its seed noise is not measured, so the interval covers the seed variation of the
+  configurations run with several seeds (a rerun's) only, and the section says how many those are. A method
+  whose runs all have one seed gets no interval ("no interval: 1 seed"), nor one without a configuration of
+  two or more seeds.
 * **Comparison.** Between two methods A and B, over every budget x where at least one has a configuration:
   A is *higher* at x when ``best_A(x) > best_B(x)`` (or only A has one). A's front *dominates* B's when A is
   higher somewhere and B nowhere (then every point of B's front is weakly dominated by one of A's); the
@@ -114,6 +114,10 @@ def run_seed(r: RunRecord) -> int | None:
         return None
 
 
+def _seed_order(s: int | None) -> tuple[bool, int]:
+    return (s is None, s or 0)
+
+
 def config_key(r: RunRecord) -> str:
     """Identity of a run's configuration: method and parameters except the seed (the run id without params)."""
     if not r.params:
@@ -135,7 +139,7 @@ class Config:
 
     @property
     def seeds(self) -> list[int | None]:
-        return sorted({run_seed(r) for r in self.runs}, key=lambda s: (s is None, s or 0))
+        return sorted({run_seed(r) for r in self.runs}, key=_seed_order)
 
 
 def _mean(runs: Sequence[RunRecord], key: str) -> float:
@@ -222,37 +226,42 @@ def user_reference(z: float, f: float, scale: float = 100.0) -> Reference:
 
 @dataclass(frozen=True)
 class Interval:
-    """A bootstrap interval of a hypervolume, or why there is none."""
+    """A bootstrap interval of a hypervolume, or why there is none; ``n_seeds`` distinct seeds of the method,
+    ``n_resampled`` configurations with two or more seeds (the ones the resamples vary)."""
 
     low: float = math.nan
     high: float = math.nan
     n_seeds: int = 0
+    n_resampled: int = 0
     why_none: str = ""
 
 
 def bootstrap_hv(configs: Sequence[Config], ref: Reference, zkey: str, fkey: str = FORGETTING_KEY,
                  n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> Interval:
     """Percentile bootstrap of the method's front hypervolume over seeds (module docstring, "Interval")."""
-    seeds = sorted({run_seed(r) for c in configs for r in c.runs}, key=lambda s: (s is None, s or 0))
+    seeds = sorted({run_seed(r) for c in configs for r in c.runs}, key=_seed_order)
+    per_config = [[(run_seed(r), float(r.metrics[zkey]), float(r.metrics[fkey])) for r in c.runs] for c in configs]
+    own = [sorted({s for s, _, _ in runs}, key=_seed_order) for runs in per_config]
+    varied = sum(len(x) > 1 for x in own)
     if len(seeds) < 2:
         return Interval(n_seeds=len(seeds), why_none=f"no interval: {len(seeds)} seed")
+    if not varied:
+        return Interval(n_seeds=len(seeds), why_none="no interval: no configuration has 2 or more seeds")
     rng = random.Random(seed)
-    per_config = [[(run_seed(r), float(r.metrics[zkey]), float(r.metrics[fkey])) for r in c.runs] for c in configs]
     values = []
     for _ in range(n_boot):
-        drawn: dict[int | None, int] = {}
-        for s in rng.choices(seeds, k=len(seeds)):
-            drawn[s] = drawn.get(s, 0) + 1
         points = []
-        for runs in per_config:
+        for runs, mine in zip(per_config, own):
+            drawn: dict[int | None, int] = {}
+            for s in (rng.choices(mine, k=len(mine)) if len(mine) > 1 else mine):
+                drawn[s] = drawn.get(s, 0) + 1
             weights = [(drawn.get(s, 0), z, f) for s, z, f in runs]
             total = sum(w for w, _, _ in weights)
-            if total:
-                points.append((sum(w * z for w, z, _ in weights) / total, sum(w * f for w, _, f in weights) / total))
+            points.append((sum(w * z for w, z, _ in weights) / total, sum(w * f for w, _, f in weights) / total))
         values.append(hypervolume(points, (ref.z, ref.f)))
     values.sort()
     tail = (1.0 - level) / 2
-    return Interval(quantile(values, tail), quantile(values, 1.0 - tail), len(seeds))
+    return Interval(quantile(values, tail), quantile(values, 1.0 - tail), len(seeds), varied)
 
 
 # ---------------------------------------------------------------------------------------- comparison
@@ -279,12 +288,15 @@ class Comparison:
     b: str
     verdict: str
     stretches: list[Stretch] = field(default_factory=list)
+    low_a: float = math.nan        # the lowest drop on each front
+    low_b: float = math.nan
 
 
-def _gap(a: float | None, b: float | None) -> float:
+def _gap(a: float | None, b: float | None) -> tuple[int, float]:
+    """Sort key of a gap: any gap between two values beats "only one has a configuration" (shown apart)."""
     if a is None or b is None:
-        return math.inf
-    return abs(a - b)
+        return (0, 0.0)
+    return (1, abs(a - b))
 
 
 def compare(a: str, front_a: Sequence[tuple[float, float]], b: str, front_b: Sequence[tuple[float, float]]
@@ -313,7 +325,7 @@ def compare(a: str, front_a: Sequence[tuple[float, float]], b: str, front_b: Seq
     leaders = {s.leader for s in stretches} - {None}
     verdict = ("coincide" if not leaders else "cross" if len(leaders) == 2
                else "dominates" if leaders == {a} else "dominated")
-    return Comparison(a, b, verdict, stretches)
+    return Comparison(a, b, verdict, stretches, min(f for _, f in front_a), min(f for _, f in front_b))
 
 
 def _range(s: Stretch, scale: float, digits: int) -> str:
@@ -342,11 +354,17 @@ def statement(c: Comparison, scale: float = 100.0, digits: int = 1) -> str:
         return "; ".join(f"{_range(s, scale, digits)} ({_values(s, side, scale, digits)})"
                          for s in c.stretches if s.leader == leader)
 
+    alone = ""
+    if c.low_a != c.low_b:
+        first, other, low = (c.a, c.b, c.low_b) if c.low_a < c.low_b else (c.b, c.a, c.low_a)
+        alone = (f" Only {first} has configurations with drop < {low * scale:.{digits}f} ({other}'s lowest "
+                 "drop).")
     if c.verdict in ("dominates", "dominated"):
         win, lose = (c.a, c.b) if c.verdict == "dominates" else (c.b, c.a)
         return (f"{win}'s front dominates {lose}'s: at every forgetting budget its best zero-shot is at least "
-                f"{lose}'s, and higher for {where(win)}.")
-    return f"{c.a}'s and {c.b}'s fronts cross: {c.a} is higher for {where(c.a)}; {c.b} is higher for {where(c.b)}."
+                f"{lose}'s, and higher for {where(win)}.{alone}")
+    return (f"{c.a}'s and {c.b}'s fronts cross: {c.a} is higher for {where(c.a)}; {c.b} is higher for "
+            f"{where(c.b)}.{alone}")
 
 
 # ---------------------------------------------------------------------------------------------- budgets
