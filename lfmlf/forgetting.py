@@ -11,6 +11,7 @@ pre-trained masked-LM head and a masked batch of unlabelled text every step.
 """
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -96,13 +97,17 @@ class DistillForgetting(_AutogradForgetting):
     """F = mean squared distance between the encoder's last hidden states and those of the frozen
     pre-trained encoder: on the step's source sub-batches (no extra forward of the live encoder), or on the
     unlabelled text when the sweep gives text files. The frozen states come from a
-    :class:`lfmlf.teacher.TeacherStates` (each example's computed once per trial unless ``cache`` is off)."""
+    :class:`lfmlf.teacher.TeacherStates` (each example's computed once per trial unless ``cache`` is off).
+    ``fraction`` < 1 distils only that share of each sub-batch (see :func:`distill_objective`)."""
 
     name = "distill"
     needs = Needs(unlabelled="text")
 
-    def __init__(self, cache: bool = True, dtype: TeacherDtype = "float32", max_mb: float = 1024.0) -> None:
-        self.cache, self.dtype, self.max_mb = cache, dtype, max_mb
+    def __init__(self, cache: bool = True, dtype: TeacherDtype = "float32", max_mb: float = 1024.0,
+                 fraction: float = 1.0) -> None:
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"the distilled fraction of each sub-batch must be in (0, 1], got {fraction}")
+        self.cache, self.dtype, self.max_mb, self.fraction = cache, dtype, max_mb, fraction
 
     def setup(self, model: TaskModel) -> None:
         super().setup(model)
@@ -110,7 +115,7 @@ class DistillForgetting(_AutogradForgetting):
                                      max_mb=self.max_mb)
 
     def loss(self, model: TaskModel, obj: StepObjectives) -> Tensor:
-        return distill_objective(self.teacher, model, obj)
+        return distill_objective(self.teacher, model, obj, self.fraction)
 
     def report(self) -> dict[str, float]:
         """``distill/teacher_cache_mb``, ``distill/teacher_hits``, ``distill/teacher_misses``,
@@ -131,14 +136,27 @@ class MlmForgetting(_AutogradForgetting):
         return model.mlm_loss(obj.unlabelled)
 
 
-def distill_objective(teacher: Teacher, model: TaskModel, obj: StepObjectives) -> Tensor:
+def distill_objective(teacher: Teacher, model: TaskModel, obj: StepObjectives, fraction: float = 1.0) -> Tensor:
     """Called every step by the distilling objectives and methods: distillation toward the frozen encoder's
     states (``teacher``) on the unlabelled text if the step has some, else on the step's own source
-    sub-batches (their hidden states are already computed)."""
+    sub-batches (their hidden states are already computed). With ``fraction`` < 1 only the first
+    ceil(fraction * B) examples of each sub-batch (a uniform subset: the streams are shuffled) are distilled:
+    a cheaper, noisier estimate, i.e. a different objective."""
     if obj.unlabelled is not None:
-        b = obj.unlabelled
+        b = _head(obj.unlabelled, fraction)
         return distill_loss(teacher, {"text": model.encode(b["input_ids"], b["attention_mask"])}, {"text": b})
-    return distill_loss(teacher, obj.hidden, obj.batches)
+    if fraction >= 1.0:
+        return distill_loss(teacher, obj.hidden, obj.batches)
+    batches = {lang: _head(b, fraction) for lang, b in obj.batches.items()}
+    return distill_loss(teacher, {lang: h[:batches[lang]["input_ids"].shape[0]] for lang, h in obj.hidden.items()},
+                        batches)
+
+
+def _head(batch: Mapping[str, Tensor], fraction: float) -> dict[str, Tensor]:
+    """The first ceil(fraction * B) rows (at least one) of a sub-batch's ids and mask."""
+    rows = batch["input_ids"].shape[0]
+    n = rows if fraction >= 1.0 else max(1, math.ceil(fraction * rows))
+    return {"input_ids": batch["input_ids"][:n], "attention_mask": batch["attention_mask"][:n]}
 
 
 def distill_loss(teacher: Teacher, hidden: Mapping[str, Tensor], batches: Mapping[str, Mapping[str, Tensor]]) -> Tensor:

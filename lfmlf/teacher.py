@@ -171,8 +171,9 @@ class TeacherStates:
 
 
 class TeacherParams(BaseModel):
-    """The teacher-cache hyper-parameters of every method that distils; a mixin of their parameter models
-    (``class DistillParams(PenaltyParams, TeacherParams)``), read in ``setup`` by :meth:`teacher_options`."""
+    """The distillation hyper-parameters (teacher cache, distilled fraction) of every method that distils; a
+    mixin of their parameter models (``class DistillParams(PenaltyParams, TeacherParams)``), read in ``setup``
+    (:meth:`teacher_options` for :class:`TeacherStates`, ``distill_fraction`` for the objective)."""
 
     teacher_cache: bool = Field(True, description="Distillation: compute the frozen encoder's hidden states "
                                 "once per distinct example and keep them for the trial (false: one frozen "
@@ -184,6 +185,10 @@ class TeacherParams(BaseModel):
     teacher_cache_max_mb: float = Field(1024.0, gt=0.0, description="Distillation: most megabytes of cached "
                                         "states per trial, on the model's device; examples beyond it are "
                                         "recomputed every time (counted as distill/teacher_uncached).")
+
+    distill_fraction: float = Field(1.0, gt=0.0, le=1.0, description="Distillation: share of each sub-batch "
+                                    "distilled (its first ceil(f * B) examples, a uniform subset). Below 1 this "
+                                    "changes the objective: a cheaper, noisier estimate of the distance.")
 
     def teacher_options(self) -> dict[str, Any]:
         """Keyword arguments of :class:`TeacherStates` (and ``DistillForgetting``) from these parameters."""

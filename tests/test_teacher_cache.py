@@ -3,6 +3,8 @@ the padding, hits and misses are counted per row, the memory figure is the bytes
 and counted, and a distill trial trains identically with the cache on and off."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -177,7 +179,7 @@ def _objectives(model: TaskModel, batches: dict) -> StepObjectives:
 def test_distill_forgetting_value_and_gradient_are_the_same_with_the_cache_on_and_off(tiny):
     parts, ex, pad = tiny
     torch.manual_seed(1)
-    model = TaskModel(parts.model.encoder, parts.model.head)
+    model = copy.deepcopy(parts.model)     # moved below: the module's fixture stays at theta0
     on, off = DistillForgetting(), DistillForgetting(cache=False)
     on.setup(model)
     off.setup(model)
@@ -258,3 +260,29 @@ def test_the_per_node_store_is_computed_once_and_read_by_the_next_trial(tiny, tm
         assert node_states(teacher, batches, *keys, tmp_path) is False and teacher.loaded == 0
     off = TeacherStates(frozen, cache=False)
     assert node_states(off, batches, "theta0", "data", tmp_path) is False and off.misses == 0
+
+
+def test_a_distilled_fraction_uses_the_first_rows_of_each_sub_batch_only(tiny):
+    from lfmlf.forgetting import distill_loss, distill_objective
+
+    parts, ex, pad = tiny
+    torch.manual_seed(2)
+    frozen = parts.model.frozen_encoder_copy()
+    moved = copy.deepcopy(parts.model).eval()
+    with torch.no_grad():
+        for _, p in moved.pretrained_parameters():
+            p.add_(1e-2 * torch.randn_like(p))
+    batches = {"de": collate(ex[:4], pad), "en": collate(ex[4:9], pad)}    # 4 and 5 rows: 2 and 3 distilled
+    ref = CountingReference(frozen)
+    half = distill_objective(TeacherStates(ref), moved, _objectives(moved, batches), fraction=0.5)
+    assert ref.rows == 5
+    heads = {"de": collate(ex[:2], pad), "en": collate(ex[4:7], pad)}
+    expected = distill_loss(TeacherStates(frozen, cache=False), _objectives(moved, heads).hidden, heads)
+    assert half.item() == pytest.approx(expected.item(), rel=1e-5)
+    full = distill_objective(TeacherStates(frozen), moved, _objectives(moved, batches))
+    assert abs(full.item() - half.item()) > 1e-3 * full.item()   # another objective
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="fraction"):
+            DistillForgetting(fraction=bad)
+        with pytest.raises(ValueError, match="distill_fraction"):
+            Distill(distill_fraction=bad)

@@ -39,7 +39,7 @@ class Distill(PenaltyMethod[DistillParams]):
         self.teacher = TeacherStates(model.frozen_encoder_copy(), **self.params.teacher_options())
 
     def penalty(self, obj: StepObjectives) -> Tensor:
-        return distill_objective(self.teacher, self.model, obj)
+        return distill_objective(self.teacher, self.model, obj, self.params.distill_fraction)
 
     def report(self) -> dict[str, float]:
         """``distill/teacher_cache_mb``, ``distill/teacher_hits``, ``distill/teacher_misses``,
