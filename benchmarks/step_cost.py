@@ -151,17 +151,20 @@ def instrument_modules(phases: Phases) -> None:
 
     import lfmlf.forgetting as forgetting
     import lfmlf.grads as grads
+    import lfmlf.methods.gradient as gradient
     import lfmlf.methods.lfmlf as lfm
     import lfmlf.qp as qp
 
     torch.nn.utils.clip_grad_norm_ = phases.wrap("clip", torch.nn.utils.clip_grad_norm_)   # train_step's clip
-    grads.flatten = phases.wrap("flatten", grads.flatten)           # objective_grads + flat_params (l2)
-    forgetting.flatten = grads.flatten                                # distill's flatten
-    grads.add_to_grad = phases.wrap("write_grad", grads.add_to_grad)  # head plain sum + add_flat_to_grad
-    # autograd.grad inside objective_grads / distill: time it as task_backward / forgetting
-    real_grad = torch.autograd.grad
-    grads.torch = _TorchShim(torch, phases.wrap("task_backward", real_grad))
-    forgetting.torch = _TorchShim(torch, phases.wrap("forgetting", real_grad))
+    grads.flatten = phases.wrap("flatten", grads.flatten)           # flat_params when not one buffer
+    forgetting.flatten = grads.flatten
+    grads.GradRows._store = phases.wrap("flatten", grads.GradRows._store)   # a gradient into its slice of G
+    gradient.set_flat_grad = phases.wrap("write_grad", gradient.set_flat_grad)   # the update becomes .grad
+    # the backward passes inside GradRows.backward (task rows) and the forgetting objectives
+    real_backward, real_grad = torch.autograd.backward, torch.autograd.grad
+    grads.torch = _TorchShim(torch, backward=phases.wrap("task_backward", real_backward))
+    forgetting.torch = _TorchShim(torch, grad=phases.wrap("forgetting", real_grad),
+                                  backward=phases.wrap("forgetting", real_backward))
     # the QP pieces, under whichever names this version of lfmlf uses (wrapped where the caller looks them up)
     for module, attr, phase in ((qp, "solve_box_qp", "qp_solve"), (lfm, "solve_box_qp", "qp_solve"),
                                 (lfm, "gram", "qp_gram"), (lfm, "combine", "qp_direction"),
@@ -186,18 +189,19 @@ def instrument_trial(phases: Phases, trial: Trial) -> None:
 
 
 class _TorchShim:
-    """``torch`` with ``torch.autograd.grad`` replaced, for one module's global name ``torch``."""
+    """``torch`` with ``torch.autograd.grad`` / ``.backward`` replaced, for one module's global name ``torch``."""
 
-    def __init__(self, torch, grad) -> None:
-        self._torch, self.autograd = torch, _Autograd(torch.autograd, grad)
+    def __init__(self, torch, **replaced) -> None:
+        self._torch, self.autograd = torch, _Autograd(torch.autograd, replaced)
 
     def __getattr__(self, name):
         return getattr(self._torch, name)
 
 
 class _Autograd:
-    def __init__(self, autograd, grad) -> None:
-        self._autograd, self.grad = autograd, grad
+    def __init__(self, autograd, replaced) -> None:
+        self._autograd = autograd
+        self.__dict__.update(replaced)
 
     def __getattr__(self, name):
         return getattr(self._autograd, name)
@@ -532,10 +536,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{model:{w}s} {label:14s} " + " ".join(f"{1e3 * r['breakdown'].get(p, 0.0):13.1f}" for p in cols))
     print("  forward: task.loss per source sub-batch | task_backward: autograd over the task losses (MLF: its one\n"
           "  loss.backward) | forgetting: g_F (l2: flatten theta - theta0 and its norm; distill: frozen forward +\n"
-          "  autograd.grad of F) | flatten: copying gradients into G's rows | qp_gram: Q = G G^T, b = G g_F (and eps)\n"
+          "  autograd of F) | flatten: copying each parameter's gradient into its slice of G's row (a hook, inside\n"
+          "  the backward) | qp_gram: Q = G G^T, b = G g_F (and eps)\n"
           "  | qp_solve: solve_box_qp | qp_direction: d = -(g_F + G^T lam) | write_grad:\n"
-          "  adding d and the head's plain sum to .grad | signals: Lfmlf._signals | method_other: the rest of\n"
-          "  Lfmlf.backward (e.g. isfinite(d)) | optimizer: AdamW + scheduler."
+          "  making -d the encoder's .grad (views of its buffer) | signals: Lfmlf._signals | method_other: the\n"
+          "  rest of Lfmlf.backward (e.g. isfinite(d)) | optimizer: AdamW + scheduler."
           + ("\n  gpu_sync: waiting at the end of the step for kernels still queued (GPU time the phases above\n"
              "  only launched)." if cuda else ""))
     if args.json:

@@ -67,14 +67,91 @@ def flat_view(params: Sequence[nn.Parameter]) -> Tensor | None:
     return base
 
 
-def objective_grads(loss: Tensor, flat_over: Sequence[nn.Parameter], summed_over: Sequence[nn.Parameter],
-                    out: Tensor, scale: float, retain_graph: bool = False) -> None:
-    """One backward of ``loss``: its gradient over ``flat_over`` goes into the flat row ``out``; its gradient
-    over ``summed_over`` is added (times ``scale``) to those parameters' ``.grad`` (the plain-sum part)."""
-    params = list(flat_over) + list(summed_over)
-    grads = torch.autograd.grad(loss, params, retain_graph=retain_graph, allow_unused=True)
-    flatten(grads[:len(flat_over)], flat_over, out)
-    add_to_grad(summed_over, grads[len(flat_over):], scale)
+class GradRows:
+    """Backward passes whose gradients over ``params`` land straight in a flat row of a caller's buffer.
+
+    Made once per trial in a method's ``setup`` (it registers one post-accumulate hook on each parameter).
+    :meth:`backward` runs ``loss.backward`` restricted to ``params`` (+ ``also``): as soon as autograd has
+    a parameter's gradient, the hook copies it into that parameter's slice of the row (laid out as
+    :func:`flatten`, while it is still in cache) and drops it, so no D-sized gradient is kept, re-read or
+    concatenated afterwards. A parameter the loss does not reach gets a zero slice. The gradients over
+    ``also`` (the task head: the plain-sum part) accumulate into their ``.grad`` as usual, times ``scale``.
+    Outside :meth:`backward` the hooks do nothing, so other backward passes are unaffected.
+    """
+
+    def __init__(self, params: Sequence[nn.Parameter]) -> None:
+        self.params = list(params)
+        self.offsets: list[tuple[int, int]] = []
+        offset = 0
+        for p in self.params:
+            self.offsets.append((offset, offset + p.numel()))
+            offset += p.numel()
+        self.numel = offset
+        self._row: Tensor | None = None
+        self._hit = [False] * len(self.params)
+        self._handles = [p.register_post_accumulate_grad_hook(self._hook(i)) for i, p in enumerate(self.params)]
+
+    def _hook(self, i: int):
+        def copy_into_row(p: Tensor) -> None:   # called by autograd right after p.grad was accumulated
+            if self._row is not None and p.grad is not None:
+                self._store(i, p)
+        return copy_into_row
+
+    def _store(self, i: int, p: Tensor) -> None:
+        """Parameter i's fresh gradient into its slice of the active row; its ``.grad`` is dropped."""
+        start, end = self.offsets[i]
+        assert self._row is not None and p.grad is not None
+        self._row[start:end].copy_(p.grad.reshape(-1))
+        p.grad = None
+        self._hit[i] = True
+
+    def backward(self, loss: Tensor, row: Tensor, also: Sequence[nn.Parameter] = (), scale: float = 1.0,
+                 retain_graph: bool = False) -> None:
+        """One backward of ``loss``: its gradient over ``params`` into ``row`` [D]; over ``also`` added to their
+        ``.grad`` times ``scale``. The ``.grad`` the ``params`` had before (an earlier micro-batch's update)
+        is set aside during the pass and restored, untouched."""
+        saved = [p.grad for p in self.params]
+        for p in self.params:
+            p.grad = None
+        handles = [p.register_hook(_scaled(scale)) for p in also] if scale != 1.0 else []
+        self._row, self._hit = row, [False] * len(self.params)
+        try:
+            torch.autograd.backward(loss, inputs=self.params + [p for p in also], retain_graph=retain_graph)
+        finally:
+            self._row = None
+            for h in handles:
+                h.remove()
+            for p, g in zip(self.params, saved):
+                p.grad = g
+        for (start, end), hit in zip(self.offsets, self._hit):
+            if not hit:                         # not reached by this loss: a zero gradient
+                row[start:end].zero_()
+
+    def remove(self) -> None:
+        """Unregister the hooks (a method that is set up again on the same model registers new ones)."""
+        for h in self._handles:
+            h.remove()
+
+
+def _scaled(scale: float):
+    return lambda g: g * scale
+
+
+def set_flat_grad(params: Sequence[nn.Parameter], flat: Tensor, scale: float) -> None:
+    """Make ``scale * flat`` (laid out as :func:`flatten`) the parameters' gradient. When their ``.grad`` is
+    unset (a step's first micro-batch) each ``.grad`` becomes a view into ``flat`` itself: no copy and no
+    D-sized allocation, but ``flat`` must then stay untouched until the optimizer has stepped. Otherwise
+    (gradient accumulation) ``scale * flat`` is added to the ``.grad`` already there."""
+    if params and params[0].grad is None:
+        if scale != 1.0:
+            flat.mul_(scale)
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad = flat[offset:offset + n].view_as(p)
+            offset += n
+        return
+    add_flat_to_grad(params, flat, scale)
 
 
 def add_to_grad(params: Sequence[nn.Parameter], grads: Sequence[Tensor | None], scale: float) -> None:

@@ -1,15 +1,20 @@
 """Shared plumbing of the gradient-combination methods (LF-MLF, GEM, A-GEM, MGDA, PCGrad).
 
 Per micro-batch: one backward per source language on its own sub-batch gives the rows of G [K, D] over the
-pre-trained parameters (the task head gets the plain sum of the task gradients); methods that protect
-what the encoder knew also get the forgetting gradient g_F [D]; ``combine`` turns these into the vector
-that goes into ``.grad`` (minus the step direction); the optimizer does the rest. A subclass holds only its
-algebra in ``combine``.
+pre-trained parameters (the task head gets the sum of the task gradients, or their mean as MLF gives it:
+``head_reduction``); methods that protect what the encoder knew also get the forgetting gradient g_F [D];
+``combine`` turns these into the vector that goes into ``.grad`` (minus the step direction); the optimizer
+does the rest. A subclass holds only its algebra in ``combine``.
+
+The plumbing moves as few D-sized vectors as it can (each pass over D floats costs about as much as a QP
+solve): autograd's gradient of each parameter is copied into its slice of G's row by a hook while it is
+still in cache (:class:`lfmlf.grads.GradRows`, no flatten pass afterwards), and ``combine`` writes the
+update into a buffer whose slices *are* the parameters' ``.grad`` (no copy into ``.grad``).
 """
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar, Literal, TypeVar
 
 import torch
@@ -17,7 +22,7 @@ from pydantic import Field
 from torch import Tensor
 
 from lfmlf.forgetting import FORGETTING, Forgetting, Needs
-from lfmlf.grads import add_flat_to_grad, numel, objective_grads, share_storage
+from lfmlf.grads import GradRows, numel, set_flat_grad, share_storage
 from lfmlf.methods.base import Method, MethodParams, SetupData, StepObjectives
 from lfmlf.models import TaskModel
 
@@ -26,7 +31,11 @@ class GradientParams(MethodParams):
     grad_dtype: Literal["float32", "bfloat16"] = Field(
         "float32", description="Storage dtype of the K per-source flat gradients (bfloat16 halves memory).")
     embeddings_in_qp: bool = Field(True, description="Include the word-embedding matrix in the gradient "
-                                   "combination; if false it is updated by the plain sum of the task gradients.")
+                                   "combination; if false it is updated like the task head (head_reduction).")
+    head_reduction: Literal["sum", "mean", "size"] = Field(
+        "sum", description="How the task head (and the word embeddings outside the combination) combine the "
+                           "per-source task gradients: 'sum' (K times the scale MLF's default gives the head), "
+                           "'mean' or 'size' (exactly what MLF's reduction of the same name gives it).")
 
 
 def _kept_slices(params: Sequence[torch.nn.Parameter], kept: Sequence[torch.nn.Parameter]) -> list[slice]:
@@ -74,7 +83,12 @@ class GradientMethod(Method[GP]):
         dtype = torch.bfloat16 if self.params.grad_dtype == "bfloat16" else torch.float32
         device = shared[0].device if shared else None
         self.G = torch.empty(len(self.sources), numel(self.qp_params), dtype=dtype, device=device)
-        self.update = torch.empty(numel(self.qp_params), dtype=torch.float32, device=device)
+        self.rows = GradRows(self.qp_params)
+        # the update of a step's first micro-batch is built in _grad and becomes .grad (views); later
+        # micro-batches (gradient accumulation) build theirs in _spare and add it
+        self._grad = torch.empty(numel(self.qp_params), dtype=torch.float32, device=device)
+        self._spare: Tensor | None = None
+        self.update = self._grad   # the buffer ``combine`` may write into this micro-batch
 
     def backward(self, obj: StepObjectives) -> dict[str, float]:
         langs = [lang for lang in self.sources if lang in obj.task]
@@ -85,23 +99,39 @@ class GradientMethod(Method[GP]):
             if self._qp_slices is not None:
                 g_f = torch.cat([g_f[s] for s in self._qp_slices])
             signals[f"{self.name}/forgetting"] = f_value
+        head = self._head_weights(langs, obj.sizes)
         for k, lang in enumerate(langs):
-            objective_grads(obj.task[lang], self.qp_params, self.sum_params, G[k], obj.grad_scale)
+            self.rows.backward(obj.task[lang], G[k], also=self.sum_params, scale=obj.grad_scale * head[k])
+        first = not self.qp_params or self.qp_params[0].grad is None   # the step's first micro-batch
+        if not first and self._spare is None:
+            self._spare = torch.empty_like(self._grad)
+        self.update = self._grad if first else self._spare
         update, own = self.combine(G, g_f, langs)
         self.steps += 1
         # a sum is non-finite iff an entry is (inf - inf = nan): no D-sized boolean temporary
-        if update is not None and bool(torch.isfinite(update.sum())):
-            add_flat_to_grad(self.qp_params, update, obj.grad_scale)
-        else:
+        if update is None or not bool(torch.isfinite(update.sum())):
             self.fallbacks += 1
-            add_flat_to_grad(self.qp_params, G.sum(dim=0, dtype=torch.float32), obj.grad_scale)  # plain sum
+            update = torch.sum(G, dim=0, dtype=torch.float32, out=self.update)  # the plain sum of the task gradients
+        elif update is not self.update:       # .grad becomes views of the buffer: never of G or a caller's tensor
+            update = self.update.copy_(update)
+        set_flat_grad(self.qp_params, update, obj.grad_scale)
         return {**signals, **own}
+
+    def _head_weights(self, langs: list[str], sizes: Mapping[str, int]) -> list[float]:
+        """Each source's weight in the head's gradient (``head_reduction``), as MLF's reduction weighs it."""
+        if self.params.head_reduction == "mean":
+            return [1.0 / len(langs)] * len(langs)
+        if self.params.head_reduction == "size":
+            total = sum(sizes[lang] for lang in langs)
+            return [sizes[lang] / total for lang in langs]
+        return [1.0] * len(langs)
 
     @abstractmethod
     def combine(self, G: Tensor, g_f: Tensor | None, langs: list[str]) -> tuple[Tensor | None, dict[str, float]]:
         """Called every micro-batch with the per-source gradients G [K, D] (rows in ``langs`` order) and
         the forgetting gradient g_F [D] (None unless ``forgetting_objective`` names one). Returns the
-        vector to add to ``.grad`` (minus the step direction; ``self.update`` is a reusable buffer for it),
+        vector to add to ``.grad`` (minus the step direction), best built in ``self.update`` (this micro-batch's
+        buffer, which then becomes ``.grad`` without a copy; any other tensor is copied into it),
         or None when the combination failed (the step then uses the plain sum, counted as a fallback),
         and the method's own signals."""
 
