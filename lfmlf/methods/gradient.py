@@ -102,10 +102,12 @@ class GradientMethod(Method[GP]):
         head = self._head_weights(langs, obj.sizes)
         for k, lang in enumerate(langs):
             self.rows.backward(obj.task[lang], G[k], also=self.sum_params, scale=obj.grad_scale * head[k])
-        first = not self.qp_params or self.qp_params[0].grad is None   # the step's first micro-batch
-        if not first and self._spare is None:
-            self._spare = torch.empty_like(self._grad)
-        self.update = self._grad if first else self._spare
+        if not self.qp_params or self.qp_params[0].grad is None:      # the step's first micro-batch
+            self.update = self._grad
+        else:
+            if self._spare is None:
+                self._spare = torch.empty_like(self._grad)
+            self.update = self._spare
         update, own = self.combine(G, g_f, langs)
         self.steps += 1
         # a sum is non-finite iff an entry is (inf - inf = nan): no D-sized boolean temporary
