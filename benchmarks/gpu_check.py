@@ -17,7 +17,7 @@ exits 0.
    ``perf/cuda`` = 1, logged by the training loop at every evaluation) and that two trials shared the GPU at
    the same time (their MLflow runs overlap in time by more than ``--min-overlap-s``; see
    :func:`check_trials` for why that proves it).
-2. Step cost. It runs ``benchmarks/step_cost.py --models xlmr-random --device cuda --bf16`` for mlf,
+2. Step cost. It runs ``benchmarks/step_cost.py --models xlmr-random --gpu --bf16`` for mlf,
    lfmlf-l2 and lfmlf-distill (batch 32, every sub-batch padded to 128 tokens, K = 3 sources) and prints
    s/step, the ratio to MLF, and the peak GPU memory of a process that holds one configuration (weights, AdamW
    state, .grad and the method's K + 1 flat gradient copies).
@@ -86,7 +86,7 @@ class Plan:
         # one evaluation per trial: each checkpoint holds the weights and AdamW state of 278 M parameters
         return cls(smoke=False, trials=2, gpu=0.5, cpu=cpu, tiny=dict(XLMR_BASE_SHAPE), bf16=True,
                    max_steps=20, eval_every=20, batch_size=16,
-                   step_cost_args=("--models", "xlmr-random", "--device", "cuda", "--bf16", "--batch-size",
+                   step_cost_args=("--models", "xlmr-random", "--gpu", "--bf16", "--batch-size",
                                    "32", "--max-length", "128", "--fixed-length", "--warmup", "3", "--steps",
                                    "5", "--repeats", "2", "--threads", str(cpu)),
                    min_overlap_s=min_overlap_s, expect_cuda=True, require_overlap=True)

@@ -4,6 +4,7 @@
     python benchmarks/step_cost.py                          # tiny + e5, default repeats (~4 min on 2 cores)
     python benchmarks/step_cost.py --models tiny --steps 20 --json /tmp/step_cost.json
     python benchmarks/step_cost.py --models xlmr-random --device cuda --bf16 --configs mlf,lfmlf-l2,lfmlf-distill
+    python benchmarks/step_cost.py --models e5 --gpu       # the same configurations on CUDA, if there is one
 
 What is timed: ``lfmlf.loop.train_step``, the very function the training loop (``lfmlf/loop.py::fit``) runs
 for each optimizer step, with ``grad_accum = 1``: the per-source forward (``task.loss`` on each source's own
@@ -393,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--encoder-dir", default=str(REPO / ".cache" / "e5-6l"),
                     help="6-layer e5 encoder directory (built with build_encoder.py --layers 6 if missing)")
     ap.add_argument("--device", default="cpu", help="torch device of the children: cpu (default) or cuda")
+    ap.add_argument("--gpu", action="store_true",
+                    help="time the same configurations on CUDA (--device cuda); without a CUDA device, say so "
+                         "and exit 0 (benchmarks/gpu_check.py calls it this way)")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast of the forward (the loop's train.bf16)")
     ap.add_argument("--no-memory", action="store_true", help="skip the per-configuration peak-RSS processes")
     ap.add_argument("--json", help="also write the results (all per-step times) to this file")
@@ -407,6 +411,14 @@ def main(argv: list[str] | None = None) -> int:
     bad = [m for m in models if m not in MODELS]
     if bad:
         ap.error(f"unknown model(s) {bad}; use {', '.join(MODELS)}")
+    if args.gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            print("step_cost --gpu: no CUDA device here (torch.cuda.is_available() is False); nothing was timed. "
+                  "Run it without --gpu for the CPU figures.")
+            return 0
+        args.device = "cuda"
     cuda = args.device.startswith("cuda")
     if cuda:
         import torch

@@ -39,6 +39,8 @@ from lfmlf.report import (
     sweep_left_out,
     write_report,
 )
+from lfmlf.report.effects import TITLE as EFFECTS_TITLE
+from lfmlf.report.effects import effects_section
 from lfmlf.report.fronts import statement
 from lfmlf.search import search_metric, study_summary
 from lfmlf.selection import oracle_metric, selection_label
@@ -355,6 +357,7 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
     pngs = _plots(table, sweep_runs, front_runs, table_runs if rerun_id else sweep_runs, out, task_metric,
                   list(cfg.languages.targets))
     sections = _sections(table, fronts, out, group_by)
+    pngs += _source_effects(sections, sweep_runs, cfg, task_metric, table, out)
     files = write_report(table, out, _importances(store, sweep_id, sweep_runs, cfg), excluded, sections)
     written = files + pngs
     store.log_files(rerun_id or sweep_id, written, "report")
@@ -382,6 +385,17 @@ def _sections(table: Table, fronts: Fronts, out: Path, group_by: str | None) -> 
     if drops:
         sections.append(Section("Forgetting probe per language", drops))
     return sections
+
+
+def _source_effects(sections: list[Section], sweep_runs: list, cfg: SweepConfig, task_metric: str, table: Table,
+                    out: Path) -> list[Path]:
+    """Append the "Source-language effects" section when the sweep searched source sets (more than one among
+    its counted trials) and return its figure (:func:`lfmlf.report.effects.effects_section`)."""
+    md, figs = effects_section(sweep_runs, task_metric, list(cfg.languages.targets), out,
+                               sources=list(cfg.languages.sources), scale=table.scale, digits=table.digits)
+    if md:
+        sections.append(Section(EFFECTS_TITLE, md, tuple(figs)))
+    return figs
 
 
 def _print_fronts(fronts: Fronts) -> None:

@@ -209,3 +209,18 @@ def test_cpu_smoke_runs_the_whole_script(tmp_path):
     for label in gc.STEP_COST_CONFIGS:
         assert f"tiny        {label}" in out
     assert "gpu_check: all checks passed" in out
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-CUDA answer")
+def test_step_cost_gpu_flag_without_cuda_says_so_and_times_nothing():
+    """``step_cost.py --gpu`` (what the GPU check calls) on a machine without CUDA: exit 0, one line saying
+    nothing was timed, and no child process built a model (it returns within seconds)."""
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "step_cost.py"), "--models", "e5", "--gpu"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "no CUDA device here" in out.stdout and "nothing was timed" in out.stdout
+    assert "s/step" not in out.stdout
+
+
+def test_gpu_check_times_the_step_through_step_costs_gpu_flag():
+    assert "--gpu" in GPU.step_cost_args and "--device" not in GPU.step_cost_args
