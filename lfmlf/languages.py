@@ -60,7 +60,7 @@ def normalize_language(code: str) -> str:
     if not langcodes.tag_is_valid(tag):
         raise LanguageError(
             f"'{code}' is not a known language code; use ISO 639-1 where one exists (en, de, zh), else "
-            f"ISO 639-3 (quy, hau), or a BCP-47 tag (pt-BR).{_hint(tag)}")
+            f"ISO 639-3 (quy, fon), or a BCP-47 tag (pt-BR).{_hint(tag)}")
     first = tag.split("-")[0].lower()
     if first == "x":
         raise LanguageError(f"'{code}' is a private-use tag, which names no particular language. Fix: use the "

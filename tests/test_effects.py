@@ -114,6 +114,11 @@ def test_a_language_in_one_trial_only_has_no_interval():
     assert not e.estimable and "run lone" in (e.reason or "") and "one trial alone" in (e.reason or "")
 
 
+def test_fewer_trials_than_parameters_says_so():
+    e = effects_table(planted_sweep(4), "f1", TARGETS).effect("de", "tr")
+    assert not e.estimable and e.reason == "4 trials for 7 parameters: too few trials to tell them apart"
+
+
 def test_too_few_trials_is_not_estimable():
     table = effects_table(planted_sweep(8), "f1", TARGETS)
     assert table.fits["tr"].df == 8 - 6

@@ -195,6 +195,13 @@ def _why_aliased(s: str, ind: np.ndarray, langs: list[str], trials: list[_Trial]
     for m in sorted({t.run.method for t in trials}):
         if np.array_equal(col, np.array([t.run.method == m for t in trials], dtype=float)):
             return f"included exactly in the {m} trials: confounded with the method"
+    return _collinear(fit)
+
+
+def _collinear(fit: Fit) -> str:
+    """The generic reason an effect is aliased: too few trials, or a collinearity of the design."""
+    if fit.n < fit.p:
+        return f"{fit.n} trials for {fit.p} parameters: too few trials to tell them apart"
     return f"collinear with other columns of the design (rank {fit.rank} of {fit.p} columns)"
 
 
@@ -253,14 +260,14 @@ def effects_table(runs: list[RunRecord], task_metric: str, targets: list[str], s
         swaps = _swap_contrasts(langs, ind, x.shape[1])
         fit = ols_hc3(x, y, level, contrasts=list(swaps.values()))
         for s, c in zip(swaps, fit.contrasts):
-            why = f"collinear with other columns of the design (rank {fit.rank} of {fit.p} columns)"
+            why = _collinear(fit)
             table.swaps[(s, col)] = _effect(c, fit, scale, why, mine)
         table.fits[col] = TargetFit(fit.n, fit.p, fit.rank, fit.df, notes + cov_notes)
         for j, s in enumerate(langs, start=1):
             why = _why_aliased(s, ind, langs, mine, fit) if fit.coefficients[j].problem == "aliased" else ""
             table.effects[(s, col)] = _effect(fit.coefficients[j], fit, scale, why, mine)
         for j, name in enumerate(names, start=1 + len(langs)):
-            why = f"collinear with the source languages (rank {fit.rank} of {fit.p} columns)"
+            why = _collinear(fit)
             table.covariates[(name, col)] = _effect(fit.coefficients[j], fit, scale, why, mine)
     return table
 
