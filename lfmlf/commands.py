@@ -313,6 +313,7 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
     # multiplier histories (one MLflow query per metric and run) only where the multipliers plot reads them
     lambdas = ("lfmlf/lambda/",)
     children = store.children(sweep_id, histories=_STEPS + (() if rerun_id else lambdas))
+    rerun_children: list = []
     sweep_runs = [r for r in children if r.method in cfg.methods]
     budget = _budget(store, sweep_id, cfg)
     recorded = _recorded_metrics(store, rerun_id) if rerun_id else {}
@@ -326,7 +327,8 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
     by = "; ".join(f"{m} ({selection_label(m, split).label})" for m in selected_on)
     provenance = [f"sweep '{cfg.name}': MLflow run {sweep_id} in {redact(uri)}"]
     if rerun_id is not None:
-        table_runs = store.children(rerun_id, histories=lambdas)
+        rerun_children = store.children(rerun_id, histories=lambdas)
+        table_runs = [r for r in rerun_children if r.method in cfg.methods]   # interp:<method> points: fronts only
         seeds = sorted({r.seed for r in table_runs if r.seed is not None})
         rule = f"each method's best eligible trial by {by} in its Optuna study, re-run with {len(seeds)} seeds"
         provenance.append(f"rerun: MLflow run {rerun_id}")
@@ -351,7 +353,7 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
                                           table.scale, table.digits))
     out = Path(out_dir or cfg.run_dir / "report")
     excluded = sweep_left_out(sweep_runs, sel.metric)
-    front_runs = _front_runs(cfg, children, table_runs if rerun_id else [])
+    front_runs = _front_runs(cfg, children, rerun_children if rerun_id else [])
     fronts = build_fronts(front_runs, task_metric, list(cfg.methods), hv_ref=hv_ref, budgets=forgetting_at,
                           scale=table.scale, digits=table.digits)
     pngs = _plots(table, sweep_runs, front_runs, table_runs if rerun_id else sweep_runs, out, task_metric,

@@ -3,6 +3,7 @@ section with hypervolumes, intervals over the rerun's seeds and dominance statem
 linked from report.md, the per-language retrieval section, ``--group-by`` columns, and the option errors."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,15 @@ def test_report_option_errors_name_the_option_and_the_fix(tmp_path: Path, capsys
     assert main(["report", str(tmp_path / "sweep.yaml"), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Fix: e.g." in err
+
+
+def test_interpolation_points_join_the_fronts_but_not_the_table(cfg, tmp_path: Path, monkeypatch):
+    points = [record(f"i{a}", "interp:mlf", "1e-3", 0.55 + 0.1 * a, 0.05 + 0.5 * a, seed=0) for a in (0.0, 1.0)]
+    for p, a in zip(points, ("0", "1")):
+        p.params["alpha"] = a
+    monkeypatch.setattr(sys.modules[__name__], "RERUN_RUNS", RERUN_RUNS + points)
+    commands.report(cfg, "sqlite:///unused.db", out_dir=tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    results = md[:md.index("## Fronts")]
+    assert "| mlf |" in results and "interp:mlf" not in results            # no row of mixed alphas
+    assert "| interp:mlf | 2 | 2 | 1 |" in md and "| interp:mlf | alpha=0 | 0 |" in md
