@@ -235,3 +235,35 @@ def test_fixed_set_size_reports_swap_effects(tmp_path):
     _, figs = effects_section(runs, "f1", TARGETS, tmp_path)
     assert figs and not is_blank(figs[0])
     assert effects_table(planted_sweep(60), "f1", TARGETS).swaps == {}     # sizes vary: no swap table
+
+
+SWEEP = """\
+name: effects
+task: {name: ner, format: synthetic, synthetic: {train: 20, dev: 10, test: 10}, max_length: 16}
+model: {name_or_path: tiny}
+languages: {sources: [ar, de, en, es, it], must_include: [en], min_sources: 2, targets: [fr, tr]}
+methods:
+  mlf: {space: {lr: {type: float, low: 1.0e-5, high: 1.0e-3, log: true}, source_set: {type: source_set}}}
+  lfmlf: {space: {lr: {type: float, low: 1.0e-5, high: 1.0e-3, log: true}, source_set: {type: source_set}}}
+"""
+
+
+def test_lfmlf_report_gets_the_section_with_its_heatmap(tmp_path):
+    """commands.report's hook: the section goes after the table in report.md, the PNG is returned (to be logged),
+    and the sweep's pool language no trial used ('it') is reported as such."""
+    from lfmlf.commands import _source_effects
+    from lfmlf.config import load_sweep
+    from lfmlf.report import build_table, write_report
+
+    (tmp_path / "sweep.yaml").write_text(SWEEP)
+    cfg = load_sweep(tmp_path / "sweep.yaml", [f"output_dir={tmp_path}/run"])
+    runs, out = planted_sweep(40), tmp_path / "report"
+    table = build_table(runs, task_metric="f1", targets=TARGETS)
+    sections: list = []
+    figs = _source_effects(sections, runs, cfg, "f1", table, out)
+    assert figs == [out / "source_effects.png"] and [s.title for s in sections] == ["Source-language effects"]
+    write_report(table, out, sections=sections)
+    md = (out / "report.md").read_text()
+    assert md.index("# Results") < md.index("## Source-language effects")
+    assert "](source_effects.png)" in md and "- it → fr, tr, avg: in none of the 40 trials" in md
+    assert _source_effects([], [r for r in runs if r.source_set == "de+en"], cfg, "f1", table, out) == []
