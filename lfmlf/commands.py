@@ -30,6 +30,7 @@ from lfmlf.report import (
     build_fronts,
     build_table,
     exclusion,
+    fronts_csv,
     fronts_markdown,
     language_groups,
     merge_left_out,
@@ -361,6 +362,9 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
     sections = _sections(table, fronts, out, group_by)
     pngs += _source_effects(sections, sweep_runs, cfg, task_metric, table, out)
     files = write_report(table, out, _importances(store, sweep_id, sweep_runs, cfg), excluded, sections)
+    if fronts.configs:   # every configuration at full precision, for plots and tables of one's own
+        files.append(out / "fronts.csv")
+        files[-1].write_text(fronts_csv(fronts), encoding="utf-8")
     written = files + pngs
     store.log_files(rerun_id or sweep_id, written, "report")
     print(f"Report of '{cfg.name}' ({'rerun ' + rerun_id if rerun_id else 'sweep best trials'}) in {out}:")

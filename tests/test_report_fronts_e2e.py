@@ -3,6 +3,7 @@ section with hypervolumes, intervals over the rerun's seeds and dominance statem
 linked from report.md, the per-language retrieval section, ``--group-by`` columns, and the option errors."""
 from __future__ import annotations
 
+import csv
 import sys
 from pathlib import Path
 
@@ -104,6 +105,12 @@ def test_report_has_fronts_dominance_and_per_language_retrieval(cfg, tmp_path: P
     printed = capsys.readouterr().out
     assert "lfmlf's front dominates mlf's" in printed and "HV " in printed
     assert out / "forgetting_vs_zero_shot.png" in written and Store.logged == written
+    rows = list(csv.DictReader((out / "fronts.csv").open()))
+    merged = next(r for r in rows if r["method"] == "lfmlf" and r["configuration"] == "lr=1e-4")
+    assert merged["seeds"] == "0 1" and merged["runs"] == "3" and merged["on_front"] == "1"
+    assert float(merged["zero_shot"]) == pytest.approx((0.64 + 0.64 + 0.65) / 3, abs=1e-12)
+    assert float(merged["hv_low"]) <= float(merged["hv"]) <= float(merged["hv_high"])
+    assert out / "fronts.csv" in written
 
 
 def test_report_hv_ref_and_budgets(cfg, tmp_path: Path):

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 from lfmlf.report.build import build_table
 from lfmlf.report.drops import retrieval_by_language
-from lfmlf.report.front_section import Fronts, build_fronts, fronts_markdown
+from lfmlf.report.front_section import Fronts, build_fronts, fronts_csv, fronts_markdown
 from lfmlf.report.groups import GROUP_BY, language_groups
 from lfmlf.report.render import latex_escape, to_csv, to_latex, to_markdown
 from lfmlf.report.runs import RunRecord, exclusion, merge_left_out, no_eligible_reason, sweep_left_out
@@ -82,6 +82,7 @@ __all__ = [
     "build_fronts",
     "build_table",
     "exclusion",
+    "fronts_csv",
     "fronts_markdown",
     "language_groups",
     "latex_escape",

@@ -2,10 +2,13 @@
 configurations, the hypervolume table with bootstrap intervals, the dominance statements, the best zero-shot
 within a few forgetting budgets and the front members with absolute retrieval and theta0. Built by
 :func:`build_fronts` (called by ``lfmlf report`` on the sweep's trials plus the rerun's runs) and rendered by
-:func:`fronts_markdown`; every definition is in :mod:`lfmlf.report.fronts`.
+:func:`fronts_markdown` (and, every configuration at full precision, by :func:`fronts_csv`); every
+definition is in :mod:`lfmlf.report.fronts`.
 """
 from __future__ import annotations
 
+import csv
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -158,3 +161,28 @@ def fronts_markdown(fr: Fronts) -> str:
     if fr.left_out:
         out += [f"Not on any front ({len(fr.left_out)} runs):", ""] + [f"- {md_escape(x)}" for x in fr.left_out]
     return "\n".join(out).rstrip() + "\n"
+
+
+FRONTS_CSV_FIELDS = ["method", "configuration", "seeds", "runs", "zero_shot", "drop", "retrieval", "theta0",
+                     "on_front", "hv", "hv_low", "hv_high", "run_ids"]
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None or not math.isfinite(x) else repr(float(x))
+
+
+def fronts_csv(fr: Fronts) -> str:
+    """``fronts.csv``: one line per configuration, raw values at full precision (``repr``), ``on_front`` 1 or 0,
+    and the method's hypervolume and interval repeated on each of its lines (empty where there is none)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(FRONTS_CSV_FIELDS)
+    for m in fr.methods:
+        front = {id(c) for c in fr.fronts.get(m, [])}
+        iv = fr.intervals.get(m)
+        for c in fr.configs.get(m, []):
+            seeds = " ".join("?" if s is None else str(s) for s in c.seeds)
+            w.writerow([m, c.label, seeds, len(c.runs), _num(c.z), _num(c.f), _num(c.retrieval), _num(c.theta0),
+                        int(id(c) in front), _num(fr.hv.get(m)), _num(iv.low if iv else None),
+                        _num(iv.high if iv else None), " ".join(r.run_id for r in c.runs)])
+    return buf.getvalue()
