@@ -70,7 +70,8 @@ class TeacherStates:
 
     def __call__(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Called every step for each sub-batch to distil on: the frozen encoder's last hidden states
-        [B, T, H] in float32 (zeros at padded positions when read from the store; the loss masks them)."""
+        [B, T, H] in float32. Rows computed now come from the frozen forward as they are; rows read from the
+        store have zeros at padded positions (the loss masks them)."""
         if not self.cache:
             self.misses += input_ids.shape[0]
             return self._forward(input_ids, attention_mask).float()
@@ -80,18 +81,23 @@ class TeacherStates:
         missing = [i for i, k in enumerate(keys) if k not in self.states]
         self.misses += len(missing)
         self.hits += len(keys) - len(missing)
+        if len(missing) == len(keys):   # the whole sub-batch as given: the uncached computation exactly
+            fresh = self._forward(input_ids, attention_mask)
+            self._store(keys, mask, fresh)
+            return fresh.float()
+        hit = mask.clone()
+        hit[missing] = False
+        absent = set(missing)
+        stored = torch.cat([self.states[k] for i, k in enumerate(keys) if i not in absent])
+        out = torch.zeros(*mask.shape, stored.shape[-1], dtype=torch.float32, device=stored.device)
+        out[hit.to(out.device)] = stored.float()   # row-major: each hit row's tokens in order
         if missing:
-            if len(missing) == len(keys):   # the whole sub-batch as given: the uncached computation exactly
-                fresh = self._forward(input_ids, attention_mask)
-                if not self._store(keys, mask, fresh):
-                    return fresh.float()
-            else:
-                rows = torch.tensor(missing, device=input_ids.device)
-                width = int(cpu_mask[missing].any(0).nonzero().max()) + 1   # drop columns padded in every row
-                fresh = self._forward(input_ids[rows, :width], attention_mask[rows, :width])
-                if not self._store([keys[i] for i in missing], mask[rows, :width], fresh):
-                    return self._uncached_rows(input_ids, attention_mask, keys, missing, fresh, width)
-        return self._gather(keys, mask)
+            rows = torch.tensor(missing, device=input_ids.device)
+            width = int(cpu_mask[missing].any(0).nonzero().max()) + 1   # drop columns padded in every row
+            fresh = self._forward(input_ids[rows, :width], attention_mask[rows, :width])
+            self._store([keys[i] for i in missing], mask[rows, :width], fresh)
+            out[rows.to(out.device), :width] = fresh.float()
+        return out
 
     def report(self) -> dict[str, float]:
         """Called at every evaluation: the store's size and counters (cumulative over the trial)."""
@@ -132,10 +138,9 @@ class TeacherStates:
         with torch.no_grad():
             return self.reference(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
-    def _store(self, keys: list[bytes], mask: Tensor, fresh: Tensor) -> bool:
-        """Keep the unpadded states of the rows of ``fresh`` (``keys[j]``, boolean ``mask[j]`` on its device);
-        False when some did not fit (counted as uncached)."""
-        all_kept = True
+    def _store(self, keys: list[bytes], mask: Tensor, fresh: Tensor) -> None:
+        """Keep the unpadded states of the rows of ``fresh`` (``keys[j]``, boolean ``mask[j]`` on its device)
+        while they fit in ``max_mb``; the others are counted as uncached."""
         for j, k in enumerate(keys):
             if k in self.states:    # the same sentence twice in one sub-batch
                 continue
@@ -143,31 +148,9 @@ class TeacherStates:
             size = state.numel() * state.element_size() + len(k)
             if self.bytes + size > self.max_bytes:
                 self.uncached += 1
-                all_kept = False
                 continue
             self.states[k] = state
             self.bytes += size
-        return all_kept
-
-    def _gather(self, keys: list[bytes], mask: Tensor) -> Tensor:
-        stored = [self.states[k] for k in keys]
-        out = torch.zeros(*mask.shape, stored[0].shape[-1], dtype=torch.float32, device=stored[0].device)
-        out[mask.to(out.device)] = torch.cat(stored).float()   # row-major: each row's tokens in order
-        return out
-
-    def _uncached_rows(self, input_ids: Tensor, attention_mask: Tensor, keys: list[bytes], missing: list[int],
-                       fresh: Tensor, width: int) -> Tensor:
-        """The sub-batch's states when some computed rows did not fit in the store: stored rows from the
-        store, the computed ones from ``fresh``."""
-        mask = attention_mask.bool()
-        out = torch.zeros(*mask.shape, fresh.shape[-1], dtype=torch.float32, device=fresh.device)
-        done = set(missing)
-        for i, k in enumerate(keys):
-            if i not in done:
-                out[i][mask[i]] = self.states[k].float()
-        for j, i in enumerate(missing):
-            out[i, :width] = fresh[j].float()
-        return out
 
 
 class TeacherParams(BaseModel):
