@@ -163,3 +163,10 @@ def test_section_states_hv_dominance_budgets_and_members():
 def test_section_without_a_probe_says_so():
     fr = build_fronts([RunRecord("x", "FINISHED", "m", "en", None, {ZKEY: 0.6})], "f1", ["m"])
     assert "No front" in fronts_markdown(fr)
+
+
+def test_configurations_outside_a_given_reference_box_are_counted():
+    runs = [run("a", "m", 0.60, 0.10), run("b", "m", 0.70, 0.45), run("c", "n", 0.65, 0.20)]
+    md = fronts_markdown(build_fronts(runs, "f1", ["m", "n"], hv_ref=(0.0, 40.0)))
+    assert "1 configuration(s) (m 1) lie outside the reference box" in md
+    assert "| m | 2 | 2 | 1 | 18.0 |" in md            # only (0.60, 0.10): 0.60 * 0.30

@@ -86,6 +86,16 @@ def _f(fr: Fronts, x: float) -> str:
     return "" if not math.isfinite(x) else f"{x * fr.scale:.{fr.digits}f}"
 
 
+def _outside(fr: Fronts, ref: Reference) -> str:
+    """`` 2 configuration(s) (mlf 2) lie outside the reference box and add nothing.`` ("" when none do)."""
+    out = {m: sum(1 for c in cs if not (c.z > ref.z and c.f < ref.f)) for m, cs in fr.configs.items()}
+    out = {m: n for m, n in out.items() if n}
+    if not out:
+        return ""
+    return (f" {sum(out.values())} configuration(s) ({', '.join(f'{m} {n}' for m, n in out.items())}) lie outside "
+            "the reference box (zero-shot not above its Z or drop not below its F) and add nothing to the HV.")
+
+
 def _hv_table(fr: Fronts) -> list[str]:
     ref = fr.reference
     if ref is None:
@@ -94,7 +104,7 @@ def _hv_table(fr: Fronts) -> list[str]:
     out = [f"Hypervolume reference point: {md_escape(ref.how)}. HV is shown × {area:g} (with the default "
            "scale: a percentage of the unit square of zero-shot by drop). With zero-shot reference 0, HV is the area "
            "under the front's step function: the mean best zero-shot over the budgets from the method's lowest "
-           "drop to the drop reference, times the width of that range.", "",
+           "drop to the drop reference, times the width of that range." + _outside(fr, ref), "",
            "| method | configurations | front | seeds | HV | 95% interval (bootstrap over seeds) |",
            "|---|--:|--:|--:|--:|---|"]
     for m in fr.methods:
