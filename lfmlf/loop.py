@@ -294,16 +294,19 @@ def _evaluation_metrics(parts: TrialParts, run: _Progress, window: Mapping[str, 
     scores, the probe's, the window's mean training signals, the method's report, the ``best/`` family of the
     selected evaluation, ``avg/`` at the last step, performance. Updates the selection and the kept weights."""
     spec, task, model, device, tc, step = parts.spec, parts.task, parts.model, parts.device, parts.spec.train, run.step
+    mode, last = spec.target_eval_mode, step >= tc.max_steps
     clock = [time.perf_counter()]
     metrics = evaluate(task, model, spec, device, targets=False)
     score = metrics[f"source/{task.metric}/avg"]
+    improved = score > run.best["score"]
     clock.append(time.perf_counter())
-    # the targets where a reader needs them: at every evaluation, or (train.target_eval) only where best/*
-    # can select this evaluation and at the last step
-    if spec.targets_at_every_evaluation or score > run.best["score"] or step >= tc.max_steps:
+    # the targets where a reader needs them (train.target_eval): at every evaluation; where best/* can select
+    # this evaluation and at the last step; or ("selected") once, at the end, on the selected weights
+    if mode == "every" or (mode == "improved" and (improved or last)):
         metrics.update(evaluate(task, model, spec, device, sources=False))
     clock.append(time.perf_counter())
-    add_probe(metrics, model, device, parts.probe)
+    if mode != "selected":
+        add_probe(metrics, model, device, parts.probe)
     clock.append(time.perf_counter())
     metrics.update({f"perf/{k}_s": b - a for k, a, b in zip(("eval_source", "eval_target", "probe"), clock, clock[1:])})
     metrics.update({k: sum(v) / len(v) for k, v in window.items()})
@@ -317,6 +320,11 @@ def _evaluation_metrics(parts: TrialParts, run: _Progress, window: Mapping[str, 
     if step == run.best.get("step") or step in run.recent:
         run.kept[step] = cpu_weights(model)
     run.kept = {s: w for s, w in run.kept.items() if s == run.best.get("step") or s in run.recent}
+    if mode == "selected" and last:
+        selected = _score_selected(parts, run, metrics)
+        run.best["metrics"].update(selected)
+        if run.best["step"] == step:
+            metrics.update(selected)
     if tc.average_last and step == tc.max_steps:
         metrics.update(averaged_metrics(task, model, spec, device, parts.probe, run.kept, run.recent, step))
     metrics.update({f"best/{k}": v for k, v in run.best["metrics"].items()})
@@ -327,6 +335,29 @@ def _evaluation_metrics(parts: TrialParts, run: _Progress, window: Mapping[str, 
                     **{f"perf/data_{k}": float(v) for k, v in task.prep_stats.items()}})
     run.last = metrics
     return metrics
+
+
+def _score_selected(parts: TrialParts, run: _Progress, metrics: dict[str, float]) -> dict[str, float]:
+    """``train.target_eval: selected``, at the last evaluation: the target and probe scores of the selected
+    weights (the current ones when the last evaluation is the selected one, else the kept copy, swapped in
+    and back). Their time is added to ``metrics``' perf/eval_target_s and perf/probe_s."""
+    spec, model, device = parts.spec, parts.model, parts.device
+    current = None
+    if run.best["step"] != run.step:
+        current = cpu_weights(model)
+        model.load_state_dict(run.kept[run.best["step"]], strict=False)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            started = time.perf_counter()
+            scores = evaluate(parts.task, model, spec, device, sources=False)
+            middle = time.perf_counter()
+            add_probe(scores, model, device, parts.probe)
+            metrics["perf/eval_target_s"] += middle - started
+            metrics["perf/probe_s"] += time.perf_counter() - middle
+    finally:
+        if current is not None:
+            model.load_state_dict(current, strict=False)
+    return scores
 
 
 def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evaluation]:

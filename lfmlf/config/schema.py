@@ -143,7 +143,8 @@ class LanguageConfig(_Frozen):
     targets: list[str] = Field(min_length=1)
 
 
-#: ``train.target_eval: auto`` evaluates the targets at every evaluation up to this many targets.
+#: ``train.target_eval: auto`` evaluates the targets at every evaluation up to this many targets (above:
+#: ``selected``).
 TARGET_EVAL_AUTO_MAX = 3
 
 
@@ -173,7 +174,7 @@ class TrainConfig(_Frozen):
     # source dev score improves (the evaluations best/* can select) and at the last step ("improved");
     # "auto" = "improved" above TARGET_EVAL_AUTO_MAX targets, else "every". Selection, ASHA and the search
     # read source scores only, so "improved" changes no number they see.
-    target_eval: Literal["auto", "every", "improved"] = "auto"
+    target_eval: Literal["auto", "every", "improved", "selected"] = "auto"
 
     @field_validator("average_last")
     @classmethod
@@ -316,10 +317,13 @@ class TrialSpec(_Frozen):
     cpus: float = 1.0              # CPUs reserved per trial (torch uses that many threads)
 
     @property
-    def targets_at_every_evaluation(self) -> bool:
-        """``train.target_eval`` resolved: whether every evaluation scores the target languages."""
+    def target_eval_mode(self) -> Literal["every", "improved", "selected"]:
+        """``train.target_eval`` resolved (``auto``: ``every`` up to TARGET_EVAL_AUTO_MAX targets, else
+        ``selected``)."""
         mode = self.train.target_eval
-        return mode == "every" or (mode == "auto" and len(self.targets) <= TARGET_EVAL_AUTO_MAX)
+        if mode == "auto":
+            return "every" if len(self.targets) <= TARGET_EVAL_AUTO_MAX else "selected"
+        return mode
 
     def flat_params(self) -> dict[str, str]:
         """The flat param view logged to MLflow: sampled values plus every fixed setting."""
