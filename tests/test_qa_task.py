@@ -260,7 +260,7 @@ class _Oracle(torch.nn.Module):
 def test_options_are_typed_with_defaults():
     opts = QaTask(_cfg()).options
     got = (opts.doc_stride, opts.max_answer_length, opts.n_best, opts.max_question_length, opts.normalisation)
-    assert got == (128, 30, 20, 64, "mlqa")
+    assert got == (128, 30, 20, 64, "auto")
     with pytest.raises(ValueError, match="did you mean 'doc_stride'"):
         QaTask.validate_options({"doc_strides": 64})
     with pytest.raises(ValueError, match="normalisation"):
