@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 import torch
 from torch import Tensor
 
-from lfmlf.grads import flat_params, flatten
+from lfmlf.grads import GradRows, flat_params
 from lfmlf.models import TaskModel
-from lfmlf.teacher import TeacherDtype, TeacherStates
+from lfmlf.teacher import TeacherDtype, TeacherStates, precompute
 
 if TYPE_CHECKING:
-    from lfmlf.methods.base import StepObjectives
+    from lfmlf.methods.base import SetupData, StepObjectives
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,12 @@ class Forgetting(ABC):
         hidden states of the source sub-batches with graphs attached, the sub-batches, unlabelled text).
         Keeps the autograd graphs of ``obj.hidden`` alive (the task gradients are taken afterwards)."""
 
+    def prepare(self, data: SetupData | None) -> None:
+        """Called once by the method's ``setup`` right after :meth:`setup`, with the loop's one-off access to
+        the training data (None from callers that have none): precompute what the objective can (the
+        distillation teacher's states). Nothing by default."""
+        return None
+
     def report(self) -> dict[str, float]:
         """Called at every evaluation (through the method's ``report``): the objective's cumulative counters
         and memory, under their own keys. None by default."""
@@ -77,20 +83,22 @@ class L2Forgetting(Forgetting):
 
 
 class _AutogradForgetting(Forgetting):
-    """An objective whose gradient is one autograd pass over the pre-trained parameters."""
+    """An objective whose gradient is one autograd pass over the pre-trained parameters, written straight
+    into a flat buffer (:class:`lfmlf.grads.GradRows`: no flatten pass)."""
 
     def setup(self, model: TaskModel) -> None:
-        self.g = flat_params([p for _, p in model.pretrained_parameters()]).clone()  # buffer reused every step
+        params = [p for _, p in model.pretrained_parameters()]
+        self.g = flat_params(params).clone()   # buffer reused every step: callers use g_F within the step
+        self.rows = GradRows(params)
 
     @abstractmethod
     def loss(self, model: TaskModel, obj: StepObjectives) -> Tensor:
         """The objective as a scalar tensor with its graph."""
 
     def value_and_grad(self, model: TaskModel, obj: StepObjectives) -> tuple[float, Tensor]:
-        params = [p for _, p in model.pretrained_parameters()]
         value = self.loss(model, obj)
-        grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
-        return value.item(), flatten(grads, params, out=self.g)
+        self.rows.backward(value, self.g, retain_graph=True)
+        return value.item(), self.g
 
 
 class DistillForgetting(_AutogradForgetting):
@@ -113,6 +121,10 @@ class DistillForgetting(_AutogradForgetting):
         super().setup(model)
         self.teacher = TeacherStates(model.frozen_encoder_copy(), cache=self.cache, dtype=self.dtype,
                                      max_mb=self.max_mb)
+
+    def prepare(self, data: SetupData | None) -> None:
+        """The frozen states of the sources' training sets, once per node when they fit (teacher.precompute)."""
+        precompute(self.teacher, data.training_sets if data is not None else ())
 
     def loss(self, model: TaskModel, obj: StepObjectives) -> Tensor:
         return distill_objective(self.teacher, model, obj, self.fraction)

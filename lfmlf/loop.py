@@ -20,15 +20,17 @@ import torch
 
 from lfmlf.checkpoints import cpu_weights
 from lfmlf.config import TrialSpec
+from lfmlf.data.cache import cache_root, fingerprint
 from lfmlf.data.streams import LanguageStream, allocate, language_weights
 from lfmlf.data.unlabelled import UnlabelledText, file_texts, unlabelled_stream
 from lfmlf.device import peak_memory_mb, pick_device, reset_peak_memory
 from lfmlf.evaluation import add_probe, averaged_metrics, evaluate
 from lfmlf.methods import METHODS, Method, StepObjectives, without_mlm_head
-from lfmlf.methods.base import SetupData
+from lfmlf.methods.base import SetupData, TrainingSet
 from lfmlf.models import MissingMlmHead, TaskModel, eval_mode, load_encoder, tokenizer_digest
 from lfmlf.probes import RetrievalProbe, model_key
 from lfmlf.tasks import TASKS, Task
+from lfmlf.tasks.base import by_length
 
 
 class TrainingDiverged(RuntimeError):
@@ -66,7 +68,27 @@ def setup_data(task: Task, spec: TrialSpec, device: torch.device) -> SetupData:
         rng = torch.Generator().manual_seed(spec.train.seed + 1)
         for _ in range(n):
             yield _draw(task, spec, streams, weights, rng, device)[1]
-    return SetupData(batches=batches, loss=task.loss)
+    return SetupData(batches=batches, loss=task.loss, training_sets=_training_sets(task, spec, device))
+
+
+def _training_sets(task: Task, spec: TrialSpec, device: torch.device) -> list[TrainingSet]:
+    """Each source's whole training set as right-padded batches by length (collated only when a distilling
+    objective asks), keyed by the model's theta0 and the language's tokenised examples, for the per-node store
+    of the frozen encoder's states (:func:`lfmlf.teacher.precompute`)."""
+    theta0 = model_key(spec.model, task.tokenizer)
+    settings = spec.task.model_dump(mode="json", exclude={"files", "cache_dir", "target_split"})
+
+    def one(lang: str) -> TrainingSet:
+        examples = task.train_examples(lang)
+
+        def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            for idx in by_length(examples, spec.train.eval_batch_size):
+                b = task.collate([examples[i] for i in idx])
+                yield b["input_ids"].to(device), b["attention_mask"].to(device)
+        key = fingerprint(spec.task.name, settings, lang, len(examples), tokenizer_digest(task.tokenizer))
+        return TrainingSet(batches, sum(len(e["input_ids"]) for e in examples), theta0, key,
+                           str(cache_root(spec.task.cache_dir)))
+    return [one(lang) for lang in spec.sources]
 
 
 def _streams(task: Task, spec: TrialSpec, name: str = "") -> tuple[dict[str, LanguageStream], dict[str, float]]:

@@ -30,6 +30,7 @@ step from :func:`lfmlf.forgetting.distill_loss`; ``report`` at every evaluation.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from lfmlf.data.cache import cacheable, cached, fingerprint
+
+log = logging.getLogger(__name__)
 
 TeacherDtype = Literal["float32", "bfloat16", "float16"]
 _DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -67,6 +70,9 @@ class TeacherStates:
         self.misses = 0       # rows computed by the frozen forward
         self.uncached = 0     # of the misses, rows not stored because the store was full
         self.loaded = 0       # examples read from the per-node store on disk (:func:`node_states`)
+        self.node_store = 0   # training sets whose states come from the per-node store (:func:`precompute`)
+        self.too_big = 0      # training sets left to fill step by step: their states exceed max_mb
+        self.precomputed = 0  # rows the frozen forward ran on in setup, for the per-node store (not misses)
 
     def __call__(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Called every step for each sub-batch to distil on: the frozen encoder's last hidden states
@@ -103,11 +109,13 @@ class TeacherStates:
         """Called at every evaluation: the store's size and counters (cumulative over the trial)."""
         return {"teacher_cache_mb": self.bytes / 2**20, "teacher_hits": float(self.hits),
                 "teacher_misses": float(self.misses), "teacher_uncached": float(self.uncached),
-                "teacher_loaded": float(self.loaded)}
+                "teacher_loaded": float(self.loaded), "teacher_node_sets": float(self.node_store),
+                "teacher_sets_too_big": float(self.too_big), "teacher_precomputed": float(self.precomputed)}
 
-    def pack(self) -> PackedStates:
-        """Everything stored, as three flat tensors on the CPU (what :func:`node_states` writes to disk)."""
-        keys = list(self.states)
+    def pack(self, only: Iterable[bytes] | None = None) -> PackedStates:
+        """Everything stored (or the examples ``only`` names), as three flat tensors on the CPU (what
+        :func:`node_states` writes to disk)."""
+        keys = list(self.states) if only is None else [k for k in only if k in self.states]
         hidden = next(iter(self.states.values())).shape[-1] if keys else 0
         ids = [torch.frombuffer(bytearray(k), dtype=torch.int64) for k in keys]
         return PackedStates(
@@ -209,11 +217,40 @@ def node_states(teacher: TeacherStates, batches: Callable[[], Iterable[tuple[Ten
     key = fingerprint("teacher-states", _NODE_CACHE_VERSION, theta0_key, data_key, str(teacher.dtype))
 
     def build() -> PackedStates:
+        before = set(teacher.states)
         for input_ids, attention_mask in batches():
             teacher(input_ids, attention_mask)
-        return teacher.pack()
+        return teacher.pack([k for k in teacher.states if k not in before])   # this set's examples only
 
     packed, hit = cached(Path(cache_dir), "teacher_states", key, build)
     if hit:
         teacher.load(packed)
     return hit
+
+
+def precompute(teacher: TeacherStates, training_sets: Iterable[Any]) -> None:
+    """Called once in a distilling objective's setup (the model at theta0, before the first step) with the
+    sources' training sets (``lfmlf.methods.base.TrainingSet``, one per language): each set whose frozen
+    states fit in what is left of the store (``max_mb``, sized from its token count before any forward) is
+    filled through the per-node store (:func:`node_states`: computed once per machine by the first trial,
+    read by the others), so even the trial's first pass over the data hits; a set that does not fit is left
+    to fill step by step, counted (``teacher_sets_too_big``) and logged. Nothing happens with ``cache`` off."""
+    if not teacher.cache:
+        return
+    config = getattr(teacher.reference, "config", None)
+    hidden = int(getattr(config, "hidden_size", 0))
+    per_token = hidden * torch.empty((), dtype=teacher.dtype).element_size() + 8
+    for ts in training_sets:
+        need = ts.tokens * per_token
+        if not hidden or teacher.bytes + need > teacher.max_bytes:
+            teacher.too_big += 1
+            log.warning("distillation: the frozen states of a training set (%.0f MB) do not fit in what is left of "
+                        "teacher_cache_max_mb (%.0f MB); they are cached as the steps meet them instead. Raise "
+                        "teacher_cache_max_mb to compute them once per node.", need / 2**20,
+                        (teacher.max_bytes - teacher.bytes) / 2**20)
+            continue
+        hits, misses = teacher.hits, teacher.misses
+        node_states(teacher, ts.batches, ts.theta0_key, ts.data_key, ts.cache_dir)
+        teacher.precomputed += teacher.misses - misses   # setup's forwards are not the steps' misses
+        teacher.hits, teacher.misses = hits, misses
+        teacher.node_store += 1

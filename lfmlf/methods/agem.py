@@ -24,9 +24,10 @@ from torch import Tensor
 from lfmlf.forgetting import ForgettingName
 from lfmlf.methods.gradient import GradientMethod, GradientParams
 from lfmlf.qp import combine, gram
+from lfmlf.teacher import TeacherParams
 
 
-class AgemParams(GradientParams):
+class AgemParams(GradientParams, TeacherParams):   # TeacherParams: forgetting "distill"
     forgetting: ForgettingName = Field(
         "distill", description="Forgetting objective whose gradient is the episodic-memory gradient: 'l2' "
                                "distance to theta0 (zero at theta0), 'distill' to the frozen encoder, or 'mlm' (the "

@@ -45,6 +45,21 @@ class SetupData:
 
     batches: Callable[[int], Iterator[Mapping[str, Mapping[str, Tensor]]]]   # n -> n micro-batches {lang: sub-batch}
     loss: Callable[[TaskModel, Mapping[str, Tensor]], tuple[Tensor, Tensor]]  # the task's loss: (mean loss, hidden)
+    # every training example of each source once (one entry per source language), for a per-node store of
+    # the frozen encoder's states (:func:`lfmlf.teacher.precompute`); empty where the caller cannot give it
+    training_sets: Sequence[TrainingSet] = ()
+
+
+@dataclass
+class TrainingSet:
+    """One source language's whole training data, as a distilling objective precomputes teacher states from it
+    (the loop builds it lazily: nothing is collated unless an objective asks)."""
+
+    batches: Callable[[], Iterator[tuple[Tensor, Tensor]]]   # (input_ids, attention_mask), right-padded, on the device
+    tokens: int                                               # real tokens in all of it (to size the store first)
+    theta0_key: str                                           # names the model's pre-trained state
+    data_key: str                                             # names the language's examples and tokenisation
+    cache_dir: str                                            # the node's data cache (lfmlf.data.cache)
 
 
 P = TypeVar("P", bound=MethodParams)

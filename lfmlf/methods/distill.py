@@ -16,10 +16,10 @@ from pydantic import Field
 from torch import Tensor
 
 from lfmlf.forgetting import Needs, distill_objective
-from lfmlf.methods.base import StepObjectives
+from lfmlf.methods.base import SetupData, StepObjectives
 from lfmlf.methods.penalty import PenaltyMethod, PenaltyParams
 from lfmlf.models import TaskModel
-from lfmlf.teacher import TeacherParams, TeacherStates
+from lfmlf.teacher import TeacherParams, TeacherStates, precompute
 
 
 class DistillParams(PenaltyParams, TeacherParams):
@@ -33,10 +33,11 @@ class Distill(PenaltyMethod[DistillParams]):
     def needs(self) -> Needs:
         return Needs(unlabelled="text")
 
-    def setup(self, model: TaskModel, sources: Sequence[str], data: object = None) -> None:
+    def setup(self, model: TaskModel, sources: Sequence[str], data: SetupData | None = None) -> None:
         super().setup(model, sources)
         self.model = model
         self.teacher = TeacherStates(model.frozen_encoder_copy(), **self.params.teacher_options())
+        precompute(self.teacher, data.training_sets if data is not None else ())   # once per node, if it fits
 
     def penalty(self, obj: StepObjectives) -> Tensor:
         return distill_objective(self.teacher, self.model, obj, self.params.distill_fraction)

@@ -26,9 +26,10 @@ from torch import Tensor
 from lfmlf.forgetting import ForgettingName
 from lfmlf.methods.gradient import GradientMethod, GradientParams
 from lfmlf.qp import QPResult, combine, gram, solve_box_qp
+from lfmlf.teacher import TeacherParams
 
 
-class GemParams(GradientParams):
+class GemParams(GradientParams, TeacherParams):   # TeacherParams: forgetting "distill"
     forgetting: ForgettingName = Field(
         "distill", description="Forgetting objective whose gradient is the memory gradient: 'l2' distance "
                                "to theta0 (zero at theta0), 'distill' to the frozen encoder, or 'mlm' (the "

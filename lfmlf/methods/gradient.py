@@ -21,10 +21,11 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from lfmlf.forgetting import FORGETTING, Forgetting, Needs
+from lfmlf.forgetting import FORGETTING, DistillForgetting, Forgetting, Needs
 from lfmlf.grads import GradRows, numel, set_flat_grad, share_storage
 from lfmlf.methods.base import Method, MethodParams, SetupData, StepObjectives
 from lfmlf.models import TaskModel
+from lfmlf.teacher import TeacherParams
 
 
 class GradientParams(MethodParams):
@@ -70,9 +71,14 @@ class GradientMethod(Method[GP]):
         shared = [p for _, p in model.pretrained_parameters()]
         share_storage(shared)        # theta as one vector without copies (the l2 gradient is theta - theta0)
         name = self.forgetting_objective()
-        self.forgetting: Forgetting | None = FORGETTING[name]() if name else None
+        self.forgetting: Forgetting | None = None
+        if name == "distill" and isinstance(self.params, TeacherParams):
+            self.forgetting = DistillForgetting(**self.params.teacher_options(), fraction=self.params.distill_fraction)
+        elif name:
+            self.forgetting = FORGETTING[name]()
         if self.forgetting is not None:
             self.forgetting.setup(model)
+            self.forgetting.prepare(data)
         self.qp_params = [p for p in shared if self.params.embeddings_in_qp or p is not emb]
         in_qp = {id(p) for p in self.qp_params}
         self.sum_params = [p for p in shared if id(p) not in in_qp] + [p for _, p in model.head_parameters()]
@@ -138,8 +144,9 @@ class GradientMethod(Method[GP]):
         and the method's own signals."""
 
     def report(self) -> dict[str, float]:
-        return {f"{self.name}/{self.fallback_key}": float(self.fallbacks),
-                f"{self.name}/fallback_rate": self.fallbacks / max(self.steps, 1)}
+        own = {f"{self.name}/{self.fallback_key}": float(self.fallbacks),
+               f"{self.name}/fallback_rate": self.fallbacks / max(self.steps, 1)}
+        return {**own, **(self.forgetting.report() if self.forgetting is not None else {})}
 
     def state_dict(self) -> dict[str, int]:
         return {"fallbacks": self.fallbacks, "steps": self.steps}

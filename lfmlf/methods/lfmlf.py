@@ -30,9 +30,10 @@ from lfmlf.grads import cosines
 from lfmlf.methods.gradient import GradientMethod, GradientParams
 from lfmlf.methods.mgda import min_norm_weights
 from lfmlf.qp import QPResult, combine, gram, solve_box_qp
+from lfmlf.teacher import TeacherParams
 
 
-class LfmlfParams(GradientParams):
+class LfmlfParams(GradientParams, TeacherParams):   # TeacherParams: forgetting "distill"
     constraint: Literal["margin", "mgda_relative"] = Field(
         "margin", description="'margin': source k's loss must fall at rate slack * ||g_k||^2; 'mgda_relative': "
                               "at least (1 - slack) times as fast as along MGDA's min-norm direction.")
