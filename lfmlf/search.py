@@ -5,12 +5,20 @@ A space file maps parameter names to distributions::
 
     lr:         {type: float, low: 1.0e-5, high: 1.0e-3, log: true}
     slack:      {type: float, low: 0.1, high: 10.0, log: true}
-    source_set: {type: source_set}            # categorical over the sweep's canonical sets (de+en+pt)
+    source_set: {type: source_set}            # one of the sweep's canonical sets (de+en+pt)
     reduction:  {type: categorical, choices: [mean, sum]}
 
 A name is a training setting (``lr``, ``warmup_ratio``, ...), ``source_set``, or a hyper-parameter of the
 method the space belongs to. One space per method, so conditional parameters (``slack`` only for LF-MLF)
 need no special syntax. ``search_spaces/README.md`` describes the format.
+
+``source_set`` is searched in one of two encodings (the entry's ``encoding``, default
+:data:`DEFAULT_SOURCE_SET_ENCODING`): ``categorical``, one Optuna categorical over the canonical set strings
+(TPE then treats ``de+en`` and ``de+en+es`` as unrelated values), or ``inclusion``, one boolean
+``use_<lang>`` per pool language outside ``must_include`` (:class:`InclusionEncoding`), so a score learnt
+for a language carries over to every set that holds it. Either way the trial's configuration (Tune, MLflow)
+holds the canonical ``source_set`` string; only the study's own parameters differ, so a persistent study
+keeps the encoding it was created with (:func:`check_study_encoding`).
 
 A space is parsed once into :class:`ParamSpec` objects (:func:`load_space`) and turned into Optuna
 distributions once (:func:`distributions`); the define-by-run function and the pre-flight check
@@ -23,6 +31,7 @@ import difflib
 import logging
 import warnings
 from collections.abc import Collection, Mapping, Sequence
+from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +42,7 @@ from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from lfmlf.config import SweepConfig, TrainConfig, read_yaml
+from lfmlf.errors import UserError
 from lfmlf.methods import METHODS
 from lfmlf.tasks import TASKS
 
@@ -40,8 +50,19 @@ from lfmlf.tasks import TASKS
 FIXED_TRAIN = frozenset({"device", "seed", "max_steps", "eval_every", "average_last"})
 
 
-class SpaceError(ValueError):
-    """A search-space file or mapping is wrong; the message names the file, the key and the fix."""
+class SpaceError(UserError, ValueError):
+    """A search-space file or mapping is wrong, or does not fit the persistent study it resumes; the message
+    names the file, the key and the fix."""
+
+
+SourceSetEncoding = Literal["categorical", "inclusion"]
+#: The encoding of ``source_set: {type: source_set}`` without ``encoding`` (benchmarks/README.md, "Source-set
+#: search": at equal budget it found better sets than the categorical on the benchmark's objectives).
+DEFAULT_SOURCE_SET_ENCODING: SourceSetEncoding = "inclusion"
+#: The study user attribute that records the encoding a persistent study was created with.
+ENCODING_ATTR = "lfmlf.source_set_encoding"
+#: The study parameter of one pool language under the inclusion encoding: ``use_de`` (True / False).
+INCLUSION_PREFIX = "use_"
 
 
 class ParamSpec(BaseModel):
@@ -55,9 +76,12 @@ class ParamSpec(BaseModel):
     log: bool = False
     step: float | None = None
     choices: list[str | int | float | bool] | None = None
+    encoding: SourceSetEncoding | None = None   # type source_set only; None = DEFAULT_SOURCE_SET_ENCODING
 
     @model_validator(mode="after")
     def _consistent(self) -> ParamSpec:
+        if self.encoding is not None and self.type != "source_set":
+            raise ValueError(f"'encoding' belongs to type source_set, not {self.type}")
         if self.type in ("float", "int"):
             if self.low is None or self.high is None:
                 raise ValueError(f"type {self.type} needs 'low' and 'high'")
@@ -162,18 +186,149 @@ def suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
     raise TypeError(f"cannot suggest from {type(dist).__name__}")
 
 
+class InclusionEncoding:
+    """The source set as one boolean study parameter per language (``use_<lang>``), for the languages the
+    sweep may leave out; ``must_include`` languages are always in and not suggested.
+
+    A sampled combination outside the size bounds (fewer than ``min_sources`` or more than ``max_sources``
+    languages) is *rejected*, not repaired: :func:`ask_feasible` tells that Optuna trial PRUNED without a
+    value (user attribute :data:`INFEASIBLE_ATTR`; never run, and left out of :func:`study_summary`'s counts)
+    and asks the sampler again. So what the searcher hands on is the sampler's distribution restricted to the
+    allowed sets, and a trial's ``use_<lang>`` parameters are exactly its source set. PRUNED, not FAIL: TPE
+    ignores FAIL trials, so it would propose the same out-of-bounds point again and again (its density ratio
+    never changes); a PRUNED trial without intermediate values ranks after every COMPLETE one and every
+    pruned one with values, so TPE learns to avoid the region. (These draws count towards TPE's
+    ``n_startup_trials``, as Optuna counts PRUNED trials.) A deterministic repair would instead pile the mass
+    of every out-of-bounds combination onto a few sets (e.g. "none on" always onto the same smallest set);
+    Optuna's ``constraints_func`` only ranks infeasible points lower after they have run."""
+
+    def __init__(self, source_sets: Sequence[str]) -> None:
+        if not source_sets:
+            raise SpaceError("source_set: the sweep has no source set to search. Fix: check languages.sources.")
+        members = [frozenset(s.split("+")) for s in source_sets]
+        self.pool = tuple(sorted(frozenset().union(*members)))
+        self.must = tuple(sorted(frozenset.intersection(*members)))
+        self.min_size, self.max_size = min(map(len, members)), max(map(len, members))
+        self.free = tuple(lang for lang in self.pool if lang not in self.must) if len(members) > 1 else ()
+        every = {frozenset(self.must + c) for k in range(self.min_size - len(self.must),
+                                                         self.max_size - len(self.must) + 1)
+                 for c in combinations(self.free, k)}
+        if len(members) > 1 and set(members) != every:
+            raise SpaceError(f"source_set: the sets {list(source_sets)} are not every set of {self.min_size} to "
+                             f"{self.max_size} languages of {list(self.pool)} holding {list(self.must)}, which the "
+                             "inclusion encoding needs. Fix: use encoding: categorical.")
+        self.only = "+".join(sorted(members[0])) if len(members) == 1 else None
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """The study parameters: ``use_<lang>`` for every language the sweep may leave out."""
+        return tuple(INCLUSION_PREFIX + lang for lang in self.free)
+
+    def sample(self, trial: optuna.Trial) -> tuple[str, bool]:
+        """Ask ``trial`` for every ``use_<lang>`` (the values it already holds, for a trial asked before);
+        returns the canonical set (``must_include`` + the languages on) and whether it is within the bounds."""
+        if self.only is not None:   # a single allowed set: nothing to search
+            return self.only, True
+        chosen = sorted(set(self.must) | {lang for lang in self.free
+                                          if trial.suggest_categorical(INCLUSION_PREFIX + lang, [False, True])})
+        return "+".join(chosen), self.min_size <= len(chosen) <= self.max_size
+
+
+#: Out-of-bounds ``use_<lang>`` draws :func:`ask_feasible` accepts in a row before it gives up.
+MAX_INFEASIBLE_DRAWS = 1000
+#: The user attribute (the sampled set) of a study trial rejected for its source-set size, never run.
+INFEASIBLE_ATTR = "lfmlf.infeasible_source_set"
+
+
 class DefineByRun:
     """Picklable define-by-run function for ``OptunaSearch(space=...)``: suggests every parameter of one
-    method's space and returns the constants (the method name) that Tune adds to the trial config."""
+    method's space and returns the constants that Tune adds to the trial config (the method name, and the
+    canonical ``source_set`` under the inclusion encoding). ``study_only`` names the study parameters that
+    are not trial settings (``use_<lang>``); the searcher drops them from the trial config, so the config
+    holds the same keys under either encoding. Under the inclusion encoding the trial must come from
+    :func:`ask_feasible`."""
 
     def __init__(self, method: str, space: Mapping[str, ParamSpec], source_sets: Sequence[str]) -> None:
         self.method = method
         self.space = distributions(space, source_sets)
+        spec = space.get("source_set")
+        self.encoding: SourceSetEncoding | None = (spec.encoding or DEFAULT_SOURCE_SET_ENCODING) if spec else None
+        self.inclusion = InclusionEncoding(source_sets) if self.encoding == "inclusion" else None
+        self.study_only = self.inclusion.param_names if self.inclusion else ()
+        clash = sorted(set(self.study_only) & set(space))
+        if clash:
+            raise SpaceError(f"parameter(s) {clash} of method '{method}' clash with the inclusion encoding's "
+                             f"'{INCLUSION_PREFIX}<lang>' parameters. Fix: source_set: {{type: source_set, encoding: "
+                             "categorical}.")
 
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        constants, feasible = self.sample(trial)
+        if not feasible:
+            raise RuntimeError(f"trial {trial.number} holds source set {constants['source_set']}, outside the size "
+                               "bounds: under the inclusion encoding trials must be asked with "
+                               "lfmlf.search.ask_feasible")
+        return constants
+
+    def sample(self, trial: optuna.Trial) -> tuple[dict[str, Any], bool]:
+        """Suggest every parameter (the values ``trial`` already holds, for one asked before); returns the
+        constants for the trial config and whether the source set is within the size bounds."""
+        out: dict[str, Any] = {"method": self.method}
+        feasible = True
         for name, dist in self.space.items():
-            suggest(trial, name, dist)
-        return {"method": self.method}
+            if name == "source_set" and self.inclusion is not None:
+                out["source_set"], feasible = self.inclusion.sample(trial)
+            else:
+                suggest(trial, name, dist)
+        return out, feasible
+
+
+def ask_feasible(study: optuna.Study, space: DefineByRun) -> optuna.Trial:
+    """A new trial of ``study`` whose source set is allowed, its parameters suggested; called by the searcher
+    for every new trial. Under the inclusion encoding an out-of-bounds draw is told PRUNED without a value
+    (with :data:`INFEASIBLE_ATTR`) and the sampler asked again (see :class:`InclusionEncoding`)."""
+    for _ in range(MAX_INFEASIBLE_DRAWS):
+        trial = study.ask()
+        constants, feasible = space.sample(trial)
+        if feasible:
+            return trial
+        trial.set_user_attr(INFEASIBLE_ATTR, constants["source_set"])
+        study.tell(trial, state=TrialState.PRUNED)
+    inc = space.inclusion
+    assert inc is not None   # only the inclusion encoding draws infeasible sets
+    raise SpaceError(f"method '{space.method}': {MAX_INFEASIBLE_DRAWS} draws in a row of the inclusion encoding "
+                     f"gave source sets outside {inc.min_size}..{inc.max_size} languages. Fix: source_set: {{type: "
+                     "source_set, encoding: categorical}, which samples only allowed sets.")
+
+
+def study_encoding(study: optuna.Study) -> SourceSetEncoding | None:
+    """The source-set encoding ``study`` was created with: its :data:`ENCODING_ATTR`, else (a study from
+    before the attribute) what its trials' parameters show; None for a study with neither."""
+    recorded = study.user_attrs.get(ENCODING_ATTR)
+    if recorded in ("categorical", "inclusion"):
+        return "inclusion" if recorded == "inclusion" else "categorical"
+    for t in study.get_trials(deepcopy=False):
+        if "source_set" in t.params:
+            return "categorical"
+        if any(p.startswith(INCLUSION_PREFIX) for p in t.params):
+            return "inclusion"
+    return None
+
+
+def check_study_encoding(study: optuna.Study, space: DefineByRun, where: str = "") -> None:
+    """Called when a searcher opens its persistent study (a new sweep, or a resumed one): records the space's
+    source-set encoding on a study that has none, and refuses a study created with the other encoding
+    (its parameters differ, so TPE could learn nothing from its trials and the study would mix both)."""
+    if space.encoding is None:
+        return
+    before = study_encoding(study)
+    if before is None:
+        study.set_user_attr(ENCODING_ATTR, space.encoding)
+    elif before != space.encoding:
+        raise SpaceError(
+            f"the Optuna study {study.study_name}{where} was created with source_set encoding '{before}', but "
+            f"the space of method '{space.method}' now asks for '{space.encoding}'; the two have different study "
+            f"parameters, so the study cannot go on with the other one. Fix: write source_set: {{type: "
+            f"source_set, encoding: {before}}} in the space to resume this sweep, or start a new sweep.")
 
 
 def make_sampler(seed: int, n_startup_trials: int) -> optuna.samplers.BaseSampler:
@@ -235,6 +390,17 @@ def fail_orphaned_trials(url: str, name: str) -> int:
     return len(orphans)
 
 
+def check_stored_study(url: str, name: str, space: DefineByRun) -> None:
+    """:func:`check_study_encoding` for a study in storage, if it exists; for a resumed sweep whose searchers
+    come back from Tune's experiment state (built with the space of the first start), called with the space
+    the sweep file gives now."""
+    try:
+        study = optuna.load_study(study_name=name, storage=study_storage(url))
+    except KeyError:
+        return
+    check_study_encoding(study, space, f" (in {url})")
+
+
 # fANOVA fits a random forest to (parameters -> score) pairs and splits its variance by parameter. Below
 # 10 trials per searched parameter (the one-in-ten rule of thumb for regression models) and 20 in all, the
 # forest mostly memorises which few trials scored best, so the shares are printed with a caveat.
@@ -254,11 +420,14 @@ def study_summary(url: str, name: str, exclude: Collection[int] = ()) -> dict[st
     ``exclude``: Optuna trial numbers that are not eligible although COMPLETE in the study (trials that
     ASHA stopped, as MLflow tags them, in sweeps recorded before stopped trials became PRUNED). Returns
     ``counts`` (state -> n), ``n_trials``, ``evaluator``, ``n_used`` (the trials the importances are
-    computed on), ``excluded`` (reason -> n), ``importances`` (parameter -> share, summing to 1; empty when
-    not computed), ``why`` (why not computed, else "") and ``caveat`` (when ``n_used`` is below
+    computed on), ``excluded`` (reason -> n), ``infeasible`` (draws of the inclusion encoding rejected for
+    their source-set size, see :class:`InclusionEncoding`; never run, so in neither ``counts`` nor
+    ``n_trials``), ``importances`` (parameter -> share, summing to 1; empty when not computed), ``why``
+    (why not computed, else "") and ``caveat`` (when ``n_used`` is below
     :func:`importance_threshold`, else "")."""
     study = optuna.load_study(study_name=name, storage=study_storage(url))
-    trials = study.get_trials(deepcopy=False)
+    drawn = study.get_trials(deepcopy=False)
+    trials = [t for t in drawn if INFEASIBLE_ATTR not in t.user_attrs]   # the trials that were run
     counts = {state.name.lower(): sum(1 for t in trials if t.state == state) for state in TrialState}
     skip = {int(n) for n in exclude}
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -270,6 +439,7 @@ def study_summary(url: str, name: str, exclude: Collection[int] = ()) -> dict[st
     params = sorted({p for t in used for p in t.params})
     out: dict[str, Any] = {"counts": counts, "n_trials": len(trials), "evaluator": IMPORTANCE_EVALUATOR,
                            "n_used": len(used), "n_params": len(params), "excluded": excluded,
+                           "infeasible": len(drawn) - len(trials),
                            "importances": {}, "why": "", "caveat": ""}
     if len(used) < 2 or len({tuple(sorted(t.params.items())) for t in used}) < 2:
         out["why"] = (f"needs at least 2 COMPLETE trials with different parameters; the study has {len(used)} "

@@ -21,7 +21,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from lfmlf.search import trial_finished
+from lfmlf.search import INFEASIBLE_ATTR, DefineByRun, ask_feasible, check_study_encoding, trial_finished
 
 
 class ResumableOptunaSearch(OptunaSearch):
@@ -40,7 +40,11 @@ class ResumableOptunaSearch(OptunaSearch):
       driver marks the ones still RUNNING FAIL once every Tune trial has ended (``fail_orphaned_trials``).
     - A point Optuna sampled whose Tune trial was never saved (the driver was killed between the two) is
       RUNNING in the study but owned by no Tune trial. The next suggestion reuses it instead of asking for
-      a new one, so a resumed study never holds more trials than the budget."""
+      a new one, so a resumed study never holds more trials than the budget.
+    - A study created with one source-set encoding is refused by a space with the other
+      (:func:`lfmlf.search.check_study_encoding`), and the inclusion encoding's ``use_<lang>`` study
+      parameters are dropped from the trial config (which holds the canonical ``source_set`` either way);
+      its draws outside the source-set size bounds are told PRUNED and drawn again (:func:`ask_feasible`)."""
 
     # Ray's OptunaSearch sets ``self._ot_study = None`` in __init__ and the study later (in __init__ with a
     # space, else in set_search_properties), so mypy infers the attribute's type as None: widen it here
@@ -49,6 +53,8 @@ class ResumableOptunaSearch(OptunaSearch):
     def __init__(self, *args: Any, max_steps: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_steps = max_steps
+        if isinstance(self._space, DefineByRun):
+            check_study_encoding(self.study, self._space)
 
     @property
     def study(self) -> optuna.Study:
@@ -61,13 +67,18 @@ class ResumableOptunaSearch(OptunaSearch):
             orphan = self._orphan()
             if orphan is not None:
                 self._ot_trials[trial_id] = orphan
-        return super().suggest(trial_id)
+            elif isinstance(self._space, DefineByRun):   # out-of-bounds source sets are drawn again
+                self._ot_trials[trial_id] = ask_feasible(self.study, self._space)
+        config = super().suggest(trial_id)
+        study_only = getattr(self._space, "study_only", ())
+        return {k: v for k, v in config.items() if k not in study_only} if isinstance(config, dict) else config
 
     def _orphan(self) -> Any:
         """The oldest trial the study holds RUNNING that no Tune trial of this searcher owns, or None."""
         owned = {t._trial_id for t in self._ot_trials.values()}
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if frozen._trial_id not in owned:
+            # a draw rejected for its source-set size whose PRUNED the killed driver did not write is no orphan
+            if frozen._trial_id not in owned and INFEASIBLE_ATTR not in frozen.user_attrs:
                 return optuna.Trial(self.study, frozen._trial_id)
         return None
 
