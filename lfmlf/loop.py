@@ -420,8 +420,10 @@ def fit(spec: TrialSpec, state: dict[str, Any] | None = None) -> Iterator[Evalua
             elapsed = now - started
             metrics = _evaluation_metrics(parts, run, window, steps_in_window / elapsed if elapsed > 0 else 0.0)
             eval_s += time.perf_counter() - now
+            wall = time.perf_counter() - entered
             metrics.update({"perf/startup_s": startup_s, "perf/eval_s": eval_s,   # this process's share so far
-                            "perf/eval_fraction": eval_s / (time.perf_counter() - entered)})
+                            "perf/wall_s": wall, "perf/eval_fraction": eval_s / wall,
+                            "perf/startup_fraction": startup_s / wall})
             yield Evaluation(step=run.step, metrics=metrics, state=snapshot)
             window.clear()
             started, steps_in_window = time.perf_counter(), 0

@@ -195,5 +195,8 @@ def test_method_sweep_runs_every_method_with_the_same_budget(tmp_path):
     for run in children:
         method = run.data.params["method"]
         assert "zero_shot/f1/avg" in run.data.metrics
+        # the start-up the loop cannot see (Ray's actor start), and the loop's own split of the trial's time
+        assert 0 < run.data.metrics["perf/actor_start_s"] < 300, method
+        assert 0 < run.data.metrics["perf/startup_fraction"] < 1 and 0 < run.data.metrics["perf/eval_fraction"] < 1
         if method in signals:
             assert signals[method] in run.data.metrics, (method, sorted(run.data.metrics))

@@ -3,6 +3,7 @@ process only (through :class:`lfmlf.tracking.SweepTracker`)."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ class TrackingCallback(tune.Callback):
         self.lineage_tags = lineage_tags or {}   # git commit, model id and revision: the same for every trial
         self._tracker: SweepTracker | None = None
         self._logged: dict[str, int] = {}   # trial id -> last step written (results repeat after a restore)
+        self._started: dict[str, float] = {}   # trial id -> when Tune (re)started it, until its first result
         self._nodes: dict[str, list[str]] = {}   # trial id -> Ray node ids it reported from, in order
         self._diverged: dict[str, str] = {}      # trial id -> why its loss diverged
 
@@ -61,6 +63,7 @@ class TrackingCallback(tune.Callback):
             self._link_optuna(trial.trial_id, run_id)
         if trial.trial_id not in self._logged:
             self._logged[trial.trial_id] = self.tracker.last_step(run_id)
+        self._started[trial.trial_id] = time.time()   # Tune asked for the trial's actor now
         if trial.trial_id not in self._nodes:   # a resumed driver keeps the nodes the trial already ran on
             self._nodes[trial.trial_id] = [n for n in self.tracker.tag(run_id, "lfmlf.nodes").split(",") if n]
 
@@ -74,6 +77,11 @@ class TrackingCallback(tune.Callback):
             return
         if run_id is None or step <= self._logged.get(trial.trial_id, -1):
             return
+        started = self._started.pop(trial.trial_id, None)
+        if started is not None and isinstance(result.get("perf/wall_s"), float):
+            # the trial's first result since Tune started it: what the loop did not see of its start-up (the Ray
+            # actor's start and imports, the checkpoint read on a resume) is the rest of the time since then
+            result = {**result, "perf/actor_start_s": max(0.0, time.time() - started - result["perf/wall_s"])}
         record_evaluation(self.tracker, run_id, result, step)
         self._logged[trial.trial_id] = step
         node = result.get("node_id")
