@@ -191,16 +191,18 @@ class InclusionEncoding:
     sweep may leave out; ``must_include`` languages are always in and not suggested.
 
     A sampled combination outside the size bounds (fewer than ``min_sources`` or more than ``max_sources``
-    languages) is *rejected*, not repaired: :func:`ask_feasible` tells that Optuna trial PRUNED without a
-    value (user attribute :data:`INFEASIBLE_ATTR`; never run, and left out of :func:`study_summary`'s counts)
-    and asks the sampler again. So what the searcher hands on is the sampler's distribution restricted to the
-    allowed sets, and a trial's ``use_<lang>`` parameters are exactly its source set. PRUNED, not FAIL: TPE
-    ignores FAIL trials, so it would propose the same out-of-bounds point again and again (its density ratio
-    never changes); a PRUNED trial without intermediate values ranks after every COMPLETE one and every
-    pruned one with values, so TPE learns to avoid the region. (These draws count towards TPE's
-    ``n_startup_trials``, as Optuna counts PRUNED trials.) A deterministic repair would instead pile the mass
-    of every out-of-bounds combination onto a few sets (e.g. "none on" always onto the same smallest set);
-    Optuna's ``constraints_func`` only ranks infeasible points lower after they have run."""
+    languages) is *rejected*, not repaired: :func:`ask_feasible` tells that Optuna trial FAIL or PRUNED
+    without a value (user attribute :data:`INFEASIBLE_ATTR`; never run, and left out of
+    :func:`study_summary`'s counts) and asks the sampler again. So what the searcher hands on is the sampler's
+    distribution restricted to the allowed sets, and a trial's ``use_<lang>`` parameters are exactly its
+    source set. While fewer trials than the sampler's ``n_startup_trials`` have run, the draws are random and
+    a rejected one is told FAIL, which TPE does not count, so the random start-up still runs
+    ``n_startup_trials`` real trials. After that it is told PRUNED: TPE ignores FAIL trials, so it would
+    propose the same out-of-bounds point again and again (its density ratio never changes), while a PRUNED
+    trial without intermediate values ranks after every COMPLETE one and every pruned one with values, so TPE
+    learns to avoid the region. A deterministic repair would instead pile the mass of every out-of-bounds
+    combination onto a few sets (e.g. "none on" always onto the same smallest set); Optuna's
+    ``constraints_func`` only ranks infeasible points lower after they have run."""
 
     def __init__(self, source_sets: Sequence[str]) -> None:
         if not source_sets:
@@ -284,15 +286,19 @@ class DefineByRun:
 
 def ask_feasible(study: optuna.Study, space: DefineByRun) -> optuna.Trial:
     """A new trial of ``study`` whose source set is allowed, its parameters suggested; called by the searcher
-    for every new trial. Under the inclusion encoding an out-of-bounds draw is told PRUNED without a value
-    (with :data:`INFEASIBLE_ATTR`) and the sampler asked again (see :class:`InclusionEncoding`)."""
+    for every new trial. Under the inclusion encoding an out-of-bounds draw is told FAIL (during the sampler's
+    random start-up) or PRUNED without a value (after it), with :data:`INFEASIBLE_ATTR`, and the sampler is
+    asked again (see :class:`InclusionEncoding`)."""
+    startup = getattr(study.sampler, "n_startup_trials", 0)
     for _ in range(MAX_INFEASIBLE_DRAWS):
         trial = study.ask()
         constants, feasible = space.sample(trial)
         if feasible:
             return trial
         trial.set_user_attr(INFEASIBLE_ATTR, constants["source_set"])
-        study.tell(trial, state=TrialState.PRUNED)
+        run = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+                  if INFEASIBLE_ATTR not in t.user_attrs)
+        study.tell(trial, state=TrialState.FAIL if run < startup else TrialState.PRUNED)
     inc = space.inclusion
     assert inc is not None   # only the inclusion encoding draws infeasible sets
     raise SpaceError(f"method '{space.method}': {MAX_INFEASIBLE_DRAWS} draws in a row of the inclusion encoding "
@@ -331,12 +337,20 @@ def check_study_encoding(study: optuna.Study, space: DefineByRun, where: str = "
             f"source_set, encoding: {before}}} in the space to resume this sweep, or start a new sweep.")
 
 
+class SearchSampler(optuna.samplers.TPESampler):
+    """Optuna's TPE sampler with its ``n_startup_trials`` readable (:func:`ask_feasible` reads it)."""
+
+    def __init__(self, *, n_startup_trials: int, **kwargs: Any) -> None:
+        super().__init__(n_startup_trials=n_startup_trials, **kwargs)
+        self.n_startup_trials = n_startup_trials
+
+
 def make_sampler(seed: int, n_startup_trials: int) -> optuna.samplers.BaseSampler:
     """Multivariate, grouped TPE with the constant liar (parallel trials do not all pick the same point)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials, multivariate=True,
-                                      group=True, constant_liar=True)
+    return SearchSampler(seed=seed, n_startup_trials=n_startup_trials, multivariate=True, group=True,
+                         constant_liar=True)
 
 
 def search_metric(cfg: SweepConfig) -> str:

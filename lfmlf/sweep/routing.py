@@ -44,7 +44,8 @@ class ResumableOptunaSearch(OptunaSearch):
     - A study created with one source-set encoding is refused by a space with the other
       (:func:`lfmlf.search.check_study_encoding`), and the inclusion encoding's ``use_<lang>`` study
       parameters are dropped from the trial config (which holds the canonical ``source_set`` either way);
-      its draws outside the source-set size bounds are told PRUNED and drawn again (:func:`ask_feasible`)."""
+      its draws outside the source-set size bounds are told FAIL or PRUNED and drawn again
+      (:func:`ask_feasible`)."""
 
     # Ray's OptunaSearch sets ``self._ot_study = None`` in __init__ and the study later (in __init__ with a
     # space, else in set_search_properties), so mypy infers the attribute's type as None: widen it here
@@ -77,7 +78,7 @@ class ResumableOptunaSearch(OptunaSearch):
         """The oldest trial the study holds RUNNING that no Tune trial of this searcher owns, or None."""
         owned = {t._trial_id for t in self._ot_trials.values()}
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            # a draw rejected for its source-set size whose PRUNED the killed driver did not write is no orphan
+            # a draw rejected for its source-set size whose end the killed driver did not write is no orphan
             if frozen._trial_id not in owned and INFEASIBLE_ATTR not in frozen.user_attrs:
                 return optuna.Trial(self.study, frozen._trial_id)
         return None
