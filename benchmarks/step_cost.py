@@ -161,11 +161,8 @@ def instrument_modules(phases: Phases) -> None:
     forgetting.flatten = grads.flatten
     grads.GradRows._store = phases.wrap("flatten", grads.GradRows._store)   # a gradient into its slice of G
     gradient.set_flat_grad = phases.wrap("write_grad", gradient.set_flat_grad)   # the update becomes .grad
-    # the backward passes inside GradRows.backward (task rows) and the forgetting objectives
-    real_backward, real_grad = torch.autograd.backward, torch.autograd.grad
-    grads.torch = _TorchShim(torch, backward=phases.wrap("task_backward", real_backward))
-    forgetting.torch = _TorchShim(torch, grad=phases.wrap("forgetting", real_grad),
-                                  backward=phases.wrap("forgetting", real_backward))
+    # autograd.grad where a forgetting objective still calls it (GradRows.backward is wrapped per trial)
+    forgetting.torch = _TorchShim(torch, grad=phases.wrap("forgetting", torch.autograd.grad))
     # the QP pieces, under whichever names this version of lfmlf uses (wrapped where the caller looks them up)
     for module, attr, phase in ((qp, "solve_box_qp", "qp_solve"), (lfm, "solve_box_qp", "qp_solve"),
                                 (lfm, "gram", "qp_gram"), (lfm, "combine", "qp_direction"),
@@ -180,6 +177,10 @@ def instrument_trial(phases: Phases, trial: Trial) -> None:
     trial.task.loss = phases.wrap("forward", trial.task.loss)
     if getattr(method, "forgetting", None) is not None:   # gradient methods with a forgetting objective
         method.forgetting.value_and_grad = phases.wrap("forgetting", method.forgetting.value_and_grad)
+        if hasattr(method.forgetting, "rows"):             # its backward (distill, mlm) is the forgetting's
+            method.forgetting.rows.backward = phases.wrap("forgetting", method.forgetting.rows.backward)
+    if hasattr(method, "rows"):                            # the per-source backward passes into G's rows
+        method.rows.backward = phases.wrap("task_backward", method.rows.backward)
     if hasattr(method, "_signals"):                        # LF-MLF
         method._signals = phases.wrap("signals", method._signals)
     # Mlf.backward is a single loss.backward(): count it all as task backward
