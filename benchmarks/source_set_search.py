@@ -4,6 +4,7 @@ one (one value per canonical set), at equal budget, on known synthetic objective
 
     python benchmarks/source_set_search.py           # 2 objectives x 2 pools, 20 seeds, budget 32: ~40 s on 2 cores
     python benchmarks/source_set_search.py --seeds 3 --budget 16 --pools quickstart
+    python benchmarks/source_set_search.py --objectives real --pools quickstart --seeds 50 --budget 16
 
 Each search seed draws one objective and runs both encodings on it with a sampler of that seed. A search is
 the production one: :class:`lfmlf.search.DefineByRun` over the space ``lr`` (log, as in
@@ -27,6 +28,12 @@ the noise-free value of the trial with the best *observed* score so far, the one
 2, 4, 8, ... trials, its standard error, the share of seeds where the optimal set was found and the mean number of
 draws rejected for their size; then the paired (same seed, same objective) difference of the regrets.
 
+``--objectives real`` (quickstart pool only) replaces the formula by the real quickstart trial: the MLF
+trial's ``best/source/f1/avg`` after ``lfmlf.loop.fit`` (120 steps, training seed 0, the probe off) for
+each of the 6 sets at 4 learning rates (:data:`REAL_LRS`; a sampled lr is snapped to the nearest in log
+scale), trained once (24 trials, about 2.5 min on 2 cores) and cached in ``.cache/``. It has no noise beyond
+that one training seed's.
+
 What this shows: how fast each encoding finds good sets when scores are mostly additive over languages plus
 pairwise interactions, and (``unstructured``) what the inclusion encoding costs when they are not. It does
 not show that real source-language effects are additive; the real quickstart is too small (6 sets, 4
@@ -36,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import statistics
 import sys
@@ -83,15 +91,62 @@ class Objective:
     def observe(self, source_set: str, lr: float) -> float:
         return self.true(source_set, lr) + float(self.noise.normal(0.0, NOISE))
 
+    def best(self, sets: list[str]) -> tuple[float, str]:
+        """The noise-free optimum and its set."""
+        return max((self.true(s, self.lr_star), s) for s in sets)
 
-def search(pool: dict, encoding: str, seed: int, budget: int, kind: str) -> tuple[list[float], list[str], int]:
+
+class QuickstartTable:
+    """The real quickstart trial as an objective: ``best/source/f1/avg`` of one ``lfmlf.loop.fit`` run (MLF,
+    training seed 0, the probe off: the search does not read it) per source set and learning rate of
+    :data:`REAL_LRS`; a sampled lr is snapped to the nearest of those in log scale. Deterministic: no noise
+    beyond what one training seed has."""
+
+    def __init__(self, table: dict[str, dict[str, float]]) -> None:
+        self.table = table
+
+    def true(self, source_set: str, lr: float) -> float:
+        nearest = min(REAL_LRS, key=lambda g: abs(math.log10(g) - math.log10(lr)))
+        return self.table[source_set][repr(nearest)]
+
+    observe = true
+
+    def best(self, sets: list[str]) -> tuple[float, str]:
+        return max((max(self.table[s].values()), s) for s in sets)
+
+
+REAL_LRS = (3.0e-4, 7.5e-4, 2.0e-3, 5.0e-3)
+
+
+def real_table(path: Path, steps: int) -> dict[str, dict[str, float]]:
+    """``{set: {lr: score}}`` of the quickstart's MLF trial: read from ``path`` if there, else trained here
+    (24 trials of ``steps`` steps, about 6 s each on 2 cores) and written there."""
+    if path.is_file():
+        return json.loads(path.read_text())
+    from lfmlf.checks import load_checked
+    from lfmlf.config import trial_spec
+    from lfmlf.loop import fit
+
+    cfg = load_checked(REPO / "sweeps" / "quickstart.yaml", [f"train.max_steps={steps}"])
+    cfg = cfg.model_copy(update={"probe": None})
+    table: dict[str, dict[str, float]] = {}
+    for s in cfg.source_sets():
+        for lr in REAL_LRS:
+            metrics = [e.metrics for e in fit(trial_spec(cfg, {"method": "mlf", "source_set": s, "lr": lr}))][-1]
+            table.setdefault(s, {})[repr(lr)] = float(metrics["best/source/f1/avg"])
+            print(f"  {s:<10} lr {lr:.1e}: best/source/f1/avg {table[s][repr(lr)]:.4f}", flush=True)
+    path.write_text(json.dumps(table, indent=1))
+    return table
+
+
+def search(pool: dict, encoding: str, seed: int, budget: int,
+           objective: Objective | QuickstartTable) -> tuple[list[float], list[str], int]:
     """One search: the regret after each trial, the incumbent's set after each trial, and rejected draws."""
     sets = enumerate_sets(pool["sources"], pool["min"], pool["max"], pool["must"])
     space = {"lr": ParamSpec(type="float", low=LR_LOW, high=LR_HIGH, log=True),
              "source_set": ParamSpec(type="source_set", encoding=encoding)}
     fn = DefineByRun("mlf", space, sets)
-    objective = Objective(pool["sources"], seed, kind)
-    optimum = max(objective.true(s, objective.lr_star) for s in sets)
+    optimum = objective.best(sets)[0]
     study = optuna.create_study(direction="maximize", sampler=make_sampler(seed, pool["startup"]))
     best_seen, best_true, best_set, regrets, incumbents = -math.inf, -math.inf, "", [], []
     for _ in range(budget):
@@ -115,11 +170,18 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=32, help="trials run per search")
     ap.add_argument("--pools", nargs="+", default=list(POOLS), choices=list(POOLS))
     ap.add_argument("--objectives", nargs="+", default=["additive", "unstructured"],
-                    choices=["additive", "unstructured"])
+                    choices=["additive", "unstructured", "real"],
+                    help="real: the quickstart's MLF trial (quickstart pool only; see --table)")
+    ap.add_argument("--table", type=Path, default=REPO / ".cache" / "source_set_search_quickstart.json",
+                    help="the real objective's scores: read if there, else trained and written")
+    ap.add_argument("--steps", type=int, default=120, help="training steps of the real trials (the quickstart: 120)")
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     steps = [n for n in (2, 4, 8, 12, 16, 24, 32, 48, 64) if n <= args.budget]
     for kind, name in itertools.product(args.objectives, args.pools):
+        if kind == "real" and name != "quickstart":
+            continue
+        table = real_table(args.table, args.steps) if kind == "real" else {}
         pool = POOLS[name]
         sets = enumerate_sets(pool["sources"], pool["min"], pool["max"], pool["must"])
         print(f"\n{kind} objective, {name}: sources {'/'.join(pool['sources'])}, {pool['min']}..{pool['max']} "
@@ -130,12 +192,13 @@ def main() -> None:
               f"{'rejected':>10}")
         regrets = {}
         for encoding in ("categorical", "inclusion"):
-            runs = [search(pool, encoding, seed, args.budget, kind) for seed in range(args.seeds)]
+            runs = [search(pool, encoding, seed, args.budget, QuickstartTable(table) if kind == "real"
+                           else Objective(pool["sources"], seed, kind)) for seed in range(args.seeds)]
             regrets[encoding] = [r[0] for r in runs]
             found = 0
             for seed, r in enumerate(runs):
-                o = Objective(pool["sources"], seed, kind)
-                found += r[1][-1] == max(sets, key=lambda s, o=o: o.true(s, o.lr_star))
+                o = QuickstartTable(table) if kind == "real" else Objective(pool["sources"], seed, kind)
+                found += r[1][-1] == o.best(sets)[1]
             rejected = sum(r[2] for r in runs) / len(runs)
             print(f"{encoding:<13}" + "".join(f"{_cell([r[n - 1] for r in regrets[encoding]]):>15}" for n in steps)
                   + f"{found:>9}/{len(runs):<3}{rejected:>10.1f}")
