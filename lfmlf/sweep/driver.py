@@ -28,6 +28,7 @@ from lfmlf.preflight import check_model
 from lfmlf.redaction import redact_data
 from lfmlf.search import (
     DefineByRun,
+    check_stored_study,
     fail_orphaned_trials,
     load_space,
     make_sampler,
@@ -257,6 +258,9 @@ def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
             fail_orphaned_trials(optuna_url, studies[method])
         return {f"best/{m}": b["metric"] for m, b in outcome.best.items() if b.get("metric") is not None}
 
+    if resume:   # Tune restores each searcher with the space of the first start: a changed encoding is refused here
+        for method in cfg.methods:
+            check_stored_study(optuna_url, studies[method], DefineByRun(method, spaces[method], cfg.source_sets()))
     d.fit(lambda: _sweep_tuner(d, cfg, parent, optuna_url, studies, spaces), summarise)
     _print_summary(cfg, outcome, search_metric(cfg))
     return outcome
