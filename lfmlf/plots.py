@@ -32,6 +32,7 @@ __all__ = [
     "multipliers_over_steps",
     "pareto_front",
     "pareto_runs",
+    "source_effects_heatmap",
     "source_set_heatmap",
     "source_set_panels",
 ]

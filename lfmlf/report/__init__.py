@@ -53,13 +53,16 @@ The package, one job per module: :mod:`~lfmlf.report.runs` (which runs count, an
 (the report's files, parameter importances, the cost of selection), :mod:`~lfmlf.report.sections` (extra
 sections of ``report.md``: :class:`Section`), :mod:`~lfmlf.report.fronts` (forgetting-versus-transfer fronts,
 hypervolumes, dominance; its definitions are stated there), :mod:`~lfmlf.report.front_section` (the "Fronts"
-section), :mod:`~lfmlf.report.drops` (per-language retrieval of the probe) and :mod:`~lfmlf.report.groups`
-(targets grouped by script or family, ``--group-by``). Everything public is importable from ``lfmlf.report``.
+section), :mod:`~lfmlf.report.drops` (per-language retrieval of the probe), :mod:`~lfmlf.report.groups`
+(targets grouped by script or family, ``--group-by``), :mod:`~lfmlf.report.effects` (source-language effects
+on each target: a regression over inclusion indicators) and :mod:`~lfmlf.report.ols` (its least squares with
+HC3 intervals). Everything public is importable from ``lfmlf.report``.
 """
 from __future__ import annotations
 
 from lfmlf.report.build import build_table
 from lfmlf.report.drops import retrieval_by_language
+from lfmlf.report.effects import EffectsTable, effects_section, effects_table
 from lfmlf.report.front_section import Fronts, build_fronts, fronts_csv, fronts_markdown
 from lfmlf.report.groups import GROUP_BY, language_groups
 from lfmlf.report.render import latex_escape, to_csv, to_latex, to_markdown
@@ -74,6 +77,7 @@ __all__ = [
     "GROUP_BY",
     "SOURCE_AVG",
     "TARGET_AVG",
+    "EffectsTable",
     "Fronts",
     "Importance",
     "RunRecord",
@@ -81,6 +85,8 @@ __all__ = [
     "Table",
     "build_fronts",
     "build_table",
+    "effects_section",
+    "effects_table",
     "exclusion",
     "fronts_csv",
     "fronts_markdown",
