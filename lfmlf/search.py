@@ -358,6 +358,47 @@ def search_metric(cfg: SweepConfig) -> str:
     return cfg.search.metric.format(metric=TASKS[cfg.task.name].metric)
 
 
+def search_objectives(cfg: SweepConfig) -> list[tuple[str, str]]:
+    """``search.objectives`` resolved (``{metric}`` = the task's metric) as (metric, mode) pairs; empty for a
+    single-objective sweep. Called when the sweep's searchers are built and when it is summarised."""
+    task_metric = TASKS[cfg.task.name].metric
+    out: list[tuple[str, str]] = [(o.metric.format(metric=task_metric), o.mode) for o in cfg.search.objectives or ()]
+    resolved = [m for m, _ in out]
+    dupes = sorted({m for m in resolved if resolved.count(m) > 1})
+    if dupes:
+        raise SpaceError(f"search.objectives: {dupes} is listed more than once when {{metric}} is the task's metric "
+                         f"({task_metric}). Fix: give each metric once.")
+    return out
+
+
+def study_directions(modes: Sequence[str]) -> list[optuna.study.StudyDirection]:
+    """``max`` / ``min`` per objective as Optuna study directions."""
+    return [optuna.study.StudyDirection.MAXIMIZE if m == "max" else optuna.study.StudyDirection.MINIMIZE
+            for m in modes]
+
+
+def check_study_directions(study: optuna.Study, modes: Sequence[str], where: str = "") -> None:
+    """Called when a searcher opens its persistent study and before a resumed sweep goes on: Optuna loads an
+    existing study with the directions it was created with, whatever it is asked for, so a study created
+    single-objective and resumed multi-objective (or with other objectives) is refused here."""
+    wanted = study_directions(modes)
+    if list(study.directions) == wanted:
+        return
+    have = [d.name.lower() for d in study.directions]
+    raise SpaceError(
+        f"the Optuna study {study.study_name}{where} was created with {len(have)} objective(s) ({', '.join(have)}), "
+        f"but the sweep file now asks for {len(wanted)} ({', '.join(d.name.lower() for d in wanted)}); a study "
+        "keeps its objectives. Fix: write back the search.objectives (or search.metric / search.mode) the sweep "
+        "started with to resume it, or start a new sweep.")
+
+
+def pareto_trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    """The multi-objective study's Pareto-optimal COMPLETE trials (Optuna's ``best_trials``), by number;
+    called by the sweep summary."""
+    study = optuna.load_study(study_name=name, storage=study_storage(url))
+    return sorted(study.best_trials, key=lambda t: t.number)
+
+
 def study_storage_url(tracking_uri: str, run_dir: Path) -> str:
     """Where a sweep's Optuna studies persist: ``optuna.db`` next to a SQLite MLflow store (so one folder
     holds both, and ``optuna-dashboard sqlite:///.../optuna.db`` opens every sweep's studies), else in the
@@ -404,15 +445,17 @@ def fail_orphaned_trials(url: str, name: str) -> int:
     return len(orphans)
 
 
-def check_stored_study(url: str, name: str, space: DefineByRun) -> None:
-    """:func:`check_study_encoding` for a study in storage, if it exists; for a resumed sweep whose searchers
-    come back from Tune's experiment state (built with the space of the first start), called with the space
-    the sweep file gives now."""
+def check_stored_study(url: str, name: str, space: DefineByRun, modes: Sequence[str] | None = None) -> None:
+    """:func:`check_study_encoding` (and, given ``modes``, :func:`check_study_directions`) for a study in
+    storage, if it exists; for a resumed sweep whose searchers come back from Tune's experiment state (built
+    with the space and objectives of the first start), called with what the sweep file gives now."""
     try:
         study = optuna.load_study(study_name=name, storage=study_storage(url))
     except KeyError:
         return
     check_study_encoding(study, space, f" (in {url})")
+    if modes is not None:
+        check_study_directions(study, modes, f" (in {url})")
 
 
 # fANOVA fits a random forest to (parameters -> score) pairs and splits its variance by parameter. Below

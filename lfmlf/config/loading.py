@@ -181,6 +181,7 @@ def load_sweep(path: str | Path, overrides: Sequence[str] | Mapping[str, str] = 
     cfg = _normalise_languages(cfg, file)
     _check_languages(cfg, file)
     _check_batch(cfg, file)
+    _check_objectives(cfg, file)
     _check_model_dir(cfg, file)
     _check_unlabelled(cfg, file)
     return cfg
@@ -316,6 +317,15 @@ def _check_batch(cfg: SweepConfig, file: str) -> None:
         raise ConfigError(f"{file}: key 'train.batch_size': a micro-batch of {micro} examples cannot hold one "
                           f"example of each of up to {largest} source languages. Fix: raise train.batch_size "
                           "or lower train.grad_accum / languages.max_sources.")
+
+
+def _check_objectives(cfg: SweepConfig, file: str) -> None:
+    """A forgetting objective needs the forgetting probe, which is what reports ``forgetting/...``."""
+    for i, objective in enumerate(cfg.search.objectives or ()):
+        if "forgetting/" in objective.metric and cfg.probe is None:
+            raise ConfigError(f"{file}: key 'search.objectives.{i}.metric': '{objective.metric}' is reported by the "
+                              "forgetting probe, and the sweep has no 'probe:' section. Fix: add one (README, "
+                              "'Forgetting probe'), or drop that objective.")
 
 
 def _check_model_dir(cfg: SweepConfig, file: str) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from lfmlf.errors import UserError
 from lfmlf.languages import decode_set, enumerate_sets
@@ -205,14 +205,60 @@ class SchedulerConfig(_Frozen):
     reduction_factor: float = Field(2.0, gt=1)
 
 
+class Objective(_Frozen):
+    """One objective of a multi-objective search: a reported metric (``{metric}`` = the task's metric) and
+    whether to maximise or minimise it."""
+
+    metric: str
+    mode: Literal["max", "min"]
+
+
 class SearchConfig(_Frozen):
+    """``search:``. With ``objectives`` (two or more) each method's Optuna study is multi-objective; the first
+    objective is also ``metric`` / ``mode`` (what Tune's table shows and ``lfmlf best`` selects on), so a file
+    that gives ``metric`` or ``mode`` as well must give the first objective's."""
+
     num_samples: int = Field(8, ge=1)
     max_concurrent: int = Field(2, ge=1)
     metric: str = "best/source/{metric}/avg"
     mode: Literal["max", "min"] = "max"
+    objectives: list[Objective] | None = None
     scheduler: SchedulerConfig = SchedulerConfig()
     n_startup_trials: int = Field(4, ge=1)
     max_failed_share: float = Field(0.25, ge=0.0, le=1.0)   # above it (or a method with no finished trial) exit 3
+
+    @model_validator(mode="before")
+    @classmethod
+    def _objectives(cls, data: Any) -> Any:
+        """Checks ``objectives`` (two or more, distinct, only the ``{metric}`` placeholder) and makes the
+        first one ``metric`` / ``mode``; called when a sweep file (or a dump of one) is validated."""
+        if not isinstance(data, dict) or data.get("objectives") is None:
+            return data
+        objectives = data["objectives"]
+        if not isinstance(objectives, list) or len(objectives) < 2:
+            raise ValueError("search.objectives needs two or more entries {metric: ..., mode: max|min}. Fix: list "
+                             "at least two, or remove search.objectives and use search.metric / search.mode for "
+                             "a single objective")
+        metrics = [o.get("metric") if isinstance(o, dict) else getattr(o, "metric", None) for o in objectives]
+        modes = [o.get("mode") if isinstance(o, dict) else getattr(o, "mode", None) for o in objectives]
+        for m in metrics:
+            if not isinstance(m, str):
+                continue   # the Objective model reports it
+            try:
+                m.format(metric="METRIC")
+            except (KeyError, IndexError, ValueError):
+                raise ValueError(f"search.objectives: metric '{m}' has a placeholder other than {{metric}} (the "
+                                 "task's metric). Fix: write the metric's name, e.g. best/source/{metric}/avg"
+                                 ) from None
+        dupes = sorted({m for m in metrics if isinstance(m, str) and metrics.count(m) > 1})
+        if dupes:
+            raise ValueError(f"search.objectives lists {dupes} more than once. Fix: give each metric once")
+        for key, first in (("metric", metrics[0]), ("mode", modes[0])):
+            if key in data and data[key] != first:
+                raise ValueError(f"search.{key} ({data[key]!r}) differs from the first objective's ({first!r}); with "
+                                 f"search.objectives the first objective is the one Tune shows and lfmlf best "
+                                 f"selects on. Fix: remove search.{key}, or put that objective first")
+        return {**data, "metric": metrics[0], "mode": modes[0]} if isinstance(metrics[0], str) else data
 
 
 class ResourceConfig(_Frozen):

@@ -32,7 +32,9 @@ from lfmlf.search import (
     fail_orphaned_trials,
     load_space,
     make_sampler,
+    pareto_trials,
     search_metric,
+    search_objectives,
     study_name,
     study_storage,
     study_storage_url,
@@ -47,6 +49,9 @@ from lfmlf.tasks import TASKS
 from lfmlf.tracking import SweepTracker, check_store, resolve_uri
 
 EXPERIMENT = "sweep"   # Tune's experiment folder below <storage>/ray
+#: Printed when ``search.objectives`` turns the configured ASHA scheduler off.
+ASHA_OFF = ("search.objectives: ASHA is off: a multi-objective study has no single score to compare trials at a "
+            "rung; every trial runs to max_steps")
 
 
 @dataclass
@@ -195,20 +200,29 @@ class _Driver:
 
 def _sweep_tuner(d: _Driver, cfg: SweepConfig, parent: str, optuna_url: str, studies: dict[str, str],
                  spaces: dict[str, Any]) -> tune.Tuner:
-    """A fresh Tuner for every method's study: one Optuna searcher and one ASHA (or FIFO) per method."""
+    """A fresh Tuner for every method's study: one Optuna searcher and one ASHA (or FIFO) per method. With
+    ``search.objectives`` the studies are multi-objective (told every objective at a trial's end), Tune's own
+    metric / mode (progress table, ``lfmlf best``) stay the first objective, and ASHA is off (printed)."""
     metric, mode = search_metric(cfg), cfg.search.mode
+    objectives = search_objectives(cfg)
+    study_metric: str | list[str] = [m for m, _ in objectives] if objectives else metric
+    study_mode: str | list[str] = [d for _, d in objectives] if objectives else mode
     sc = cfg.search.scheduler
+    asha = sc.name == "asha" and not objectives
+    if objectives and sc.name == "asha":
+        print(ASHA_OFF, flush=True)
     max_t = -(-cfg.train.max_steps // cfg.train.eval_every)
     searchers, schedulers, columns = {}, {}, ["method"]
     for method in cfg.methods:
         space = DefineByRun(method, spaces[method], cfg.source_sets())
         searchers[method] = ResumableOptunaSearch(
-            space=space, metric=metric, mode=mode, storage=study_storage(optuna_url), study_name=studies[method],
-            sampler=make_sampler(cfg.train.seed, cfg.search.n_startup_trials), max_steps=cfg.train.max_steps)
+            space=space, metric=study_metric, mode=study_mode, storage=study_storage(optuna_url),
+            study_name=studies[method], sampler=make_sampler(cfg.train.seed, cfg.search.n_startup_trials),
+            max_steps=cfg.train.max_steps)
         schedulers[method] = (ASHAScheduler(time_attr="eval_step", metric=metric, mode=mode, max_t=max_t,
                                             grace_period=min(sc.grace_period, max_t),
                                             reduction_factor=sc.reduction_factor)
-                              if sc.name == "asha" else FIFOScheduler())
+                              if asha else FIFOScheduler())
         columns += [k for k in ("lr", "slack", "source_set") if k in space.space and k not in columns]
     searcher = MethodSearch(searchers, cfg.search.num_samples, metric, mode)
     scheduler = MethodScheduler(schedulers)
@@ -260,7 +274,8 @@ def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
 
     if resume:   # Tune restores each searcher with the space of the first start: a changed encoding is refused here
         for method in cfg.methods:
-            check_stored_study(optuna_url, studies[method], DefineByRun(method, spaces[method], cfg.source_sets()))
+            check_stored_study(optuna_url, studies[method], DefineByRun(method, spaces[method], cfg.source_sets()),
+                               [d for _, d in search_objectives(cfg)] or [cfg.search.mode])
     d.fit(lambda: _sweep_tuner(d, cfg, parent, optuna_url, studies, spaces), summarise)
     _print_summary(cfg, outcome, search_metric(cfg))
     return outcome
@@ -364,6 +379,9 @@ def _print_summary(cfg: SweepConfig, outcome: SweepOutcome, metric: str) -> None
     if any(isinstance(b.get("forgetting"), (int, float)) for b in outcome.best.values()):
         print("  (retrieval drop: the forgetting probe's top-1 translation retrieval at theta0 minus at that "
               "checkpoint, averaged over its languages; positive = forgotten)")
+    objectives = search_objectives(cfg)
+    if objectives:
+        _print_pareto(cfg, outcome, objectives)
     if not outcome.ok:
         failed, total = sum(outcome.errors.values()), sum(outcome.trials.values())
         print(f"\nlfmlf: the sweep is incomplete (exit status 3): {failed} of {total} trials failed (allowed: "
@@ -378,3 +396,22 @@ def _print_summary(cfg: SweepConfig, outcome: SweepOutcome, metric: str) -> None
     print(f"Optuna studies ({', '.join(outcome.studies[1].values())}) in {outcome.studies[0]}; browse them with:  "
           f"pip install optuna-dashboard && optuna-dashboard {outcome.studies[0]}")
     print(f"Next: lfmlf best {cfg.source or 'SWEEP.yaml'}   (each method's best configuration)")
+
+
+def _print_pareto(cfg: SweepConfig, outcome: SweepOutcome, objectives: list[tuple[str, str]]) -> None:
+    """Each method's Pareto-optimal trials (Optuna's ``best_trials`` over its COMPLETE trials) with every
+    objective's value; called by the summary of a multi-objective sweep. ``lfmlf best`` still selects on the
+    first objective alone."""
+    url, studies = outcome.studies
+    print(f"\n=== {cfg.name}: Pareto-optimal trials per method ("
+          + ", ".join(f"{m} {d}" for m, d in objectives) + f"; lfmlf best selects on {objectives[0][0]} alone) ===")
+    for method in cfg.methods:
+        front = pareto_trials(url, studies[method])
+        if not front:
+            print(f"  {method:8s} no COMPLETE trial in study {studies[method]}")
+            continue
+        for t in front:
+            values = "   ".join(f"{m} = {v:.4f}" for (m, _), v in zip(objectives, t.values or []))
+            params = {k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in t.params.items()}
+            run = t.user_attrs.get("mlflow_run_id", "")
+            print(f"  {method:8s} trial {t.number:3d}   {values}   {params}" + (f"   run {run}" if run else ""))

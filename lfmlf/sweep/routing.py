@@ -10,6 +10,8 @@ study drains before the next one starts.
 """
 from __future__ import annotations
 
+import logging
+import math
 import pickle
 from collections.abc import Mapping
 from typing import Any
@@ -21,7 +23,18 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from lfmlf.search import INFEASIBLE_ATTR, DefineByRun, ask_feasible, check_study_encoding, trial_finished
+from lfmlf.search import (
+    INFEASIBLE_ATTR,
+    DefineByRun,
+    ask_feasible,
+    check_study_directions,
+    check_study_encoding,
+    trial_finished,
+)
+
+logger = logging.getLogger(__name__)
+#: The user attribute of a multi-objective study trial that ended without a finite value for these objectives.
+MISSING_OBJECTIVES_ATTR = "lfmlf.missing_objectives"
 
 
 class ResumableOptunaSearch(OptunaSearch):
@@ -45,7 +58,14 @@ class ResumableOptunaSearch(OptunaSearch):
       (:func:`lfmlf.search.check_study_encoding`), and the inclusion encoding's ``use_<lang>`` study
       parameters are dropped from the trial config (which holds the canonical ``source_set`` either way);
       its draws outside the source-set size bounds are told FAIL or PRUNED and drawn again
-      (:func:`ask_feasible`)."""
+      (:func:`ask_feasible`).
+    - Multi-objective (``metric`` and ``mode`` lists, ``search.objectives``): the study has one direction per
+      objective (a stored study with other directions is refused, :func:`check_study_directions`), nothing is
+      reported before the trial's end (Optuna's multi-objective studies take no intermediate values, and a
+      forgetting metric may exist only at the last evaluation), and a trial that ran to ``max_steps`` is told
+      the list of values from its last result. One that ends without a finite value for every objective is
+      told FAIL with the user attribute :data:`MISSING_OBJECTIVES_ATTR` naming them, and a warning (never a
+      silent COMPLETE with a made-up value); one that ends early (a divergence) is told PRUNED."""
 
     # Ray's OptunaSearch sets ``self._ot_study = None`` in __init__ and the study later (in __init__ with a
     # space, else in set_search_properties), so mypy infers the attribute's type as None: widen it here
@@ -56,6 +76,13 @@ class ResumableOptunaSearch(OptunaSearch):
         self.max_steps = max_steps
         if isinstance(self._space, DefineByRun):
             check_study_encoding(self.study, self._space)
+        mode: Any = self._mode   # a str, or a list of them (multi-objective)
+        check_study_directions(self.study, mode if isinstance(mode, list) else [mode])
+
+    @property
+    def multi_objective(self) -> bool:
+        """Whether the study has more than one objective (``metric`` is a list)."""
+        return isinstance(self._metric, list)
 
     @property
     def study(self) -> optuna.Study:
@@ -88,7 +115,7 @@ class ResumableOptunaSearch(OptunaSearch):
         return ot is not None and trial_finished(self.study, ot)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if self._finished(trial_id) or trial_id in self._completed_trials:
+        if self._finished(trial_id) or trial_id in self._completed_trials or self.multi_objective:
             return
         value = result.get(self.metric)
         if isinstance(value, (int, float)):
@@ -100,6 +127,9 @@ class ResumableOptunaSearch(OptunaSearch):
             return
         if error:   # left RUNNING: a --resume may still finish it (see the class docstring)
             return
+        if self.multi_objective:
+            self._tell_objectives(trial_id, result or {})
+            return
         if not error and result and int(result.get("step", self.max_steps)) < self.max_steps:
             # Tune does not pass the result that made the scheduler stop a trial to on_trial_result, so
             # report it here: the pruned trial's last intermediate value is the score it was stopped at
@@ -108,6 +138,27 @@ class ResumableOptunaSearch(OptunaSearch):
             self._completed_trials.add(trial_id)
             return
         super().on_trial_complete(trial_id, result, error)
+
+    def _tell_objectives(self, trial_id: str, result: dict) -> None:
+        """A multi-objective trial's end: PRUNED if it stopped before ``max_steps``, else the list of its
+        objectives' values, or FAIL (with the missing ones named) when one is absent or not finite."""
+        ot = self._ot_trials[trial_id]
+        self._completed_trials.add(trial_id)
+        if int(result.get("step", self.max_steps)) < self.max_steps:
+            self.study.tell(ot, state=TrialState.PRUNED)
+            return
+        metrics: list[str] = list(self._metric or ())
+        values = [result.get(m) for m in metrics]
+        missing = [m for m, v in zip(metrics, values)
+                   if not isinstance(v, (int, float)) or not math.isfinite(float(v))]
+        if missing:
+            ot.set_user_attr(MISSING_OBJECTIVES_ATTR, missing)
+            self.study.tell(ot, state=TrialState.FAIL)
+            logger.warning("trial %s (Optuna trial %d of %s) ended without a finite value for %s: told FAIL, so the "
+                           "multi-objective study does not learn from it", trial_id, ot.number,
+                           self.study.study_name, ", ".join(missing))
+            return
+        self.study.tell(ot, [float(v) for v in values])   # type: ignore[arg-type]   # checked finite above
 
 
 class _PickledState:
