@@ -151,7 +151,7 @@ def write_model(out: str | Path, state: Mapping[str, Any], *, averaged: bool = F
         "task": spec.task.name, "metric": metric, "labels": _labels(task, lin.out_features),
         "head": {"file": HEAD_FILE, "type": "linear", "input": head_input, "outputs": lin.out_features,
                  "hidden_size": lin.in_features},
-        "max_length": spec.task.max_length,
+        "max_length": spec.task.eval_max_length or spec.task.max_length,   # what inference sees: eval length
         "weights": "averaged" if averaged else "selected",
         "step": steps[-1] if not averaged else None, "steps": steps,
         "checkpoint": {"rule": rule, "step": int(state["step"]), "metric": f"source/{metric}/avg",

@@ -378,7 +378,12 @@ class TrialSpec(_Frozen):
         out.update({k: str(v) for k, v in self.method_params.items()})
         out.update({f"train.{k}" if k != "lr" else k: str(v) for k, v in self.train.model_dump().items()})
         out.update({"freeze_embeddings": str(self.model.freeze_embeddings),
-                    "freeze_layers": str(self.model.freeze_layers)})
+                    "freeze_layers": str(self.model.freeze_layers), "dropout": str(self.model.dropout),
+                    "head_dropout": str(self.model.task_head_dropout), "task.max_length": str(self.task.max_length),
+                    "task.eval_max_length": str(self.task.eval_max_length or self.task.max_length)})
+        if self.probe is not None:   # the protocol behind the forgetting numbers
+            out.update({"probe.prefix": repr(self.probe.prefix), "probe.directions": "+".join(self.probe.directions),
+                        "probe.scoring": self.probe.scoring, "probe.max_pairs": str(self.probe.max_pairs)})
         return out
 
 
