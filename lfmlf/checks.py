@@ -21,7 +21,7 @@ from lfmlf.forgetting import Needs
 from lfmlf.methods import METHODS, without_mlm_head
 from lfmlf.models import has_mlm_head
 from lfmlf.probes import data_files
-from lfmlf.search import SpaceError, edges, load_space
+from lfmlf.search import SpaceError, edges, load_space, search_objectives
 from lfmlf.tasks import TASKS
 
 
@@ -39,6 +39,10 @@ def check_sweep(cfg: SweepConfig, file: str | None = None) -> None:
     needs = {name: check_method(cfg, name, file) for name in cfg.methods}
     check_mlm_head(cfg, needs, file)
     check_probe_data(cfg, file)
+    try:
+        search_objectives(cfg)   # two objectives that are one metric once {metric} is filled in
+    except SpaceError as e:
+        raise ConfigError(f"{file}: key 'search.objectives': {e}") from None
 
 
 def check_task(cfg: SweepConfig, file: str) -> None:

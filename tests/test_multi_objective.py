@@ -149,3 +149,23 @@ def test_quickstart_runs_end_to_end_with_two_objectives(tmp_path):
         assert len(complete) == 2 and all(len(t.values) == 2 for t in complete), method
         first = min(t.number for t in study.best_trials)   # the summary lists the front by trial number
         assert f"  {method:8s} trial {first:3d}   {F1} = " in out
+
+
+def test_check_refuses_objectives_that_become_one_metric_before_anything_is_written(tmp_path):
+    """``lfmlf sweep --check``: '{metric}' and the task's own metric spelled out are the same objective; refused
+    at load time (exit 2, the key named), before any run exists."""
+    import subprocess
+
+    import yaml
+
+    from tests.conftest import REPO
+    d = yaml.safe_load((REPO / "sweeps" / "quickstart.yaml").read_text())
+    d["search"]["objectives"] = [{"metric": "best/source/{metric}/avg", "mode": "max"},
+                                 {"metric": "best/source/f1/avg", "mode": "min"}]
+    d["search"].pop("metric", None)
+    f = tmp_path / "q.yaml"
+    f.write_text(yaml.safe_dump(d).replace("../", f"{REPO}/"))
+    r = subprocess.run(["lfmlf", "sweep", str(f), "--check"], capture_output=True, text=True, timeout=300,
+                       cwd=REPO / "sweeps")
+    assert r.returncode == 2, r.stderr
+    assert "search.objectives" in r.stderr and "more than once" in r.stderr
