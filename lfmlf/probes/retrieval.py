@@ -242,7 +242,7 @@ class RetrievalProbe:
             raise RuntimeError("RetrievalProbe.prepare(tokenizer) must be called before measure/baseline")
         return self._data
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def embed(self, encoder: nn.Module, device: torch.device | str) -> Tensor:
         """Mean-pooled embeddings [N, H] (float32, not normalised, on ``device``) of every prepared
         sequence in sequence-number order. The encoder (or a TaskModel's encoder) runs in eval mode; every

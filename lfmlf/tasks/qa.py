@@ -267,7 +267,7 @@ class QaTask(Task):
         enc = self._encode(lang, split)
         questions = self.load(lang, split)
         best: list[tuple[float, str]] = [(-math.inf, "")] * len(questions)
-        with eval_mode(model), torch.no_grad():
+        with eval_mode(model), torch.inference_mode():
             for b in range(0, len(enc["examples"]), batch_size):
                 chunk = enc["examples"][b:b + batch_size]
                 ids = self.collate([{"input_ids": e["input_ids"]} for e in chunk])
