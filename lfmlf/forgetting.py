@@ -124,7 +124,7 @@ class DistillForgetting(_AutogradForgetting):
 
     def prepare(self, data: SetupData | None) -> None:
         """The frozen states of the sources' training sets, once per node when they fit (teacher.precompute)."""
-        precompute(self.teacher, data.training_sets if data is not None else ())
+        precompute(self.teacher, data.training_sets() if data is not None else ())
 
     def loss(self, model: TaskModel, obj: StepObjectives) -> Tensor:
         return distill_objective(self.teacher, model, obj, self.fraction)

@@ -89,7 +89,8 @@ class GradRows:
         self.numel = offset
         self._row: Tensor | None = None
         self._hit = [False] * len(self.params)
-        self._handles = [p.register_post_accumulate_grad_hook(self._hook(i)) for i, p in enumerate(self.params)]
+        for i, p in enumerate(self.params):   # for the parameters' lifetime: inactive outside backward()
+            p.register_post_accumulate_grad_hook(self._hook(i))
 
     def _hook(self, i: int):
         def copy_into_row(p: Tensor) -> None:   # called by autograd right after p.grad was accumulated
@@ -126,11 +127,6 @@ class GradRows:
         for (start, end), hit in zip(self.offsets, self._hit):
             if not hit:                         # not reached by this loss: a zero gradient
                 row[start:end].zero_()
-
-    def remove(self) -> None:
-        """Unregister the hooks (a method that is set up again on the same model registers new ones)."""
-        for h in self._handles:
-            h.remove()
 
 
 def _scaled(scale: float):

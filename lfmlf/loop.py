@@ -68,15 +68,17 @@ def setup_data(task: Task, spec: TrialSpec, device: torch.device) -> SetupData:
         rng = torch.Generator().manual_seed(spec.train.seed + 1)
         for _ in range(n):
             yield _draw(task, spec, streams, weights, rng, device)[1]
-    return SetupData(batches=batches, loss=task.loss, training_sets=_training_sets(task, spec, device))
+    return SetupData(batches=batches, loss=task.loss, training_sets=lambda: _training_sets(task, spec, device))
 
 
 def _training_sets(task: Task, spec: TrialSpec, device: torch.device) -> list[TrainingSet]:
-    """Each source's whole training set as right-padded batches by length (collated only when a distilling
-    objective asks), keyed by the model's theta0 and the language's tokenised examples, for the per-node store
-    of the frozen encoder's states (:func:`lfmlf.teacher.precompute`)."""
+    """Called by a distilling objective's setup (through ``SetupData.training_sets``): each source's whole
+    training set as right-padded batches by length (collated as the store is filled), keyed by the model's
+    theta0 and the language's tokenised examples, for the per-node store of the frozen encoder's states
+    (:func:`lfmlf.teacher.precompute`)."""
     theta0 = model_key(spec.model, task.tokenizer)
     settings = spec.task.model_dump(mode="json", exclude={"files", "cache_dir", "target_split"})
+    tokenizer = tokenizer_digest(task.tokenizer)
 
     def one(lang: str) -> TrainingSet:
         examples = task.train_examples(lang)
@@ -85,7 +87,7 @@ def _training_sets(task: Task, spec: TrialSpec, device: torch.device) -> list[Tr
             for idx in by_length(examples, spec.train.eval_batch_size):
                 b = task.collate([examples[i] for i in idx])
                 yield b["input_ids"].to(device), b["attention_mask"].to(device)
-        key = fingerprint(spec.task.name, settings, lang, len(examples), tokenizer_digest(task.tokenizer))
+        key = fingerprint(spec.task.name, settings, lang, len(examples), tokenizer)
         return TrainingSet(batches, sum(len(e["input_ids"]) for e in examples), theta0, key,
                            str(cache_root(spec.task.cache_dir)))
     return [one(lang) for lang in spec.sources]

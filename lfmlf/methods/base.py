@@ -8,7 +8,7 @@ On resume, ``setup`` runs on the freshly built model and then ``load_state_dict`
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, cast, get_args
 
@@ -46,8 +46,9 @@ class SetupData:
     batches: Callable[[int], Iterator[Mapping[str, Mapping[str, Tensor]]]]   # n -> n micro-batches {lang: sub-batch}
     loss: Callable[[TaskModel, Mapping[str, Tensor]], tuple[Tensor, Tensor]]  # the task's loss: (mean loss, hidden)
     # every training example of each source once (one entry per source language), for a per-node store of
-    # the frozen encoder's states (:func:`lfmlf.teacher.precompute`); empty where the caller cannot give it
-    training_sets: Sequence[TrainingSet] = ()
+    # the frozen encoder's states (:func:`lfmlf.teacher.precompute`); built only when called (most methods
+    # never ask, and keying the sets hashes the model and tokenizer); none where the caller cannot give them
+    training_sets: Callable[[], Iterable[TrainingSet]] = lambda: ()
 
 
 @dataclass

@@ -37,7 +37,7 @@ class Distill(PenaltyMethod[DistillParams]):
         super().setup(model, sources)
         self.model = model
         self.teacher = TeacherStates(model.frozen_encoder_copy(), **self.params.teacher_options())
-        precompute(self.teacher, data.training_sets if data is not None else ())   # once per node, if it fits
+        precompute(self.teacher, data.training_sets() if data is not None else ())   # once per node, if it fits
 
     def penalty(self, obj: StepObjectives) -> Tensor:
         return distill_objective(self.teacher, self.model, obj, self.params.distill_fraction)
