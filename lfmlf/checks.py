@@ -70,16 +70,20 @@ def check_method(cfg: SweepConfig, name: str, file: str) -> list[Needs]:
     each range's bounds and each categorical choice, in every combination of the method's own parameters
     (a model validator may tie two of them, as LF-MLF's ``constraint`` and ``slack``). Returns what each
     of those configurations needs from the loop (an MLM head, unlabelled text)."""
-    if name not in METHODS:
-        raise ConfigError(f"{file}: key 'methods.{name}': unknown method. "
-                          f"Fix: use one of {', '.join(sorted(METHODS))}.")
     entry = cfg.methods[name]
+    algo = entry.method or name
+    if algo not in METHODS:
+        key = f"methods.{name}.method" if entry.method else f"methods.{name}"
+        raise ConfigError(f"{file}: key '{key}': unknown method" + (f" '{algo}'" if entry.method else "") + ". Fix: use one of "
+                          f"{', '.join(sorted(METHODS))}" + ("" if entry.method else
+                          f", or keep the name '{name}' and say which method it runs with "
+                          f"'methods.{name}.method'") + ".")
     try:
-        METHODS[name].validate_params(entry.params)
+        METHODS[algo].validate_params(entry.params)
     except ValueError as e:
         raise ConfigError(f"{file}: key 'methods.{name}.params': {e}") from None
     try:
-        values = edges(load_space(name, entry.space), cfg.source_sets())
+        values = edges(load_space(algo, entry.space), cfg.source_sets())
     except SpaceError as e:
         raise ConfigError(f"{file}: key 'methods.{name}.space': {e}") from None
     where = entry.space if isinstance(entry.space, str) else "the inline space"
@@ -103,12 +107,13 @@ def _check_train_edges(cfg: SweepConfig, name: str, edge_values: Mapping[str, li
 
 def _method_edges(cfg: SweepConfig, name: str, edge_values: Mapping[str, list[Any]], where: str,
                   file: str) -> list[Needs]:
-    own = {k: v for k, v in edge_values.items() if k in METHODS[name].param_names()}
+    algo = cfg.methods[name].method or name
+    own = {k: v for k, v in edge_values.items() if k in METHODS[algo].param_names()}
     needs = []
     for values in itertools.product(*own.values()):
         picked = dict(zip(own, values))
         try:
-            method = METHODS[name](**{**cfg.methods[name].params, **picked})
+            method = METHODS[algo](**{**cfg.methods[name].params, **picked})
         except ValidationError as e:
             raise _rejected(file, name, where, picked, f"method '{name}' rejects", e,
                             f", or change methods.{name}.params") from None

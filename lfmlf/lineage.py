@@ -43,7 +43,7 @@ def trial_files(spec: TrialSpec) -> list[DataFile]:
     out = []
     for lang, split in wanted:
         files = task.files.get(lang)
-        name = getattr(files, split, None) if files is not None else None
+        name = files.path(split) if files is not None else None   # the file (its slice, if any, is in the config)
         if name:
             out.append(describe(f"task/{lang}/{split}", split, Path(task.data_dir or ".") / name))
     if spec.probe is not None:

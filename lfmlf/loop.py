@@ -131,7 +131,7 @@ def build_model(spec: TrialSpec, device: torch.device, mlm_head: bool = False) -
 def build(spec: TrialSpec, device: torch.device) -> tuple[Task, TaskModel, Method]:
     """Task data, model (encoder + fresh head, + the frozen MLM head if the method needs it) and method for
     a trial; the model is at theta0."""
-    method = METHODS[spec.method](**spec.method_params)
+    method = METHODS[spec.registered](**spec.method_params)
     try:
         task, model = build_model(spec, device, mlm_head=method.needs().mlm_head)
     except MissingMlmHead as e:

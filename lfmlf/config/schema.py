@@ -6,6 +6,7 @@ lfmlf's but the leaves ``languages``, ``storage`` (what a location string means)
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -26,12 +27,43 @@ class _Frozen(BaseModel):
 
 
 # --------------------------------------------------------------------------------------------- sections
+_ROWS = re.compile(r"^(?P<path>.+?)\[(?P<start>\d*):(?P<stop>\d*)\]$")
+
+
 class SplitFiles(_Frozen):
-    """Files of one language, relative to ``task.data_dir``."""
+    """Files of one language, relative to ``task.data_dir``. An entry may end in a slice of the file's items
+    (sentences, pairs, questions), Hugging Face ``datasets`` style: ``dev-de.tsv[:500]`` is its first 500,
+    ``dev-de.tsv[500:]`` the rest, so one file can give a source language both its dev and its training set."""
 
     train: str | None = None
     dev: str | None = None
     test: str | None = None
+
+    @field_validator("train", "dev", "test")
+    @classmethod
+    def _slice_is_valid(cls, value: str | None) -> str | None:
+        if value is not None and value.endswith("]"):
+            m = _ROWS.match(value)
+            if m is None or not (m["start"] or m["stop"]):
+                raise ValueError(f"{value!r}: a file may end in a slice of its items, [start:stop] with "
+                                 "whole numbers, e.g. 'dev-de.tsv[:500]' or 'dev-de.tsv[500:]'")
+            if m["start"] and m["stop"] and int(m["stop"]) <= int(m["start"]):
+                raise ValueError(f"{value!r}: the slice is empty (stop <= start)")
+        return value
+
+    def path(self, split: str) -> str | None:
+        """The file of a split, without its slice."""
+        value: str | None = getattr(self, split)
+        m = _ROWS.match(value) if value is not None else None
+        return m["path"] if m else value
+
+    def rows(self, split: str) -> slice | None:
+        """The slice of the file's items a split takes (``[500:]`` -> ``slice(500, None)``), None for all."""
+        value: str | None = getattr(self, split)
+        m = _ROWS.match(value) if value is not None else None
+        if m is None:
+            return None
+        return slice(int(m["start"]) if m["start"] else None, int(m["stop"]) if m["stop"] else None)
 
 
 class SyntheticData(_Frozen):
@@ -195,6 +227,12 @@ class TrainConfig(_Frozen):
 
 
 class MethodEntry(_Frozen):
+    """One entry of ``methods:``. Its key names the method in every run, table and plot; ``method`` says
+    which registered method it runs when the key is not one (default: the key itself), so one sweep can run
+    a method twice with different fixed ``params``, e.g. ``lfmlf_l2: {method: lfmlf, params: {forgetting:
+    l2}}`` beside ``lfmlf_distill: {method: lfmlf, params: {forgetting: distill}}``."""
+
+    method: str | None = None
     space: str | dict[str, Any] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -350,8 +388,9 @@ class TrialSpec(_Frozen):
     """Everything one training run needs: the sweep's fixed settings with one trial's sampled values."""
 
     sweep: str
-    method: str
+    method: str                    # the sweep's name for the method (its key under ``methods:``)
     method_params: dict[str, Any] = Field(default_factory=dict)
+    algorithm: str | None = None   # the registered method it runs, when ``method`` is not one (see MethodEntry)
     sources: tuple[str, ...]
     targets: tuple[str, ...]
     pool: tuple[str, ...]          # every language of the sweep (the tiny model's tokenizer sees them all)
@@ -361,6 +400,11 @@ class TrialSpec(_Frozen):
     unlabelled: UnlabelledConfig = UnlabelledConfig()
     probe: ProbeConfig | None = None
     cpus: float = 1.0              # CPUs reserved per trial (torch uses that many threads)
+
+    @property
+    def registered(self) -> str:
+        """The name of the method in ``lfmlf.methods.METHODS`` that this trial runs."""
+        return self.algorithm or self.method
 
     @property
     def target_eval_mode(self) -> Literal["every", "improved", "selected"]:
@@ -373,7 +417,7 @@ class TrialSpec(_Frozen):
 
     def flat_params(self) -> dict[str, str]:
         """The flat param view logged to MLflow: sampled values plus every fixed setting."""
-        out = {"method": self.method, "source_set": "+".join(sorted(self.sources)), "task": self.task.name,
+        out = {"method": self.method, **({"algorithm": self.algorithm} if self.algorithm else {}), "source_set": "+".join(sorted(self.sources)), "task": self.task.name,
                "model": self.model.name_or_path, "targets": "+".join(self.targets)}
         out.update({k: str(v) for k, v in self.method_params.items()})
         out.update({f"train.{k}" if k != "lr" else k: str(v) for k, v in self.train.model_dump().items()})
@@ -403,7 +447,8 @@ def trial_spec(cfg: SweepConfig, sampled: Mapping[str, Any]) -> TrialSpec:
         train = train.model_copy(update={"batch_size": train.per_source_batch * len(sources) * train.grad_accum})
     params = {**cfg.methods[method].params, **values}
     pool = tuple(sorted(set(cfg.languages.sources) | set(cfg.languages.targets)))
-    return TrialSpec(sweep=cfg.name, method=method, method_params=params, sources=sources,
+    return TrialSpec(sweep=cfg.name, method=method, method_params=params, algorithm=cfg.methods[method].method,
+                     sources=sources,
                      targets=tuple(cfg.languages.targets), pool=pool, train=train, task=cfg.task, model=cfg.model,
                      unlabelled=cfg.unlabelled, probe=cfg.probe, cpus=cfg.resources.cpu)
 

@@ -186,7 +186,7 @@ def node_paths(cfg: SweepConfig) -> list[str]:
     paths: list[str] = []
     for lang in [*cfg.languages.sources, *cfg.languages.targets]:
         files = task.files.get(lang)
-        for name in (files.train, files.dev, files.test) if files is not None else ():
+        for name in (files.path(s) for s in ("train", "dev", "test")) if files is not None else ():
             if name:
                 paths.append(str(Path(task.data_dir or ".") / name))
     if cfg.probe is not None:

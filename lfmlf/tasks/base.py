@@ -26,6 +26,9 @@ from lfmlf.data.cache import cache_root, cached, file_stamp, fingerprint, tokeni
 Example = dict[str, Any]   # "input_ids": list[int], other sequences (list[int]) or per-example ints
 
 
+SPLITS = ("train", "dev", "test")   # the fields of a task.files entry
+
+
 def by_length(examples: Sequence[Example], batch_size: int) -> list[list[int]]:
     """Evaluation batches as lists of example indices, shortest examples first: each batch is padded only
     to its own longest example (the attention mask keeps the scores those of the unpadded examples)."""
@@ -110,8 +113,21 @@ class Task(ABC):
     def data_files(self, lang: str, split: str) -> list[Path]:
         """The files a language's split is read from (their size and mtime are part of the cache key)."""
         files = self.cfg.files.get(lang)
-        name = getattr(files, split, None) if files is not None else None
+        name = files.path(split) if files is not None and split in SPLITS else None
         return [Path(self.cfg.data_dir or ".") / name] if name else []
+
+    def _slice_spec(self, lang: str, split: str) -> str | None:
+        """The slice of a split's file entry as written (part of the data-cache key), None without one."""
+        files = self.cfg.files.get(lang)
+        cut = files.rows(split) if files is not None and split in SPLITS else None
+        return None if cut is None else f"{cut.start}:{cut.stop}"
+
+    def rows(self, items: Sequence[Any], lang: str, split: str) -> Sequence[Any]:
+        """The items of a language's split that its file entry's slice selects (``dev-de.tsv[:500]``), all
+        of them without a slice; called right after a file is read, before carving and caps."""
+        files = self.cfg.files.get(lang)
+        cut = files.rows(split) if files is not None and split in SPLITS else None
+        return items if cut is None else items[cut]
 
     def cached(self, lang: str, split: str, build: Callable[[], Any], *extra: Any) -> Any:
         """``build()`` (the encoded examples of a language's split, or anything derived from data and
@@ -125,7 +141,7 @@ class Task(ABC):
         # shared by sweeps that differ only in eval_max_length
         settings = self.cfg.model_dump(exclude={"files", "cache_dir", "target_split", "max_length", "eval_max_length"})
         key = fingerprint(self.name, settings, self.max_length_for(split),
-                          [file_stamp(f) for f in self.data_files(lang, split)],
+                          [file_stamp(f) for f in self.data_files(lang, split)], self._slice_spec(lang, split),
                           lang, split, self._tok_fp, list(extra), code_fingerprint())
         started = time.perf_counter()
         value, hit = cached(cache_root(self.cfg.cache_dir), f"data/{self.name}", key, build)
@@ -184,7 +200,7 @@ def check_split_files(cfg: TaskConfig, need: Sequence[tuple[str, str]]) -> None:
                          "folder holding the files (relative paths are relative to the sweep file).")
     for lang, split in need:
         files = cfg.files.get(lang)
-        name = getattr(files, split) if files is not None else None
+        name = files.path(split) if files is not None else None
         key = f"task.files.{lang}.{split}"
         if name is None:
             raise ValueError(f"key '{key}' is missing: language '{lang}' needs a {split} file. "

@@ -142,7 +142,7 @@ class NliTask(Task):
         if key not in self._stored:
             cfg = self.cfg
             if cfg.format == "xnli":
-                pairs = read_xnli(Path(cfg.data_dir or ".") / getattr(cfg.files[lang], split))
+                pairs = self.rows(read_xnli(Path(cfg.data_dir or ".") / str(cfg.files[lang].path(split))), lang, split)
             elif cfg.format == "hub":
                 pairs = load_xnli_hub(lang, split, path=cfg.hub_path or "facebook/xnli", revision=cfg.hub_revision)
             else:

@@ -192,11 +192,12 @@ class QaTask(Task):
         if key not in self._raw:
             cfg, opts = self.cfg, self.options
             if cfg.format == "squad":
-                name = getattr(cfg.files.get(lang), split, None)
+                files = cfg.files.get(lang)
+                name = files.path(split) if files is not None else None
                 if name is None:
                     raise DataError(f"key 'task.files.{lang}.{split}' is not set. Fix: add the {split} "
                                     f"file of '{lang}' under task.files.")
-                rows = read_squad(Path(cfg.data_dir or ".") / name)
+                rows = self.rows(read_squad(Path(cfg.data_dir or ".") / name), lang, split)
             elif cfg.format == "hub":
                 config = opts.hub_config.format(lang=lang) if opts.hub_config else None
                 rows = load_squad_hub(cfg.hub_path or DEFAULT_HUB_PATH, config,

@@ -90,13 +90,13 @@ class TaggingTask(Task):
 
     def file(self, lang: str, split: str) -> Path:
         """The file of a language's split (for ``file_formats``)."""
-        return Path(self.cfg.data_dir or ".") / getattr(self.cfg.files[lang], split)
+        return Path(self.cfg.data_dir or ".") / str(self.cfg.files[lang].path(split))
 
     def load(self, lang: str, split: str) -> list[TaggedSentence]:
         """Sentences of a language's split, from files, the hub, or the synthetic generator (cached)."""
         key = (lang, split)
         if key not in self._raw:
-            sents = self.read(lang, split)
+            sents = self.rows(self.read(lang, split), lang, split)
             self._raw[key] = self.capped(sents, lang, split, "sentences")
         return self._raw[key]
 
