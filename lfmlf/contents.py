@@ -24,6 +24,7 @@ def check_contents(cfg: SweepConfig, cap_s: float = TIME_CAP_S) -> list[str]:
     if cfg.task.format in FILE_FORMATS_SKIPPED:
         return []
     task = TASKS[cfg.task.name](cfg.task)
+    task.set_sources(cfg.languages.sources)
     started = time.monotonic()
     pending = splits_needed(cfg.task, cfg.languages.sources, cfg.languages.targets)
     for i, (lang, split) in enumerate(pending):

@@ -37,3 +37,14 @@ def test_latin1_bytes_are_named(sweep, capsys):
     assert main(["sweep", str(sweep), "--check"]) == 2
     err = capsys.readouterr().err
     assert "de.iob2, line" in err and "UTF-8" in err and "Fix:" in err and "Traceback" not in err
+
+
+def test_nli_split_dev_sources_are_read_from_their_pool(capsys, monkeypatch, encoder_dir):
+    """Under split_dev a source's train and dev are carved from its dev file: the check must read them that
+    way (it used to ask for the unset train file and crash)."""
+    from tests.conftest import REPO, real_data
+
+    real_data("xtreme/xnli")   # skips without the shared data
+    monkeypatch.setenv("LFMLF_ENCODER_DIR", str(encoder_dir))
+    assert main(["sweep", str(REPO / "sweeps" / "nli_e5.yaml"), "--check"]) == 0
+    assert "valid" in capsys.readouterr().out

@@ -129,6 +129,12 @@ class NliTask(Task):
         need += [(lang, cfg.target_split) for lang in targets]
         check_split_files(cfg, need)
 
+    def set_sources(self, sources: Sequence[str]) -> None:
+        """Under split_dev a source's train and dev are carved from one pool, a target's are not."""
+        if frozenset(sources) != self._sources:
+            self._sources = frozenset(sources)
+            self._raw.clear()   # what load() returned before depended on the old sources
+
     def _carved(self, lang: str, split: str) -> bool:
         return self.options.split_dev is not None and split in ("train", "dev") and lang in self._sources
 
@@ -196,8 +202,7 @@ class NliTask(Task):
     def prepare(self, tokenizer: Any, sources: Sequence[str], targets: Sequence[str]) -> None:
         self.tokenizer = tokenizer
         self.pad_id = tokenizer.pad_token_id
-        self._sources = frozenset(sources)
-        self._raw.clear()   # load() before prepare() did not know which languages are sources
+        self.set_sources(sources)
         for lang, split in splits_needed(self.cfg, sources, targets):
             self._encode(lang, split)
 
