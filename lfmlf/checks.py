@@ -98,6 +98,10 @@ def _check_train_edges(cfg: SweepConfig, name: str, edge_values: Mapping[str, li
     for key, values in edge_values.items():
         if key not in TrainConfig.model_fields:
             continue
+        if key == "batch_size" and cfg.train.per_source_batch is not None:
+            raise ConfigError(f"{file}: key 'methods.{name}.space': {where} samples batch_size, but "
+                              f"train.per_source_batch ({cfg.train.per_source_batch}) fixes each trial's batch. "
+                              "Fix: sample per_source_batch instead, or remove train.per_source_batch")
         for value in values:
             try:
                 TrainConfig.model_validate({**fixed, key: value})

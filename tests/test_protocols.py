@@ -265,3 +265,17 @@ def test_probe_settings_defaults_and_errors():
         ProbeConfig(languages=["de"], directions=["en-xx", "en-xx"])
     with pytest.raises(ValueError):
         ProbeConfig(languages=["de"], directions=["de-en"])
+
+
+def test_check_refuses_a_space_that_samples_batch_size_beside_per_source_batch(tmp_path):
+    """Caught by --check, before any trial starts (trial_spec refuses it too, above)."""
+    from lfmlf.checks import load_checked
+
+    text = QUICKSTART.read_text().replace("  batch_size: 24\n", "  per_source_batch: 8\n")
+    text = text.replace("    space: ../search_spaces/quickstart_mlf.yaml\n",
+                        "    space: {batch_size: {type: categorical, choices: [16, 32]}}\n")
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text.replace("../search_spaces/", str(QUICKSTART.parents[1] / "search_spaces") + "/"))
+    with pytest.raises(ConfigError, match=r"methods.mlf.space': the inline space samples batch_size, but "
+                                          r"train.per_source_batch \(8\).*sample per_source_batch instead"):
+        load_checked(path)
