@@ -137,11 +137,11 @@ def write_model(out: str | Path, state: Mapping[str, Any], *, averaged: bool = F
     provenance = dict(provenance or {})
     spec = TrialSpec.model_validate(state["spec"])
     metric = TASKS[spec.task.name].metric
-    steps, weights = _kept_weights(state, averaged)
+    steps, weights = kept_weights(state, averaged)
     folder = check_out(out)
 
     task, model = build_model(spec, torch.device("cpu"))
-    digest = _load_kept_weights(model, task.tokenizer, weights, state, spec.model.name_or_path)
+    digest = load_kept_weights(model, task.tokenizer, weights, state, spec.model.name_or_path)
     lin, head_input = describe_head(model.head, model.encoder.config.hidden_size)
     _save_files(folder, model.encoder, task.tokenizer, lin, digest)
 
@@ -167,7 +167,7 @@ def write_model(out: str | Path, state: Mapping[str, Any], *, averaged: bool = F
     return folder
 
 
-def _kept_weights(state: Mapping[str, Any], averaged: bool) -> tuple[list[int], dict[str, Any]]:
+def kept_weights(state: Mapping[str, Any], averaged: bool) -> tuple[list[int], dict[str, Any]]:
     """(the steps, the trainable weights) a checkpoint keeps: its selected evaluation's, or with ``averaged``
     the average of its last evaluations'; a checkpoint without them is a SweepError naming the fix."""
     try:
@@ -183,7 +183,7 @@ def _kept_weights(state: Mapping[str, Any], averaged: bool) -> tuple[list[int], 
     return steps, weights
 
 
-def _load_kept_weights(model: nn.Module, tokenizer: Any, weights: Mapping[str, Any], state: Mapping[str, Any],
+def load_kept_weights(model: nn.Module, tokenizer: Any, weights: Mapping[str, Any], state: Mapping[str, Any],
                        source: str) -> str:
     """Load ``weights`` into the rebuilt ``model`` (then in eval mode) after checking that the rebuilt
     tokenizer is the one the checkpoint was trained with and that the weights are exactly the model's
@@ -304,7 +304,7 @@ def read_checkpoint(trial_folder: str) -> tuple[dict[str, Any], str] | None:
     return None
 
 
-def _check_against_run(state: Mapping[str, Any], logged: Mapping[str, float], run_id: str) -> None:
+def check_against_run(state: Mapping[str, Any], logged: Mapping[str, float], run_id: str) -> None:
     """The checkpoint must be the one behind the run's numbers: same selected step, same best/* scores."""
     step = logged.get("best/step")
     if step is not None and int(step) != int(state["best"]["step"]):
@@ -366,7 +366,7 @@ def export(source: str, out: str | Path | None = None, tracking_uri: str | None 
                          "with the credentials it needs.")
     state, location = found
     logged = {k: v for k, v in store.client.get_run(run_id).data.metrics.items()}
-    _check_against_run(state, logged, run_id)
+    check_against_run(state, logged, run_id)
     provenance = {"run_id": run_id, "tracking_uri": redact(uri), "checkpoint": redact(location),
                   "tune_trial_id": tags.get("lfmlf.tune_trial_id", ""), "sweep_run_id": parent or "",
                   "selection": selection}

@@ -40,7 +40,7 @@ from lfmlf.config import TrialSpec
 from lfmlf.device import pick_device
 from lfmlf.errors import SweepError, UserError
 from lfmlf.evaluation import add_probe, evaluate
-from lfmlf.export import _check_against_run, _kept_weights, _load_kept_weights, read_checkpoint, trial_folders
+from lfmlf.export import check_against_run, kept_weights, load_kept_weights, read_checkpoint, trial_folders
 from lfmlf.loop import build_model, build_probe
 from lfmlf.report import RunRecord
 from lfmlf.storage import redact
@@ -99,13 +99,13 @@ class Interpolation:
         self.spec = TrialSpec.model_validate(state["spec"])
         self.device = pick_device(device) if isinstance(device, str) else device
         self.step = int(state["best"]["step"])
-        _, theta = _kept_weights(state, averaged=False)
+        _, theta = kept_weights(state, averaged=False)
         self.task, self.model = build_model(self.spec, self.device)
         self.probe = build_probe(self.spec, self.model, self.task.tokenizer, self.device)   # at theta0
         self.encoder_names = [n for n, _ in self.model.pretrained_parameters()]
         params = dict(self.model.named_parameters())
         self.theta0 = {n: params[n].detach().to("cpu", copy=True) for n in self.encoder_names}
-        _load_kept_weights(self.model, self.task.tokenizer, theta, state, self.spec.model.name_or_path)
+        load_kept_weights(self.model, self.task.tokenizer, theta, state, self.spec.model.name_or_path)
         heads = {n for n, _ in self.model.head_parameters()}
         other = set(theta) - heads - set(self.encoder_names)
         if other:
@@ -147,7 +147,7 @@ def find_checkpoint(source: RunRecord, parent_storage: str | None,
     for folder in folders:
         found = read_checkpoint(folder)
         if found is not None:
-            _check_against_run(found[0], source.metrics, source.run_id)
+            check_against_run(found[0], source.metrics, source.run_id)
             return found
     raise SweepError(f"run {source.run_id} ({source.method}) has no kept checkpoint in "
                      f"{', '.join(map(redact, folders)) or 'its storage (the run has no lfmlf.trial_dir tag)'}. "
