@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 import torch
 from torch import Tensor
 
-from lfmlf.grads import GradRows, flat_params
+from lfmlf.grads import GradRows, flat_params, flat_view, flatten
 from lfmlf.models import TaskModel
 from lfmlf.teacher import TeacherDtype, TeacherStates, precompute
 
@@ -74,11 +74,15 @@ class L2Forgetting(Forgetting):
     name = "l2"
 
     def setup(self, model: TaskModel) -> None:
-        self.theta0 = flat_params([p for _, p in model.pretrained_parameters()]).clone()
+        self.theta0 = flat_params([p for _, p in model.pretrained_parameters()])   # a copy
         self.g = torch.empty_like(self.theta0)   # reused every step: callers use g_F within the step
 
     def value_and_grad(self, model: TaskModel, obj: StepObjectives) -> tuple[float, Tensor]:
-        g = torch.sub(flat_params([p for _, p in model.pretrained_parameters()]), self.theta0, out=self.g)
+        params = [p for _, p in model.pretrained_parameters()]
+        theta = flat_view(params)   # no copy when the gradient methods' setup put them in one buffer
+        if theta is None:           # else their values go through g's buffer (the subtraction is in place)
+            theta = flatten([p.detach() for p in params], params, out=self.g)
+        g = torch.sub(theta, self.theta0, out=self.g)
         return 0.5 * torch.dot(g, g).item(), g
 
 
@@ -88,7 +92,7 @@ class _AutogradForgetting(Forgetting):
 
     def setup(self, model: TaskModel) -> None:
         params = [p for _, p in model.pretrained_parameters()]
-        self.g = flat_params(params).clone()   # buffer reused every step: callers use g_F within the step
+        self.g = flat_params(params)   # a buffer reused every step: callers use g_F within the step
         self.rows = GradRows(params)
 
     @abstractmethod

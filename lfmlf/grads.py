@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
+
+#: row dtypes written through a NumPy view in :class:`GradRows` (NumPy has no bfloat16)
+_NUMPY_ROW_DTYPES = (torch.float32, torch.float64)
 
 
 def numel(params: Sequence[nn.Parameter]) -> int:
@@ -32,16 +36,18 @@ def flatten(tensors: Sequence[Tensor | None], params: Sequence[nn.Parameter], ou
 
 
 def flat_params(params: Sequence[nn.Parameter]) -> Tensor:
-    """The current values of ``params`` as one detached flat vector: a free view when they live in one
-    buffer (see :func:`share_storage`), else a copy."""
+    """The current values of ``params`` as one detached flat vector, a copy (later updates of the parameters
+    do not show in it): one copy of their buffer when they share one (see :func:`share_storage`), else a
+    copy per parameter. To read them without a copy, use :func:`flat_view`."""
     view = flat_view(params)
-    return view.detach() if view is not None else flatten([p.detach() for p in params], params)
+    return view.clone() if view is not None else flatten([p.detach() for p in params], params)
 
 
 def share_storage(params: Sequence[nn.Parameter]) -> Tensor:
     """Move ``params`` into one contiguous buffer (each ``.data`` becomes a view into it) and return the
-    buffer. Called once at method setup, before the optimizer sees the parameters; afterwards reading all
-    of them as one vector (the l2 forgetting gradient theta - theta0) costs no copy."""
+    buffer. Called once at method setup, before the optimizer sees the parameters; afterwards
+    :func:`flat_view` reads all of them as one vector (the l2 forgetting gradient theta - theta0) without
+    a copy."""
     buffer = flatten([p.detach() for p in params], params)
     offset = 0
     for p in params:
@@ -52,19 +58,22 @@ def share_storage(params: Sequence[nn.Parameter]) -> Tensor:
 
 
 def flat_view(params: Sequence[nn.Parameter]) -> Tensor | None:
-    """The 1-D buffer that ``params`` tile in order, or None when they do not share one."""
+    """A detached 1-D tensor over the memory that ``params`` tile in order (one storage, each contiguous and
+    right after the previous one, one dtype), so it shows their current values and later updates; None when
+    they do not tile one (then read them with :func:`flat_params`). Checked on the storage itself, not on
+    ``.data._base`` (a parameter whose ``.data`` was set to a view does not keep the view's base)."""
     if not params:
         return None
     first = params[0]
-    base = first.data._base if first.data._base is not None else None
-    if base is None or base.dim() != 1 or base.numel() != numel(params):
-        return None
-    expected = base.data_ptr()
+    storage = first.untyped_storage()
+    expected = first.data_ptr()
     for p in params:
-        if p.data._base is not base or p.data_ptr() != expected or not p.data.is_contiguous():
+        if (p.dtype != first.dtype or p.data_ptr() != expected or not p.is_contiguous()
+                or p.untyped_storage().data_ptr() != storage.data_ptr()):
             return None
         expected += p.numel() * p.element_size()
-    return base
+    view = torch.empty(0, dtype=first.dtype, device=first.device)
+    return view.set_(storage, first.storage_offset(), (numel(params),), (1,))
 
 
 class GradRows:
@@ -77,6 +86,12 @@ class GradRows:
     concatenated afterwards. A parameter the loss does not reach gets a zero slice. The gradients over
     ``also`` (the task head: the plain-sum part) accumulate into their ``.grad`` as usual, times ``scale``.
     Outside :meth:`backward` the hooks do nothing, so other backward passes are unaffected.
+
+    On the CPU, a float32/float64 row is written through a NumPy view (a single-threaded ``memcpy`` per
+    parameter, the same bytes): a torch ``copy_`` of each of the ~100 gradients of an encoder opens an OpenMP
+    parallel region, and with ``OMP_WAIT_POLICY=PASSIVE`` waking the pool costs about as much as the copy
+    (e5, 3 rows of 43 MB: about 31 -> 24 ms inside the hooks, ``benchmarks/plumbing_micro.py --pieces hooks
+    --backward``). Other dtypes (bfloat16 rows) and devices (CUDA) use ``copy_``.
     """
 
     def __init__(self, params: Sequence[nn.Parameter]) -> None:
@@ -88,21 +103,29 @@ class GradRows:
             offset += p.numel()
         self.numel = offset
         self._row: Tensor | None = None
+        self._row_np: np.ndarray | None = None   # a NumPy view of the row when it can take a plain memcpy
         self._hit = [False] * len(self.params)
         for i, p in enumerate(self.params):   # for the parameters' lifetime: inactive outside backward()
             p.register_post_accumulate_grad_hook(self._hook(i))
 
     def _hook(self, i: int):
-        def copy_into_row(p: Tensor) -> None:   # called by autograd right after p.grad was accumulated
+        """Parameter i's post-accumulate hook: called by autograd in every backward pass that reaches the
+        parameter, right after its ``.grad`` was accumulated; stores it only inside :meth:`backward`."""
+        def copy_into_row(p: Tensor) -> None:
             if self._row is not None and p.grad is not None:
                 self._store(i, p)
         return copy_into_row
 
     def _store(self, i: int, p: Tensor) -> None:
-        """Parameter i's fresh gradient into its slice of the active row; its ``.grad`` is dropped."""
+        """Called by parameter i's hook during :meth:`backward`: its fresh gradient into its slice of the
+        active row (NumPy ``memcpy`` or ``copy_``, see the class docstring); its ``.grad`` is dropped."""
         start, end = self.offsets[i]
         assert self._row is not None and p.grad is not None
-        self._row[start:end].copy_(p.grad.reshape(-1))
+        grad = p.grad
+        if self._row_np is not None and grad.dtype == self._row.dtype and grad.device.type == "cpu":
+            self._row_np[start:end] = grad.numpy().reshape(-1)   # same values as copy_, single-threaded
+        else:
+            self._row[start:end].copy_(grad.reshape(-1))
         p.grad = None
         self._hit[i] = True
 
@@ -116,10 +139,11 @@ class GradRows:
             p.grad = None
         handles = [p.register_hook(_scaled(scale)) for p in also] if scale != 1.0 else []
         self._row, self._hit = row, [False] * len(self.params)
+        self._row_np = row.numpy() if row.device.type == "cpu" and row.dtype in _NUMPY_ROW_DTYPES else None
         try:
             torch.autograd.backward(loss, inputs=self.params + [p for p in also], retain_graph=retain_graph)
         finally:
-            self._row = None
+            self._row, self._row_np = None, None
             for h in handles:
                 h.remove()
             for p, g in zip(self.params, saved):

@@ -103,15 +103,63 @@ def solve_box_qp(Q: Tensor, b: Tensor, upper: float, *, tol: float = 1e-9, max_i
 
 
 def gram(G: Tensor, g_f: Tensor) -> tuple[Tensor, Tensor]:
-    """(Q = G G^T, G g_f) in float64, in one pass over G: each chunk of columns is multiplied in the
-    inputs' precision (float32 BLAS for float32/bf16 gradients, a chunk upcast at a time; float64 for
-    float64 inputs) and the chunk products are summed in float64."""
+    """(Q = G G^T, G g_f) in float64: each chunk of ``_CHUNK`` columns is multiplied in the inputs' precision
+    (float32 BLAS for float32/bf16 gradients, float64 for float64 inputs) and the chunk products are summed
+    in float64, in chunk order.
+
+    When G and g_f share a float32/float64 dtype (the methods' case), all chunk products come from two batched
+    matmuls over views of G and g_f (no copy): :func:`gram_matrix` for Q, and ``[n, 1, C] @ [n, C, K]`` for
+    G g_f. Each chunk gets the BLAS kernel a matmul of that one chunk gets (K x C times C x K; 1 x C times
+    C x K rounds like the K x C matrix-vector product), so on the CPU the result is bit-for-bit the chunk
+    loop's (``tests/test_qp.py``) from 2 kernel calls instead of 6 per chunk, each of which woke the OpenMP
+    pool (e5, K = 3: 46 -> 23 ms, ``benchmarks/plumbing_micro.py``). A [K + 1]-row ``bmm`` of [G; g_f] would
+    be one pass over G, but its products round differently (a different kernel for K + 1 rows).
+    Other dtypes (a bfloat16 G) loop over the chunks, upcasting one at a time (``_gram_chunk_loop``)."""
     K, D = G.shape
     dtype = torch.promote_types(torch.promote_types(G.dtype, g_f.dtype), torch.float32)
+    if not (G.dtype == g_f.dtype == dtype and G.stride(-1) == 1 and g_f.stride(0) == 1):
+        return _gram_chunk_loop(G, g_f, dtype)
+    n, full = D // _CHUNK, (D // _CHUNK) * _CHUNK
+    Q = gram_matrix(G)
+    Gg = torch.zeros(K, dtype=torch.float64, device=G.device)
+    if n:
+        Gg = torch.bmm(g_f[:full].view(n, 1, _CHUNK), _chunks(G).transpose(1, 2)).double().cumsum(0)[-1, 0]
+    if full < D:
+        Gg = Gg + (G[:, full:] @ g_f[full:]).double()
+    return Q, Gg
+
+
+def gram_matrix(G: Tensor) -> Tensor:
+    """Q = G G^T [K, K] in float64, chunked as :func:`gram` (its Q, bit for bit): the full chunks' K x K
+    products in one ``bmm`` over a view of G, summed in float64 in chunk order (``cumsum``: left to right
+    like ``Q += chunk`` from zeros), then the last, partial chunk."""
+    K, D = G.shape
+    if not (G.dtype in (torch.float32, torch.float64) and G.stride(-1) == 1):
+        return _gram_chunk_loop(G, G[0], torch.promote_types(G.dtype, torch.float32))[0]
+    n, full = D // _CHUNK, (D // _CHUNK) * _CHUNK
+    Q = torch.zeros(K, K, dtype=torch.float64, device=G.device)
+    if n:
+        chunks = _chunks(G)
+        Q = torch.bmm(chunks, chunks.transpose(1, 2)).double().cumsum(0)[-1]
+    if full < D:
+        tail = G[:, full:]
+        Q = Q + (tail @ tail.T).double()
+    return Q
+
+
+def _chunks(G: Tensor) -> Tensor:
+    """The full ``_CHUNK``-column chunks of G [K, D] as a view [n, K, _CHUNK] (chunk-major, no copy)."""
+    n = G.shape[1] // _CHUNK
+    return G[:, : n * _CHUNK].unflatten(1, (n, _CHUNK)).transpose(0, 1)
+
+
+def _gram_chunk_loop(G: Tensor, g_f: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """:func:`gram` one chunk at a time, each upcast to ``dtype`` (no copy when already in it)."""
+    K, D = G.shape
     Q = torch.zeros(K, K, dtype=torch.float64, device=G.device)
     Gg = torch.zeros(K, dtype=torch.float64, device=G.device)
     for s in range(0, D, _CHUNK):
-        Gc = G[:, s : s + _CHUNK].to(dtype)   # no copy when G is already in the compute dtype
+        Gc = G[:, s : s + _CHUNK].to(dtype)
         Q += (Gc @ Gc.T).double()
         Gg += (Gc @ g_f[s : s + _CHUNK].to(dtype)).double()
     return Q, Gg

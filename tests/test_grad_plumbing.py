@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lfmlf.grads import GradRows, flat_params, flatten, set_flat_grad
+import lfmlf.forgetting as forgetting
+import lfmlf.grads as grads
+from lfmlf.grads import GradRows, flat_params, flat_view, flatten, set_flat_grad, share_storage
 from lfmlf.loop import build
 from lfmlf.methods import METHODS
 from lfmlf.methods.base import StepObjectives
@@ -165,3 +167,70 @@ def test_set_flat_grad_views_first_then_adds():
     assert a.grad.data_ptr() == flat.data_ptr()                         # a view: no copy
     set_flat_grad([a, b], torch.ones(7), 0.5)
     assert torch.equal(torch.cat([a.grad.reshape(-1), b.grad]), torch.arange(7) + 0.5)
+
+
+def test_flat_view_reads_shared_parameters_without_a_copy_and_flat_params_copies():
+    lin = torch.nn.Linear(3, 2)
+    params = list(lin.parameters())
+    assert flat_view(params) is None                                    # two storages: no view
+    buffer = share_storage(params)
+    view = flat_view(params)
+    assert view is not None and view.data_ptr() == buffer.data_ptr() and not view.requires_grad
+    copy = flat_params(params)
+    assert torch.equal(view, copy) and copy.data_ptr() != view.data_ptr()
+    with torch.no_grad():
+        lin.bias.add_(1.0)                                              # an optimizer step, say
+    assert torch.equal(view[-2:], lin.bias.detach()) and not torch.equal(copy[-2:], lin.bias.detach())
+    assert flat_view(params[::-1]) is None                              # not in the buffer's order
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_l2_gradient_reads_theta_in_place_when_shared(shared, monkeypatch):
+    """theta - theta0 and 1/2 ||theta - theta0||^2, without flattening theta when the parameters share one
+    buffer (as the gradient methods' setup makes them), by a flatten otherwise: the same values."""
+    lin = torch.nn.Linear(4, 3)
+    params = list(lin.parameters())
+    if shared:
+        share_storage(params)
+
+    class Model:
+        def pretrained_parameters(self):
+            return [(str(i), p) for i, p in enumerate(params)]
+
+    l2 = forgetting.L2Forgetting()
+    l2.setup(Model())  # type: ignore[arg-type]
+    with torch.no_grad():
+        for p in params:
+            p.add_(torch.randn_like(p))
+    expected = flatten([p.detach() for p in params], params) - l2.theta0
+    if shared:
+        def no_flatten(*args, **kwargs):
+            raise AssertionError("theta was flattened although its parameters share one buffer")
+        monkeypatch.setattr(forgetting, "flatten", no_flatten)
+        monkeypatch.setattr(grads, "flatten", no_flatten)               # nor through flat_params
+    value, g = l2.value_and_grad(Model(), None)  # type: ignore[arg-type]
+    assert torch.equal(g, expected) and value == pytest.approx(0.5 * float(expected @ expected), rel=1e-6)
+
+
+def test_grad_rows_write_float64_rows_through_numpy_and_other_rows_through_copy():
+    """The NumPy path (float32/float64 CPU rows) and copy_ (anything else) give the same values as autograd."""
+    lin = torch.nn.Linear(3, 2).double()
+    rows = GradRows(list(lin.parameters()))
+    x = torch.arange(6, dtype=torch.float64).reshape(2, 3)
+    expected = flatten(torch.autograd.grad(lin(x).square().sum(), list(lin.parameters())), list(lin.parameters()))
+    for dtype in (torch.float64, torch.float32):                        # float32 row of float64 grads: copy_
+        row = torch.full((rows.numel,), 7.0, dtype=dtype)
+        rows.backward(lin(x).square().sum(), row)
+        assert torch.equal(row, expected.to(dtype))
+
+
+def test_a_nonfinite_gradient_falls_back_to_the_plain_sum_and_is_counted():
+    spec, task, model, method = _moved("lfmlf", {"slack": 0.5, "forgetting": "l2"})
+    params = [p for _, p in model.pretrained_parameters()]
+    handle = params[-1].register_hook(lambda g: torch.full_like(g, float("inf")))
+    model.zero_grad(set_to_none=True)
+    method.backward(_objectives(task, model, spec.sources))
+    handle.remove()
+    assert method.report()["lfmlf/qp_fallbacks"] == 1.0
+    G = method.G[:len(spec.sources)]
+    assert torch.equal(torch.cat([p.grad.reshape(-1) for p in params]), G.sum(0))   # the plain sum, inf included

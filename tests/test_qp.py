@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from lfmlf.qp import solve_box_qp
+from lfmlf.qp import _CHUNK, gram, gram_matrix, solve_box_qp
 from tests.oracles import constrained_direction
 
 torch.set_default_dtype(torch.float32)
@@ -168,3 +168,44 @@ def test_iteration_cap_reports_max_iter() -> None:
     assert solve_box_qp(Q, b, 10.0).ok
     capped = solve_box_qp(Q, b, 10.0, max_iter=2)  # needs one release + one step per index
     assert capped.status == "max_iter" and not capped.ok and capped.kkt_residual > 0.5
+
+
+def _chunk_loop_gram(G: torch.Tensor, g_f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chunked Gram as ``gram`` computed it before the batched matmuls: one chunk of columns at a time,
+    multiplied in the inputs' precision (at least float32), the products summed in float64 in chunk order."""
+    K, D = G.shape
+    dtype = torch.promote_types(torch.promote_types(G.dtype, g_f.dtype), torch.float32)
+    Q = torch.zeros(K, K, dtype=torch.float64)
+    Gg = torch.zeros(K, dtype=torch.float64)
+    for s in range(0, D, _CHUNK):
+        Gc = G[:, s : s + _CHUNK].to(dtype)
+        Q += (Gc @ Gc.T).double()
+        Gg += (Gc @ g_f[s : s + _CHUNK].to(dtype)).double()
+    return Q, Gg
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("K,D", [(1, 2 * _CHUNK + 777), (3, 1000), (3, 3 * _CHUNK), (3, 3 * _CHUNK + 1),
+                                 (5, 2 * _CHUNK + 12345)])
+def test_gram_is_bit_for_bit_the_chunk_loop(dtype: torch.dtype, K: int, D: int) -> None:
+    """gram's batched matmuls over views of G give exactly the chunk loop's Q and G g_F (the same BLAS kernel per
+    chunk, float64 sums in chunk order): D below one chunk, a multiple of it, and a partial last chunk; rows
+    of a larger buffer (the methods pass G[:k]); bfloat16 rows with a float32 g_F (the chunk loop itself)."""
+    gen = torch.Generator().manual_seed(K * 7 + D % 97)
+    big = (torch.randn(K + 2, D, generator=gen) * torch.rand(K + 2, 1, generator=gen) * 10).to(dtype)
+    G = big[1 : K + 1]                                       # a row slice, as the methods' G[:len(langs)]
+    g_f = torch.randn(D, generator=gen, dtype=torch.float32 if dtype == torch.bfloat16 else dtype)
+    Q, Gg = gram(G, g_f)
+    Q_ref, Gg_ref = _chunk_loop_gram(G, g_f)
+    assert Q.dtype == Gg.dtype == torch.float64 and Q.shape == (K, K) and Gg.shape == (K,)
+    assert torch.equal(Q, Q_ref) and torch.equal(Gg, Gg_ref)
+    assert torch.equal(gram_matrix(G), Q_ref)
+
+
+def test_gram_of_nonfinite_rows_is_nonfinite() -> None:
+    """An inf gradient entry makes Q (and so the QP) non-finite, which the methods count as a fallback."""
+    G, g_f = torch.ones(3, _CHUNK + 5), torch.ones(_CHUNK + 5)
+    G[1, 7] = math.inf
+    Q, Gg = gram(G, g_f)
+    assert not bool(torch.isfinite(Q).all()) and not bool(torch.isfinite(Gg).all())
+    assert solve_box_qp(Q, Gg, 1.0).status == "nonfinite"

@@ -21,7 +21,7 @@ from pydantic import Field
 from torch import Tensor
 
 from lfmlf.methods.gradient import GradientMethod, GradientParams
-from lfmlf.qp import combine, gram, solve_box_qp
+from lfmlf.qp import combine, gram_matrix, solve_box_qp
 
 _UPPER = 1e10   # bound on the normalised dual multipliers: resolves ||min-norm point|| >= ~1e-5 max ||g_k||
 
@@ -62,7 +62,7 @@ class Mgda(GradientMethod[MgdaParams]):
     name = "mgda"
 
     def combine(self, G: Tensor, g_f: Tensor | None, langs: list[str]) -> tuple[Tensor | None, dict[str, float]]:
-        Q, _ = gram(G, G[0])                         # G G^T in float64 (the second output is not used)
+        Q = gram_matrix(G)                           # G G^T in float64
         alpha = min_norm_weights(Q)
         if alpha is None:
             return None, {}

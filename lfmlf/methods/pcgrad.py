@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from lfmlf.methods.gradient import GradientMethod, GradientParams
-from lfmlf.qp import combine, gram
+from lfmlf.qp import combine, gram_matrix
 
 
 class PcgradParams(GradientParams):
@@ -47,7 +47,7 @@ class Pcgrad(GradientMethod[PcgradParams]):
     name = "pcgrad"
 
     def combine(self, G: Tensor, g_f: Tensor | None, langs: list[str]) -> tuple[Tensor | None, dict[str, float]]:
-        Q, _ = gram(G, G[0])                         # G G^T in float64 (the second output is not used)
+        Q = gram_matrix(G)                           # G G^T in float64
         if not bool(torch.isfinite(Q).all()):
             return None, {}
         W, projections = pcgrad_weights(Q)
