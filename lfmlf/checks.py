@@ -74,10 +74,11 @@ def check_method(cfg: SweepConfig, name: str, file: str) -> list[Needs]:
     algo = entry.method or name
     if algo not in METHODS:
         key = f"methods.{name}.method" if entry.method else f"methods.{name}"
-        raise ConfigError(f"{file}: key '{key}': unknown method" + (f" '{algo}'" if entry.method else "") + ". Fix: use one of "
-                          f"{', '.join(sorted(METHODS))}" + ("" if entry.method else
-                          f", or keep the name '{name}' and say which method it runs with "
-                          f"'methods.{name}.method'") + ".")
+        named = f" '{algo}'" if entry.method else ""
+        or_name = "" if entry.method else (f", or keep the name '{name}' and say which method it runs with "
+                                           f"'methods.{name}.method'")
+        raise ConfigError(f"{file}: key '{key}': unknown method{named}. Fix: use one of "
+                          f"{', '.join(sorted(METHODS))}{or_name}.")
     try:
         METHODS[algo].validate_params(entry.params)
     except ValueError as e:

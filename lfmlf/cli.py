@@ -7,6 +7,7 @@ what it runs inside its function (the comment there says which heavy package tha
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -106,8 +107,9 @@ def _report(args: argparse.Namespace) -> int:
 
     hv_ref = _numbers("--hv-ref", args.hv_ref, 2) if args.hv_ref else None
     budgets = _numbers("--forgetting-at", args.forgetting_at) if args.forgetting_at else None
+    command = shlex.join(["lfmlf", *sys.argv[1:]]) if sys.argv[1:2] == ["report"] else None
     report(load_checked(args.sweep, _overrides(args)), args.tracking_uri, args.rerun, args.out, args.metric,
-           args.oracle, args.group_by, (hv_ref[0], hv_ref[1]) if hv_ref else None, budgets)
+           args.oracle, args.group_by, (hv_ref[0], hv_ref[1]) if hv_ref else None, budgets, command)
     return 0
 
 

@@ -286,7 +286,7 @@ def _interpolation_sources(cfg: SweepConfig, store: RunStore, uri: str, methods:
 def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | None = None,
            out_dir: Path | None = None, metric: str | None = None, oracle: bool = False,
            group_by: str | None = None, hv_ref: tuple[float, float] | None = None,
-           forgetting_at: list[float] | None = None) -> list[Path]:
+           forgetting_at: list[float] | None = None, command: str | None = None) -> list[Path]:
     """Tables (Markdown, LaTeX, CSV) and plots of a sweep and its rerun, written to ``out_dir`` and logged
     to MLflow (on the rerun's run, else the sweep's) under ``report/``. The table comes from the rerun
     (mean ± std over seeds); without a rerun, from each method's best eligible sweep trial (one seed, said so).
@@ -327,13 +327,17 @@ def report(cfg: SweepConfig, tracking_uri: str | None = None, rerun_id: str | No
               f"{', '.join(selected_on)} (lfmlf best).")
     sel = selection_label(selected_on[0], split)
     by = "; ".join(f"{m} ({selection_label(m, split).label})" for m in selected_on)
-    provenance = [f"sweep '{cfg.name}': MLflow run {sweep_id} in {redact(uri)}"]
+    sha = store.tags(sweep_id).get("lfmlf.git_sha", "unknown")
+    provenance = [f"sweep '{cfg.name}': MLflow run {sweep_id} in {redact(uri)}, code at git {sha}"]
+    if command:   # how this page was made, to make it again
+        provenance.append(f"report: `{command}`")
     if rerun_id is not None:
         rerun_children = store.children(rerun_id, histories=lambdas)
         table_runs = [r for r in rerun_children if r.method in cfg.methods]   # interp:<method> points: fronts only
         seeds = sorted({r.seed for r in table_runs if r.seed is not None})
         rule = f"each method's best eligible trial by {by} in its Optuna study, re-run with {len(seeds)} seeds"
-        provenance.append(f"rerun: MLflow run {rerun_id}")
+        rerun_sha = store.tags(rerun_id).get("lfmlf.git_sha", "unknown")
+        provenance.append(f"rerun: MLflow run {rerun_id}, code at git {rerun_sha}")
     else:
         table_runs = _best_trials(sweep_runs, sel.metric, cfg.search.mode)
         rule = (f"each method's best eligible trial by {by} in its Optuna study; one seed (no rerun found: "

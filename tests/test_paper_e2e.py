@@ -89,6 +89,9 @@ def test_sweep_best_rerun_report_and_train(tmp_path):
     md = (report / "report.md").read_text()
     assert "Wilcoxon" in md and "budget" in md.lower() and "best/source/f1/avg" in md
     assert failed.info.run_id in md and "FAILED" in out
+    # provenance: the command that made the page and the code the sweep ran
+    assert "- report: `lfmlf report sweeps/quickstart.yaml --set" in md
+    assert f"code at git {parent.data.tags['lfmlf.git_sha']}" in md and parent.data.tags["lfmlf.git_sha"] != "unknown"
     for png in ("languages.png", "source_sets.png", "lfmlf_multipliers.png", "forgetting_vs_zero_shot.png"):
         assert (report / png).is_file() and not is_blank(report / png), png
     logged = {a.path for a in client.list_artifacts(rerun[0].info.run_id, "report")}

@@ -417,7 +417,8 @@ class TrialSpec(_Frozen):
 
     def flat_params(self) -> dict[str, str]:
         """The flat param view logged to MLflow: sampled values plus every fixed setting."""
-        out = {"method": self.method, **({"algorithm": self.algorithm} if self.algorithm else {}), "source_set": "+".join(sorted(self.sources)), "task": self.task.name,
+        out = {"method": self.method, **({"algorithm": self.algorithm} if self.algorithm else {}),
+               "source_set": "+".join(sorted(self.sources)), "task": self.task.name,
                "model": self.model.name_or_path, "targets": "+".join(self.targets)}
         out.update({k: str(v) for k, v in self.method_params.items()})
         out.update({f"train.{k}" if k != "lr" else k: str(v) for k, v in self.train.model_dump().items()})

@@ -253,7 +253,8 @@ def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,
     d.tracker.set_tags(parent, {"lfmlf.optuna_storage": optuna_url,
                                 **{f"lfmlf.optuna_study.{m}": n for m, n in studies.items()}})
     d.tracker.log_text(parent, (run_dir / "sweep.yaml").read_text(), "sweep.yaml")
-    spaces = {m: load_space(entry.method or m, entry.space, cfg) for m, entry in cfg.methods.items()}   # each file read once
+    # each file read once; a named entry's space is checked against the method it runs
+    spaces = {m: load_space(entry.method or m, entry.space, cfg) for m, entry in cfg.methods.items()}
     for method, entry in cfg.methods.items():
         if entry.space is not None:
             d.tracker.log_text(parent, yaml.safe_dump({k: v.model_dump() for k, v in spaces[method].items()}),

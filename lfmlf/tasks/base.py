@@ -164,7 +164,7 @@ class Task(ABC):
         """The unencoded items (sentences, pairs, questions) of a language's split, capped; a file that does
         not parse is a DataError naming it (``lfmlf.contents`` reads every split this way before Ray starts)."""
 
-    def set_sources(self, sources: Sequence[str]) -> None:
+    def set_sources(self, sources: Sequence[str]) -> None:   # noqa: B027 (optional hook: most tasks need nothing)
         """Called before :meth:`load` by callers that read splits without :meth:`prepare` (the pre-flight
         content check): the languages that are sources, for tasks whose splits depend on it (NLI's
         ``split_dev`` carves a source's train and dev from one file). Default: nothing to do."""

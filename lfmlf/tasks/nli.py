@@ -148,7 +148,8 @@ class NliTask(Task):
         if key not in self._stored:
             cfg = self.cfg
             if cfg.format == "xnli":
-                pairs = self.rows(read_xnli(Path(cfg.data_dir or ".") / str(cfg.files[lang].path(split))), lang, split)
+                path = Path(cfg.data_dir or ".") / str(cfg.files[lang].path(split))
+                pairs = list(self.rows(read_xnli(path), lang, split))
             elif cfg.format == "hub":
                 pairs = load_xnli_hub(lang, split, path=cfg.hub_path or "facebook/xnli", revision=cfg.hub_revision)
             else:
