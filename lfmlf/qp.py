@@ -107,17 +107,18 @@ def gram(G: Tensor, g_f: Tensor) -> tuple[Tensor, Tensor]:
     (float32 BLAS for float32/bf16 gradients, float64 for float64 inputs) and the chunk products are summed
     in float64, in chunk order.
 
-    When G and g_f share a float32/float64 dtype (the methods' case), all chunk products come from two batched
-    matmuls over views of G and g_f (no copy): :func:`gram_matrix` for Q, and ``[n, 1, C] @ [n, C, K]`` for
-    G g_f. Each chunk gets the BLAS kernel a matmul of that one chunk gets (K x C times C x K; 1 x C times
-    C x K rounds like the K x C matrix-vector product), so on the CPU the result is bit-for-bit the chunk
-    loop's (``tests/test_qp.py``) from 2 kernel calls instead of 6 per chunk, each of which woke the OpenMP
-    pool (e5, K = 3: 46 -> 23 ms, ``benchmarks/plumbing_micro.py``). A [K + 1]-row ``bmm`` of [G; g_f] would
-    be one pass over G, but its products round differently (a different kernel for K + 1 rows).
-    Other dtypes (a bfloat16 G) loop over the chunks, upcasting one at a time (``_gram_chunk_loop``)."""
+    When G and g_f share a float32/float64 dtype on the CPU (the methods' case), all chunk products come from
+    two batched matmuls over views of G and g_f (no copy): :func:`gram_matrix` for Q, and
+    ``[n, 1, C] @ [n, C, K]`` for G g_f. Each chunk gets the BLAS kernel a matmul of that one chunk gets
+    (K x C times C x K; 1 x C times C x K rounds like the K x C matrix-vector product), so the result is
+    bit-for-bit the chunk loop's (``tests/test_qp.py``) from 2 kernel calls instead of 6 per chunk, each of
+    which could wake the OpenMP pool (e5, K = 3: 46 -> 23 ms at a load of 1.5, no gain at 4.5;
+    ``benchmarks/plumbing_micro.py``). A [K + 1]-row ``bmm`` of [G; g_f] would be one pass over G, but its
+    products round differently (MKL takes another kernel for K + 1 rows). Other dtypes (a bfloat16 G) and
+    CUDA loop over the chunks, upcasting one at a time (``_gram_chunk_loop``)."""
     K, D = G.shape
     dtype = torch.promote_types(torch.promote_types(G.dtype, g_f.dtype), torch.float32)
-    if not (G.dtype == g_f.dtype == dtype and G.stride(-1) == 1 and g_f.stride(0) == 1):
+    if not (_batched(G) and g_f.dtype == G.dtype and g_f.device == G.device and g_f.stride(0) == 1):
         return _gram_chunk_loop(G, g_f, dtype)
     n, full = D // _CHUNK, (D // _CHUNK) * _CHUNK
     Q = gram_matrix(G)
@@ -134,7 +135,7 @@ def gram_matrix(G: Tensor) -> Tensor:
     products in one ``bmm`` over a view of G, summed in float64 in chunk order (``cumsum``: left to right
     like ``Q += chunk`` from zeros), then the last, partial chunk."""
     K, D = G.shape
-    if not (G.dtype in (torch.float32, torch.float64) and G.stride(-1) == 1):
+    if not _batched(G):
         return _gram_chunk_loop(G, G[0], torch.promote_types(G.dtype, torch.float32))[0]
     n, full = D // _CHUNK, (D // _CHUNK) * _CHUNK
     Q = torch.zeros(K, K, dtype=torch.float64, device=G.device)
@@ -145,6 +146,12 @@ def gram_matrix(G: Tensor) -> Tensor:
         tail = G[:, full:]
         Q = Q + (tail @ tail.T).double()
     return Q
+
+
+def _batched(G: Tensor) -> bool:
+    """Whether :func:`gram` and :func:`gram_matrix` take G's chunks in batched matmuls: float32/float64 rows
+    with unit stride, on the CPU (where that is checked to give the chunk loop's bits; CUDA keeps the loop)."""
+    return G.device.type == "cpu" and G.dtype in (torch.float32, torch.float64) and G.stride(-1) == 1
 
 
 def _chunks(G: Tensor) -> Tensor:
