@@ -103,7 +103,8 @@ def best(cfg: SweepConfig, tracking_uri: str | None = None, out_dir: Path | None
                                                             sort_keys=False,
                                                             allow_unicode=True), encoding="utf-8")
         written[method] = path
-        print(f"  {method:8s} {metric} = {top.metrics[metric]:.4f}  (run {top.run_id})  -> {path}")
+        width = max(8, *(len(m) for m in cfg.methods))
+        print(f"  {method:{width}s} {metric} = {top.metrics[metric]:.4f}  (run {top.run_id})  -> {path}")
     left = sweep_left_out([r for r in runs if r.method in cfg.methods], metric)
     if left:
         print(f"Not eligible ({len(left)}):")

@@ -363,18 +363,19 @@ def rerun(configs: dict[str, SweepConfig], seeds: list[int], *, location: str, r
 def _print_summary(cfg: SweepConfig, outcome: SweepOutcome, metric: str) -> None:
     print(f"\n=== {cfg.name}: best trial per method (selected on {metric}: "
           f"{selection_label(metric, cfg.task.target_split).label}) ===")
+    width = max(8, *(len(m) for m in cfg.methods))   # method names line up
     for method in cfg.methods:
         b = outcome.best.get(method)
         failed, stopped = outcome.errors.get(method, 0), outcome.stopped.get(method, 0)
         if b is None:
-            print(f"  {method:8s} no finished trial ({failed} failed, {stopped} stopped early; see "
+            print(f"  {method:{width}s} no finished trial ({failed} failed, {stopped} stopped early; see "
                   f"{redact(outcome.storage)}/ray/{EXPERIMENT})")
             continue
         shown = {k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in b["config"].items() if k != "method"}
         zero_shot = b["zero_shot"] if isinstance(b["zero_shot"], (int, float)) else float("nan")
         forgetting = b.get("forgetting")
         drop = f"   retrieval drop = {forgetting:+.3f}" if isinstance(forgetting, (int, float)) else ""
-        print(f"  {method:8s} {metric} = {b['metric']:.4f}   zero-shot (same checkpoint) = "
+        print(f"  {method:{width}s} {metric} = {b['metric']:.4f}   zero-shot (same checkpoint) = "
               f"{zero_shot:.4f}{drop}   {shown}" + (f"   [{failed} failed]" if failed else "")
               + (f"   [{stopped} stopped early by ASHA, not eligible]" if stopped else ""))
     if any(isinstance(b.get("forgetting"), (int, float)) for b in outcome.best.values()):
