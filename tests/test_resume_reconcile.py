@@ -4,7 +4,9 @@
   FINISHED in MLflow without its stale ``lfmlf.error`` tag;
 - a point Optuna sampled whose Tune trial was lost with a killed driver is reused by the next suggestion,
   so the study never holds more trials than the budget;
-- an errored trial nobody resumes is FAIL once the sweep has ended."""
+- an errored trial nobody resumes is FAIL once the sweep has ended;
+- Tune's trial list and the searcher's snapshot, restored from files written at different moments, are made
+  to agree before the next suggestion, so the budget counts exactly the trials Tune holds."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +17,8 @@ import pytest
 pytest.importorskip("ray")
 
 from lfmlf.search import DefineByRun, ParamSpec, fail_orphaned_trials, study_storage
-from lfmlf.sweep import ResumableOptunaSearch
+from lfmlf.sweep import MethodSearch, ResumableOptunaSearch
+from lfmlf.sweep.routing import TUNE_TRIAL_ATTR
 from lfmlf.tracking import SweepTracker
 
 
@@ -98,3 +101,63 @@ def test_a_resumed_run_loses_its_stale_error_tag(tmp_path: Path) -> None:
     assert run.info.status == "FINISHED"
     assert "lfmlf.error" not in run.data.tags
     assert run.data.tags["lfmlf.resumed_after_error"] == "true"
+
+
+def _budgeted(url: str, budget: int = 2) -> MethodSearch:
+    return MethodSearch({"mlf": _searcher(url)}, budget, "score", "max")
+
+
+def test_a_trial_tune_restored_but_the_searcher_snapshot_lacks_uses_its_budget(tmp_path: Path) -> None:
+    """The driver was killed after Tune's trial list had t2 but before the searcher's file did: on resume
+    t2 runs from Tune's list, so it must count against the budget (else a 7th trial runs in a budget of 6)
+    and its reports must reach its own Optuna trial."""
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    search = _budgeted(url)
+    search.suggest("t1")
+    search.save(str(tmp_path / "searcher.pkl"))
+    point = search.suggest("t2")
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert [t.user_attrs[TUNE_TRIAL_ATTR] for t in trials] == ["t1", "t2"]
+
+    resumed = _budgeted(url)
+    resumed.restore(str(tmp_path / "searcher.pkl"))
+    assert resumed.started() == {"mlf": 1}
+    resumed.reconcile({"t1": "mlf", "t2": "mlf"})   # what Tune restored
+    assert resumed.started() == {"mlf": 2}
+    assert resumed.suggest("t3") == "FINISHED"      # the budget of 2 is used: no third trial
+    _finish(resumed.searchers["mlf"], "t2", 0.8)    # t2 resumes from its stored config and reports
+    _finish(resumed.searchers["mlf"], "t1", 0.3)
+    assert resumed.suggest("t2") == point           # Tune asking again for t2 gets t2's own point
+    assert [(t.state.name, t.value) for t in optuna.load_study(study_name="s", storage=url).trials] == [
+        ("COMPLETE", 0.3), ("COMPLETE", 0.8)]
+
+
+def test_a_trial_the_searcher_suggested_but_tune_lost_runs_again_as_a_new_trial(tmp_path: Path) -> None:
+    """The other order: the searcher's file has t2, Tune's trial list does not (t2 never runs). The budget
+    must not count t2, and its point (RUNNING in the study) is the next suggestion's."""
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    search = _budgeted(url)
+    search.suggest("t1")
+    lost = search.suggest("t2")
+    search.save(str(tmp_path / "searcher.pkl"))
+
+    resumed = _budgeted(url)
+    resumed.restore(str(tmp_path / "searcher.pkl"))
+    resumed.reconcile({"t1": "mlf"})
+    assert resumed.started() == {"mlf": 1}
+    assert resumed.suggest("t3") == lost                # the lost point, not a new sample
+    assert resumed.suggest("t4") == "FINISHED"
+    assert len(_states(url)) == 2
+    resumed.reconcile({"t1": "mlf", "t3": "mlf"})       # agreeing now: nothing changes
+    assert resumed.method_of == {"t1": "mlf", "t3": "mlf"}
+
+
+def test_a_lost_trial_optuna_already_finished_keeps_its_budget(tmp_path: Path) -> None:
+    """A trial that ran to its end (COMPLETE in the study) is not run again even if Tune's list lost it."""
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    search = _budgeted(url)
+    search.suggest("t1")
+    search.suggest("t2")
+    _finish(search.searchers["mlf"], "t2", 0.5)
+    search.reconcile({"t1": "mlf"})
+    assert search.started() == {"mlf": 2} and search.suggest("t3") == "FINISHED"

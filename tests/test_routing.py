@@ -12,7 +12,7 @@ pytest.importorskip("ray.tune")
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
-from lfmlf.sweep.routing import MethodScheduler, MethodSearch
+from lfmlf.sweep.routing import MethodScheduler, MethodSearch, SearchLedger
 
 
 class FakeStudy(Searcher):
@@ -84,6 +84,21 @@ def test_state_survives_save_and_restore(tmp_path):
     assert restored.method_of == {"a": "mlf", "b": "lfmlf", "c": "mlf"} and restored.budget == 2
     assert restored.suggest("d")["method"] == "lfmlf"
     assert restored.suggest("e") == Searcher.FINISHED
+
+
+def test_the_ledger_makes_the_budget_count_the_trials_tune_holds():
+    """Tune's restored trial list has a trial the searcher's snapshot lacks (d) and lacks one it has (c)."""
+    search = _search(budget=2, methods=("mlf", "lfmlf"))
+    for t in ("a", "b", "c"):
+        search.suggest(t)
+    tune_trials = [SimpleNamespace(trial_id=t, config={"method": m}) for t, m in
+                   (("a", "mlf"), ("b", "lfmlf"), ("d", "lfmlf"))]
+    SearchLedger(search).on_step_begin(0, tune_trials)
+    assert search.method_of == {"a": "mlf", "b": "lfmlf", "d": "lfmlf"}
+    assert search.suggest("e")["method"] == "mlf"   # c's place: mlf had one trial, lfmlf already two
+    assert search.suggest("f") == Searcher.FINISHED
+    search.on_trial_result("d", {"m": 0.9})          # d's reports reach its method's study
+    assert search.searchers["lfmlf"].results == [("d", 0.9)]
 
 
 class FakeScheduler(TrialScheduler):

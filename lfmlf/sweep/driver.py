@@ -43,7 +43,7 @@ from lfmlf.selection import selection_label
 from lfmlf.storage import Storage, redact
 from lfmlf.sweep.callbacks import TrackingCallback
 from lfmlf.sweep.cluster import start_ray
-from lfmlf.sweep.routing import MethodScheduler, MethodSearch, ResumableOptunaSearch, SchedulerState
+from lfmlf.sweep.routing import MethodScheduler, MethodSearch, ResumableOptunaSearch, SchedulerState, SearchLedger
 from lfmlf.sweep.trainable import RerunSpecs, SweepSpecs, trainable
 from lfmlf.tasks import TASKS
 from lfmlf.tracking import SweepTracker, check_store, resolve_uri
@@ -234,7 +234,7 @@ def _sweep_tuner(d: _Driver, cfg: SweepConfig, parent: str, optuna_url: str, stu
         parameter_columns=columns, max_report_frequency=20)   # no cross-method "best trial" line: not comparable
     return tune.Tuner(d.fn, tune_config=d.tune_config(search_alg=searcher, scheduler=scheduler,
                                                       num_samples=cfg.search.num_samples * len(cfg.methods)),
-                      run_config=d.run_config([callback, SchedulerState(scheduler)], reporter))
+                      run_config=d.run_config([callback, SchedulerState(scheduler), SearchLedger(searcher)], reporter))
 
 
 def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,

@@ -35,6 +35,9 @@ from lfmlf.search import (
 logger = logging.getLogger(__name__)
 #: The user attribute of a multi-objective study trial that ended without a finite value for these objectives.
 MISSING_OBJECTIVES_ATTR = "lfmlf.missing_objectives"
+#: The user attribute naming the Tune trial an Optuna trial was suggested for (written at ``suggest``), so a
+#: resumed searcher whose snapshot is older than Tune's trial list can find the trial's point again.
+TUNE_TRIAL_ATTR = "lfmlf.tune_trial_id"
 
 
 class ResumableOptunaSearch(OptunaSearch):
@@ -54,6 +57,10 @@ class ResumableOptunaSearch(OptunaSearch):
     - A point Optuna sampled whose Tune trial was never saved (the driver was killed between the two) is
       RUNNING in the study but owned by no Tune trial. The next suggestion reuses it instead of asking for
       a new one, so a resumed study never holds more trials than the budget.
+    - Tune's trial list and this searcher's state are separate files in the experiment snapshot, uploaded one
+      after the other; a driver killed between the two leaves them at different moments. Every suggested
+      Optuna trial carries its Tune trial id (:data:`TUNE_TRIAL_ATTR`), so :meth:`adopt` finds the point of a
+      Tune trial the snapshot does not know, and :meth:`disown` frees the point of one Tune never saved.
     - A study created with one source-set encoding is refused by a space with the other
       (:func:`lfmlf.search.check_study_encoding`), and the inclusion encoding's ``use_<lang>`` study
       parameters are dropped from the trial config (which holds the canonical ``source_set`` either way);
@@ -91,13 +98,16 @@ class ResumableOptunaSearch(OptunaSearch):
         return self._ot_study
 
     def suggest(self, trial_id: str) -> dict | None:
-        if trial_id not in self._ot_trials:
+        new = trial_id not in self._ot_trials
+        if new:
             orphan = self._orphan()
             if orphan is not None:
                 self._ot_trials[trial_id] = orphan
             elif isinstance(self._space, DefineByRun):   # out-of-bounds source sets are drawn again
                 self._ot_trials[trial_id] = ask_feasible(self.study, self._space)
         config = super().suggest(trial_id)
+        if new and trial_id in self._ot_trials:
+            self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ATTR, trial_id)
         study_only = getattr(self._space, "study_only", ())
         return {k: v for k, v in config.items() if k not in study_only} if isinstance(config, dict) else config
 
@@ -109,6 +119,28 @@ class ResumableOptunaSearch(OptunaSearch):
             if frozen._trial_id not in owned and INFEASIBLE_ATTR not in frozen.user_attrs:
                 return optuna.Trial(self.study, frozen._trial_id)
         return None
+
+    def adopt(self, trial_id: str) -> bool:
+        """Called (through :meth:`MethodSearch.reconcile`) for a Tune trial of this method that Tune restored
+        but this searcher's snapshot does not hold: take over the Optuna trial suggested for it, so its
+        reports reach the study and no later suggestion reuses its point. False if the study has none."""
+        if trial_id in self._ot_trials:
+            return True
+        for frozen in self.study.get_trials(deepcopy=False):
+            if frozen.user_attrs.get(TUNE_TRIAL_ATTR) == trial_id:
+                self._ot_trials[trial_id] = optuna.Trial(self.study, frozen._trial_id)
+                return True
+        return False
+
+    def disown(self, trial_id: str) -> bool:
+        """Called (through :meth:`MethodSearch.reconcile`) for a trial this searcher suggested that Tune's
+        restored trial list does not hold: forget it, so its Optuna trial, still RUNNING, is the next
+        suggestion's point (:meth:`_orphan`). A trial Optuna already finished is kept (it ran, and used its
+        budget): returns False then."""
+        if self._finished(trial_id):
+            return False
+        self._ot_trials.pop(trial_id, None)
+        return True
 
     def _finished(self, trial_id: str) -> bool:
         ot = self._ot_trials.get(trial_id)
@@ -212,6 +244,28 @@ class MethodSearch(_PickledState, Searcher):
             self.method_of[trial_id] = method
         return config
 
+    def reconcile(self, tune_trials: Mapping[str, str]) -> None:
+        """Called by :class:`SearchLedger` before Tune asks for new trials, with Tune's trials (id -> method).
+        Outside a resume the two agree. A resumed snapshot can disagree: a trial Tune holds that this
+        searcher does not is counted against its method's budget (and its Optuna trial adopted); one this
+        searcher holds that Tune lost is dropped, so its point runs again as a new trial. Both are logged."""
+        if tune_trials.keys() == self.method_of.keys():
+            return
+        for trial_id, method in tune_trials.items():
+            if trial_id in self.method_of or method not in self.searchers:
+                continue
+            self.method_of[trial_id] = method
+            adopt = getattr(self.searchers[method], "adopt", None)
+            found = adopt(trial_id) if adopt is not None else True
+            logger.warning("trial %s (%s) was in Tune's restored trial list but not in the searcher's snapshot: "
+                           "counted against its budget%s", trial_id, method,
+                           "" if found else "; its Optuna trial was not found, so the study does not learn from it")
+        for trial_id in [t for t in self.method_of if t not in tune_trials]:
+            disown = getattr(self.searchers[self.method_of[trial_id]], "disown", None)
+            if disown is None or disown(trial_id):
+                logger.warning("trial %s (%s) was in the searcher's snapshot but Tune lost it: its point will "
+                               "run again as a new trial", trial_id, self.method_of.pop(trial_id))
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self.method_of:
             self.searchers[self.method_of[trial_id]].on_trial_result(trial_id, result)
@@ -265,6 +319,19 @@ class MethodScheduler(_PickledState, FIFOScheduler):
 
     def debug_string(self) -> str:
         return "\n".join(f"{m}: {s.debug_string()}" for m, s in self.schedulers.items())
+
+
+class SearchLedger(tune.Callback):
+    """Keeps :class:`MethodSearch`'s trials equal to Tune's. Called by Tune: ``on_step_begin`` at every step of
+    the driver's loop, just before Tune asks the searcher for new trials, so after a resume whose snapshot
+    files were written at different moments the budget counts exactly the trials Tune holds
+    (:meth:`MethodSearch.reconcile`)."""
+
+    def __init__(self, searcher: MethodSearch) -> None:
+        self.searcher = searcher
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        self.searcher.reconcile({t.trial_id: t.config.get("method") for t in trials})
 
 
 class SchedulerState(tune.Callback):
