@@ -3,6 +3,7 @@ killed and then resumed. Each starts its own local Ray instance on loopback and 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -121,7 +122,10 @@ def test_a_killed_sweep_resumes_without_duplicate_runs(tmp_path):
         assert sorted(steps) == sorted(set(steps)) == ([30] if stopped else [30, 60])
         for step in steps:
             reached[run.data.params["method"]].setdefault(step // 30, set()).add(run.data.tags["lfmlf.tune_trial_id"])
-    _check_rungs(tmp_path / "run", reached)
+    # a trial that started and ended between Tune's last snapshot and the kill is kept (and counted against
+    # the budget), but the restored rungs cannot have its scores: the resumed driver names each one
+    unseen = set(re.findall(r"trial (\w+) \(\w+\) ran after Tune's last experiment snapshot", _log(tmp_path)))
+    _check_rungs(tmp_path / "run", reached, unseen)
     # the Optuna studies persist next to the MLflow store: one per method, nothing left RUNNING, and
     # every finished MLflow run's Optuna trial number is a COMPLETE trial of its method's study
     import optuna
@@ -147,9 +151,10 @@ def test_a_killed_sweep_resumes_without_duplicate_runs(tmp_path):
         assert all(r.data.tags.get("mlflow.source.git.commit") for r in finished)
 
 
-def _check_rungs(run_dir, reached) -> None:
+def _check_rungs(run_dir, reached, unseen: set[str]) -> None:
     """Every trial that reported at an ASHA milestone is recorded in its method's rung, those from before
-    the kill included: the resumed scheduler kept its state (Tune alone would restore empty rungs)."""
+    the kill included: the resumed scheduler kept its state (Tune alone would restore empty rungs). The
+    ``unseen`` trials ran after the last snapshot: the restored rungs cannot hold them."""
     import pickle
 
     states = sorted((run_dir / "ray" / "sweep").glob("callback-states-*.pkl"))   # by session time, as Tune picks
@@ -161,7 +166,8 @@ def _check_rungs(run_dir, reached) -> None:
     for method, asha in schedulers.items():
         for rung in asha._brackets[0]._rungs:
             milestone, recorded = rung[0], rung[1]
-            assert set(recorded) == reached[method].get(milestone, set()), (method, milestone, recorded, reached)
+            expected = reached[method].get(milestone, set())
+            assert set(recorded) - unseen == expected - unseen, (method, milestone, recorded, reached, unseen)
 
 
 def test_starting_a_sweep_twice_without_resume_is_refused(tmp_path):

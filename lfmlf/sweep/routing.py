@@ -142,6 +142,24 @@ class ResumableOptunaSearch(OptunaSearch):
         self._ot_trials.pop(trial_id, None)
         return True
 
+    def used(self) -> int:
+        """Called by :meth:`MethodSearch.started` before each new suggestion: the trials of the study that
+        count against the method's budget. The study is written as trials start and end, so it is ahead of
+        any snapshot Tune restores (a trial that started and ended between two experiment snapshots is
+        known only here). Every trial counts except a draw rejected for its source-set size and an orphan
+        (RUNNING, owned by no Tune trial: the next suggestion's point, :meth:`_orphan`)."""
+        owned = {t._trial_id for t in self._ot_trials.values()}
+        return sum(1 for frozen in self.study.get_trials(deepcopy=False)
+                   if INFEASIBLE_ATTR not in frozen.user_attrs and frozen.state != TrialState.WAITING
+                   and (frozen.state != TrialState.RUNNING or frozen._trial_id in owned))
+
+    def ran_unseen(self, tune_trials: set[str]) -> list[str]:
+        """Called once when a sweep resumes: the Tune trials this study saw end that Tune's restored trial list
+        does not hold (they started and ended between Tune's last experiment snapshot and the kill). Their
+        runs are whole in MLflow and the study, and count against the budget (:meth:`used`)."""
+        return [str(frozen.user_attrs[TUNE_TRIAL_ATTR]) for frozen in self.study.get_trials(deepcopy=False)
+                if frozen.state.is_finished() and frozen.user_attrs.get(TUNE_TRIAL_ATTR) not in (None, *tune_trials)]
+
     def _finished(self, trial_id: str) -> bool:
         ot = self._ot_trials.get(trial_id)
         return ot is not None and trial_finished(self.study, ot)
@@ -223,10 +241,15 @@ class MethodSearch(_PickledState, Searcher):
         return True   # every study was built with its metric, mode and space
 
     def started(self) -> dict[str, int]:
-        """method -> trials suggested so far."""
+        """method -> trials started so far: what its study holds (``used``, which knows trials a restored
+        snapshot missed), else the trials this searcher suggested."""
         counts = dict.fromkeys(self.searchers, 0)
         for method in self.method_of.values():
             counts[method] += 1
+        for method, searcher in self.searchers.items():
+            used = getattr(searcher, "used", None)
+            if used is not None:
+                counts[method] = used()
         return counts
 
     # Searcher.suggest is annotated Optional[Dict], but its docstring and Tune's caller take Searcher.FINISHED
@@ -329,9 +352,18 @@ class SearchLedger(tune.Callback):
 
     def __init__(self, searcher: MethodSearch) -> None:
         self.searcher = searcher
+        self.first_step = True   # not in Tune's callback state: True again in the Tuner a resume restores
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        self.searcher.reconcile({t.trial_id: t.config.get("method") for t in trials})
+        tune_trials = {t.trial_id: t.config.get("method") for t in trials}
+        if self.first_step:
+            self.first_step = False
+            for method, searcher in self.searcher.searchers.items():
+                for trial_id in getattr(searcher, "ran_unseen", lambda _: [])(set(tune_trials)):
+                    logger.warning("trial %s (%s) ran after Tune's last experiment snapshot: its MLflow run and "
+                                   "Optuna trial are kept and count against the budget, but the restored ASHA "
+                                   "rungs lack its scores", trial_id, method)
+        self.searcher.reconcile(tune_trials)
 
 
 class SchedulerState(tune.Callback):
