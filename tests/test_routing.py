@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("ray.tune")
 
 from ray.tune.schedulers import TrialScheduler
-from ray.tune.search import Searcher
+from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from lfmlf.sweep.routing import MethodScheduler, MethodSearch, SearchLedger
 
@@ -99,6 +99,28 @@ def test_the_ledger_makes_the_budget_count_the_trials_tune_holds():
     assert search.suggest("f") == Searcher.FINISHED
     search.on_trial_result("d", {"m": 0.9})          # d's reports reach its method's study
     assert search.searchers["lfmlf"].results == [("d", 0.9)]
+
+
+def test_the_ledger_mends_the_concurrency_limit_a_resume_restored():
+    """The limiter's file says 'lost' is running (Tune lost it) and does not know 'b' (Tune will run it): left
+    so, 'lost' would hold one of the 2 slots for good and b's end would never reach its study."""
+    search = _search(budget=3, methods=("mlf", "lfmlf"))
+    limiter = ConcurrencyLimiter(search, max_concurrent=2)
+    for t in ("a", "b"):
+        search.suggest(t)
+    limiter.live_trials, limiter.num_unfinished_live_trials = {"lost"}, 1
+    trials = [SimpleNamespace(trial_id="a", status="TERMINATED", config={"method": "mlf"}),
+              SimpleNamespace(trial_id="b", status="PENDING", config={"method": "lfmlf"})]
+    ledger = SearchLedger(search, limiter)
+    ledger.on_step_begin(0, trials)
+    assert limiter.live_trials == {"b"}
+    assert limiter.suggest("c")["method"] == "mlf"     # the second slot is free again
+    assert limiter.suggest("d") is None                # and then both are taken
+    limiter.on_trial_complete("b", {"m": 0.4})
+    assert search.searchers["lfmlf"].completed == [("b", False)]   # b's end reached its study
+    limiter.live_trials = {"x"}
+    ledger.on_step_begin(1, trials)                    # only the first step after a (re)start mends
+    assert limiter.live_trials == {"x"}
 
 
 class FakeScheduler(TrialScheduler):

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
 
 from lfmlf.config import SweepConfig
 from lfmlf.errors import SweepError
@@ -164,8 +165,11 @@ class _Driver:
                                         self.resume, role=role)
 
     def tune_config(self, **kw: Any) -> tune.TuneConfig:
-        return tune.TuneConfig(max_concurrent_trials=self.cfg.search.max_concurrent, reuse_actors=True,
-                               trial_name_creator=_trial_name, trial_dirname_creator=_trial_name, **kw)
+        """Tune's settings; ``max_concurrent_trials`` is ``search.max_concurrent`` unless ``kw`` sets it (a
+        sweep passes its own ``ConcurrencyLimiter`` and None here)."""
+        kw.setdefault("max_concurrent_trials", self.cfg.search.max_concurrent)
+        return tune.TuneConfig(reuse_actors=True, trial_name_creator=_trial_name, trial_dirname_creator=_trial_name,
+                               **kw)
 
     def run_config(self, callbacks: list, reporter: Any) -> tune.RunConfig:
         return tune.RunConfig(name=self.experiment, storage_path=self.storage.uri("ray"), callbacks=callbacks,
@@ -225,6 +229,8 @@ def _sweep_tuner(d: _Driver, cfg: SweepConfig, parent: str, optuna_url: str, stu
                               if asha else FIFOScheduler())
         columns += [k for k in ("lr", "slack", "source_set") if k in space.space and k not in columns]
     searcher = MethodSearch(searchers, cfg.search.num_samples, metric, mode)
+    # the limit Tune would build from max_concurrent_trials, built here so SearchLedger can mend it on resume
+    limiter = ConcurrencyLimiter(searcher, max_concurrent=cfg.search.max_concurrent)
     scheduler = MethodScheduler(schedulers)
     callback = TrackingCallback(d.uri, cfg.tracking.experiment, parent, d.specs, searcher, lineage_tags(cfg))
     m = TASKS[cfg.task.name].metric
@@ -232,9 +238,11 @@ def _sweep_tuner(d: _Driver, cfg: SweepConfig, parent: str, optuna_url: str, stu
         metric_columns={"step": "step", f"source/{m}/avg": "source", f"zero_shot/{m}/avg": "zero-shot",
                         metric: "best source"},
         parameter_columns=columns, max_report_frequency=20)   # no cross-method "best trial" line: not comparable
-    return tune.Tuner(d.fn, tune_config=d.tune_config(search_alg=searcher, scheduler=scheduler,
-                                                      num_samples=cfg.search.num_samples * len(cfg.methods)),
-                      run_config=d.run_config([callback, SchedulerState(scheduler), SearchLedger(searcher)], reporter))
+    return tune.Tuner(d.fn, tune_config=d.tune_config(search_alg=limiter, scheduler=scheduler,
+                                                      num_samples=cfg.search.num_samples * len(cfg.methods),
+                                                      max_concurrent_trials=None),
+                      run_config=d.run_config([callback, SchedulerState(scheduler), SearchLedger(searcher, limiter)],
+                                              reporter))
 
 
 def run(cfg: SweepConfig, *, resume: bool = False, address: str | None = None,

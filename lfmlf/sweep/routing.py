@@ -19,8 +19,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 from ray import tune
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
-from ray.tune.search import Searcher
+from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from lfmlf.search import (
@@ -345,19 +346,28 @@ class MethodScheduler(_PickledState, FIFOScheduler):
 
 
 class SearchLedger(tune.Callback):
-    """Keeps :class:`MethodSearch`'s trials equal to Tune's. Called by Tune: ``on_step_begin`` at every step of
-    the driver's loop, just before Tune asks the searcher for new trials, so after a resume whose snapshot
-    files were written at different moments the budget counts exactly the trials Tune holds
-    (:meth:`MethodSearch.reconcile`)."""
+    """Keeps :class:`MethodSearch`'s trials, and the concurrency limit's, equal to Tune's. Called by Tune:
+    ``on_step_begin`` at every step of the driver's loop, just before Tune asks the searcher for new trials,
+    so after a resume whose snapshot files were written at different moments the budget counts exactly the
+    trials Tune holds (:meth:`MethodSearch.reconcile`), and the limit counts exactly the trials Tune will run
+    (Ray's ``ConcurrencyLimiter`` restores its live trials from its own file: one that Tune lost would hold
+    a slot for good, and one it does not know would never be passed on to the study when it ends)."""
 
-    def __init__(self, searcher: MethodSearch) -> None:
-        self.searcher = searcher
+    def __init__(self, searcher: MethodSearch, limiter: ConcurrencyLimiter | None = None) -> None:
+        self.searcher, self.limiter = searcher, limiter
         self.first_step = True   # not in Tune's callback state: True again in the Tuner a resume restores
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         tune_trials = {t.trial_id: t.config.get("method") for t in trials}
         if self.first_step:
             self.first_step = False
+            if self.limiter is not None:
+                live = {t.trial_id for t in trials if t.status not in (Trial.TERMINATED, Trial.ERROR)}
+                if live != self.limiter.live_trials:
+                    logger.warning("the concurrency limit's restored live trials (%s) differ from the trials Tune "
+                                   "will run (%s): set to Tune's", sorted(self.limiter.live_trials), sorted(live))
+                    self.limiter.live_trials = live
+                    self.limiter.num_unfinished_live_trials = len(live)
             for method, searcher in self.searcher.searchers.items():
                 for trial_id in getattr(searcher, "ran_unseen", lambda _: [])(set(tune_trials)):
                     logger.warning("trial %s (%s) ran after Tune's last experiment snapshot: its MLflow run and "
