@@ -63,7 +63,7 @@ class TrackingCallback(tune.Callback):
             self._link_optuna(trial.trial_id, run_id)
         if trial.trial_id not in self._logged:
             self._logged[trial.trial_id] = self.tracker.last_step(run_id)
-        self._started[trial.trial_id] = time.time()   # Tune asked for the trial's actor now
+        self._started[trial.trial_id] = time.time()   # Tune calls this once the trial's actor is up
         if trial.trial_id not in self._nodes:   # a resumed driver keeps the nodes the trial already ran on
             self._nodes[trial.trial_id] = [n for n in self.tracker.tag(run_id, "lfmlf.nodes").split(",") if n]
 
@@ -79,8 +79,9 @@ class TrackingCallback(tune.Callback):
             return
         started = self._started.pop(trial.trial_id, None)
         if started is not None and isinstance(result.get("perf/wall_s"), float):
-            # the trial's first result since Tune started it: what the loop did not see of its start-up (the Ray
-            # actor's start and imports, the checkpoint read on a resume) is the rest of the time since then
+            # the trial's first result since Tune started it: what the loop did not see of its start-up (the
+            # trainable's set-up and imports, the checkpoint read on a resume) is the rest of the time since then.
+            # The actor process's own creation comes before Tune's on_trial_start and is not in it
             result = {**result, "perf/actor_start_s": max(0.0, time.time() - started - result["perf/wall_s"])}
         record_evaluation(self.tracker, run_id, result, step)
         self._logged[trial.trial_id] = step
