@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import pickle
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -114,7 +115,7 @@ class ResumableOptunaSearch(OptunaSearch):
 
     def _orphan(self) -> Any:
         """The oldest trial the study holds RUNNING that no Tune trial of this searcher owns, or None."""
-        owned = {t._trial_id for t in self._ot_trials.values()}
+        owned = self._owned()
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             # a draw rejected for its source-set size whose end the killed driver did not write is no orphan
             if frozen._trial_id not in owned and INFEASIBLE_ATTR not in frozen.user_attrs:
@@ -149,7 +150,7 @@ class ResumableOptunaSearch(OptunaSearch):
         any snapshot Tune restores (a trial that started and ended between two experiment snapshots is
         known only here). Every trial counts except a draw rejected for its source-set size and an orphan
         (RUNNING, owned by no Tune trial: the next suggestion's point, :meth:`_orphan`)."""
-        owned = {t._trial_id for t in self._ot_trials.values()}
+        owned = self._owned()
         return sum(1 for frozen in self.study.get_trials(deepcopy=False)
                    if INFEASIBLE_ATTR not in frozen.user_attrs and frozen.state != TrialState.WAITING
                    and (frozen.state != TrialState.RUNNING or frozen._trial_id in owned))
@@ -160,6 +161,10 @@ class ResumableOptunaSearch(OptunaSearch):
         runs are whole in MLflow and the study, and count against the budget (:meth:`used`)."""
         return [str(frozen.user_attrs[TUNE_TRIAL_ATTR]) for frozen in self.study.get_trials(deepcopy=False)
                 if frozen.state.is_finished() and frozen.user_attrs.get(TUNE_TRIAL_ATTR) not in (None, *tune_trials)]
+
+    def _owned(self) -> set[int]:
+        """The study's ids of the Optuna trials a Tune trial of this searcher holds."""
+        return {t._trial_id for t in self._ot_trials.values()}
 
     def _finished(self, trial_id: str) -> bool:
         ot = self._ot_trials.get(trial_id)
@@ -244,14 +249,9 @@ class MethodSearch(_PickledState, Searcher):
     def started(self) -> dict[str, int]:
         """method -> trials started so far: what its study holds (``used``, which knows trials a restored
         snapshot missed), else the trials this searcher suggested."""
-        counts = dict.fromkeys(self.searchers, 0)
-        for method in self.method_of.values():
-            counts[method] += 1
-        for method, searcher in self.searchers.items():
-            used = getattr(searcher, "used", None)
-            if used is not None:
-                counts[method] = used()
-        return counts
+        suggested = Counter(self.method_of.values())
+        return {method: searcher.used() if hasattr(searcher, "used") else suggested[method]
+                for method, searcher in self.searchers.items()}
 
     # Searcher.suggest is annotated Optional[Dict], but its docstring and Tune's caller take Searcher.FINISHED
     # (a str) as well, which is how a search says it is done
